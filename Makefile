@@ -1,0 +1,41 @@
+# Two entry points (see README): `make run` starts the app, `make test` runs every test.
+# Both create .venv and install what they need on a fresh machine.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8501
+
+.PHONY: run test demo bench browser
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+# Debian's chromium for the real-browser test (Playwright cannot download its own browser here).
+browser:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+run: $(VENV)/.runtime
+	$(BIN)/streamlit run app.py --server.port $(PORT)
+
+test: $(VENV)/.dev browser
+	$(BIN)/python -m pytest -q tests
+
+# The command line on a sample (writes out/demo.png and out/demo.gif).
+demo: $(VENV)/.runtime
+	mkdir -p out
+	$(BIN)/python -m nst_core samples/content/chelsea.png samples/styles/starry_night.jpg \
+	  --output out/demo.png --gif out/demo.gif --metrics out/demo.json
+
+bench: $(VENV)/.dev
+	$(BIN)/python benchmarks/bench_engine.py

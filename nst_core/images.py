@@ -1,0 +1,148 @@
+"""Safe image decoding, resizing, tensor <-> PIL conversion and colour handling.
+
+Tensors are RGB floats in [0, 1], shape (1, 3, H, W), everywhere in the core.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, PngImagePlugin
+from torch import Tensor
+
+from .errors import ImageLoadError
+
+MAX_PIXELS = 40_000_000  # decoded pixels accepted (stops decompression bombs before decoding)
+MIN_SIDE = 16  # smaller images are refused: VGG19's five poolings leave nothing of them
+
+
+def load_image(source: bytes | str | Path, max_pixels: int = MAX_PIXELS, name: str | None = None) -> Image.Image:
+    """Decode an image from bytes or a path into an RGB PIL image, or raise ImageLoadError (one line).
+
+    EXIF orientation is applied; palette, alpha (composited over white), CMYK, grayscale and 16-bit
+    images become 8-bit RGB; an animated image gives its first frame.
+    """
+    label = name or (Path(source).name if isinstance(source, (str, Path)) else "the image")
+    if isinstance(source, (str, Path)):
+        try:
+            data = Path(source).read_bytes()
+        except OSError as e:
+            raise ImageLoadError(f"cannot read {source}: {e.strerror or e}") from None
+    else:
+        data = bytes(source)
+    if not data:
+        raise ImageLoadError(f"{label} is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))  # reads the header only
+            w, h = im.size
+            if w * h > max_pixels:
+                raise ImageLoadError(
+                    f"{label} is {w}x{h} pixels ({w * h / 1e6:.0f} megapixels); the limit is {max_pixels / 1e6:.0f} megapixels"
+                )
+            im.seek(0)  # first frame of an animation
+            im.load()
+            im = ImageOps.exif_transpose(im)
+    except ImageLoadError:
+        raise
+    except Image.DecompressionBombError:
+        raise ImageLoadError(f"{label} is too large to decode safely (limit {max_pixels / 1e6:.0f} megapixels)") from None
+    except Image.UnidentifiedImageError:
+        raise ImageLoadError(f"{label} is not an image Pillow can read (JPEG, PNG, WebP, GIF, BMP, TIFF...)") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as e:
+        raise ImageLoadError(f"{label} is damaged or truncated: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    rgb = to_rgb(im)
+    if min(rgb.size) < MIN_SIDE:
+        raise ImageLoadError(f"{label} is {rgb.width}x{rgb.height} pixels; each side must be at least {MIN_SIDE}")
+    return rgb
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Any Pillow mode -> 8-bit RGB; transparency is composited over white."""
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        hi = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
+        im = Image.fromarray(np.clip(a / hi * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if im.mode == "P":
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        im = im.convert("RGBA")
+        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(white, im)
+    return im.convert("RGB")
+
+
+def fit(im: Image.Image, longest: int) -> Image.Image:
+    """Resize so the longest side is `longest` (up or down), keeping the aspect ratio."""
+    w, h = im.size
+    scale = longest / max(w, h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    if min(nw, nh) < MIN_SIDE:
+        raise ImageLoadError(
+            f"at {longest} px the image would be {nw}x{nh}; its short side must be at least {MIN_SIDE} px "
+            "(use a larger size or a less elongated image)"
+        )
+    if (nw, nh) == (w, h):
+        return im
+    return im.resize((nw, nh), Image.Resampling.LANCZOS)
+
+
+def to_tensor(im: Image.Image, device: torch.device | str = "cpu") -> Tensor:
+    a = torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.uint8).copy())
+    return (a.permute(2, 0, 1).float() / 255.0).unsqueeze(0).contiguous().to(device)
+
+
+def to_pil(x: Tensor) -> Image.Image:
+    a = x.detach()[0].float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(a, "RGB")
+
+
+# YIQ, the colour space Gatys et al. use in "Preserving Color in Neural Artistic Style Transfer" (2016).
+_RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ2RGB = torch.linalg.inv(_RGB2YIQ)
+
+
+def rgb_to_yiq(x: Tensor) -> Tensor:
+    return torch.einsum("ij,bjhw->bihw", _RGB2YIQ.to(x), x)
+
+
+def yiq_to_rgb(x: Tensor) -> Tensor:
+    return torch.einsum("ij,bjhw->bihw", _YIQ2RGB.to(x), x)
+
+
+def luminance(x: Tensor, like: Tensor | None = None) -> Tensor:
+    """Grey RGB image of x's luminance; with `like`, its mean and spread matched to like's luminance."""
+    y = rgb_to_yiq(x)[:, :1]
+    if like is not None:
+        ly = rgb_to_yiq(like)[:, :1]
+        y = (y - y.mean()) / (y.std() + 1e-6) * ly.std() + ly.mean()
+    return y.clamp(0, 1).expand(-1, 3, -1, -1).contiguous()
+
+
+def with_colors_of(gray: Tensor, colors: Tensor) -> Tensor:
+    """Luminance of `gray` with the chrominance (I, Q) of `colors` (same size)."""
+    yiq = rgb_to_yiq(colors)
+    yiq = torch.cat([rgb_to_yiq(gray)[:, :1], yiq[:, 1:]], dim=1)
+    return yiq_to_rgb(yiq).clamp(0, 1)
+
+
+def png_bytes(im: Image.Image, metadata: dict | None = None) -> bytes:
+    """PNG with the run's settings (and anything else) as JSON in a text chunk named 'nst'."""
+    info = PngImagePlugin.PngInfo()
+    if metadata:
+        info.add_text("nst", json.dumps(metadata, sort_keys=True))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", pnginfo=info)
+    return buf.getvalue()
+
+
+def png_metadata(data: bytes) -> dict:
+    """Read back what png_bytes embedded."""
+    with Image.open(io.BytesIO(data)) as im:
+        return json.loads(im.text.get("nst", "{}"))

