@@ -1,0 +1,354 @@
+"""Neural Style Studio: pick a photo and a painting, tune, watch it paint, download the picture and the GIF.
+
+Widgets -> Settings -> a job on the shared runner (nst_core.jobs) -> a live view that polls it.
+The run lives in the runner, not in this script, so moving a slider or reconnecting does not kill it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import pandas as pd
+import streamlit as st
+from PIL import Image
+
+from nst_core import Settings, png_bytes
+from nst_core.animation import make_gif
+from nst_core.backbone import LAYERS
+from nst_core.jobs import DONE, QUEUED, RUNNING, Job
+from nst_core.settings import PRESETS
+from nst_core.transfer import stylize
+from studio import SAMPLES, engine, engine_caption, fmt_seconds, image_picker, queue_status
+
+D = Settings()
+GALLERY_SIZE = 6
+RELU_LAYERS = [n for n in LAYERS if n.startswith("relu")]
+W = "w_"  # prefix of the widget keys that mirror Settings fields
+
+st.set_page_config(page_title="Neural Style Studio", page_icon="🎨", layout="wide")
+
+
+# ---------------------------------------------------------------- settings
+
+
+def _widget_values(s: Settings, limits, device_type: str) -> dict:
+    return {
+        "preset": next((k for k, v in PRESETS.items() if v == s), "balanced"),
+        "style_log": round(math.log10(max(s.style_weight, 1e-3)), 1),
+        "content_weight": s.content_weight,
+        "tv_weight": s.tv_weight,
+        "iterations": min(s.iterations, limits.max_iterations),
+        "size": min(s.size, limits.max_size(device_type)),
+        "content_layer": s.content_layers[0],
+        "style_layers": list(s.style_layers),
+        "optimizer": s.optimizer,
+        "lr": s.lr,
+        "init": s.init,
+        "seed": s.seed,
+        "pooling": s.pooling,
+        "preserve_colors": s.preserve_colors,
+        "style_scale": s.style_scale,
+        "scales": s.scales,
+        "blend": 0.5,
+        **{f"lw_{l}": 1.0 for l in RELU_LAYERS},
+        **{f"lw_{l}": w for l, w in zip(s.style_layers, s.style_layer_weights)},
+    }
+
+
+def _query_settings() -> Settings:
+    """Settings() with any field given in the URL (?size=256&iterations=40): shareable classroom links."""
+    fields = {k: v for k, v in Settings().to_dict().items()}
+    changes = {}
+    for key, raw in st.query_params.items():
+        if key in fields:
+            default = fields[key]
+            try:
+                if isinstance(default, bool):
+                    changes[key] = raw.lower() in ("1", "true", "yes")
+                elif isinstance(default, list):
+                    changes[key] = tuple(v for v in raw.split(",") if v)
+                else:
+                    changes[key] = type(default)(raw)
+            except ValueError:
+                st.warning(f"Ignoring {key}={raw!r} from the address: not a valid value.")
+    try:
+        return Settings().replace(**changes)
+    except ValueError as e:
+        st.warning(f"Ignoring the settings in the address: {e}")
+        return Settings()
+
+
+def _apply(values: dict) -> None:
+    for k, v in values.items():
+        st.session_state[W + k] = v
+
+
+def _on_preset() -> None:
+    eng = engine()
+    _apply({k: v for k, v in _widget_values(PRESETS[st.session_state[W + "preset"]], eng.limits,
+                                            eng.device_type).items() if k != "preset"})  # fmt: skip
+
+
+def _on_optimizer() -> None:
+    st.session_state[W + "lr"] = 1.0 if st.session_state[W + "optimizer"] == "lbfgs" else 0.02
+
+
+def settings_ui(limits, device_type: str) -> Settings | None:
+    """The sidebar controls; returns the Settings they describe (or None with an error shown)."""
+    if W + "size" not in st.session_state:
+        _apply(_widget_values(_query_settings(), limits, device_type))
+    k = lambda name: W + name  # noqa: E731
+    st.selectbox("Preset", list(PRESETS), key=k("preset"), on_change=_on_preset,
+                 help="Named starting points. Pick one, then adjust the sliders below.")  # fmt: skip
+    st.slider("Style strength", -1.0, 4.0, step=0.1, key=k("style_log"), format="10^%.1f",
+              help="How strongly the painting's textures take over (logarithmic: each step of 1 is 10x). "
+                   "It means the same at any picture size.")  # fmt: skip
+    st.slider("Content weight", 0.0, 5.0, step=0.1, key=k("content_weight"),
+              help="How closely the shapes of the photo are kept. 0 keeps only the painting's textures.")  # fmt: skip
+    st.slider("Smoothness", 0.0, 20.0, step=0.5, key=k("tv_weight"),
+              help="Removes speckle and high-frequency noise; too much looks blurry.")  # fmt: skip
+    st.slider("Iterations", 10, limits.max_iterations, step=10, key=k("iterations"),
+              help="How long to optimise. Most of the change happens in the first hundred.")  # fmt: skip
+    st.slider("Output size (longest side, px)", 64, limits.max_size(device_type), step=32, key=k("size"),
+              help="Bigger pictures take longer: twice the size is about four times the time.")  # fmt: skip
+    with st.expander("Advanced"):
+        st.selectbox("Content layer", RELU_LAYERS, key=k("content_layer"),
+                     help="Where in the network the photo is compared. Deeper layers keep the layout, not the pixels.")  # fmt: skip
+        st.multiselect("Style layers", RELU_LAYERS, key=k("style_layers"),
+                       help="Where the painting's textures are measured. Early layers: fine brush marks; "
+                            "deep layers: larger patterns.")  # fmt: skip
+        layers = st.session_state[k("style_layers")]
+        if layers:
+            st.caption("Weight of each style layer")
+            cols = st.columns(min(3, len(layers)))
+            for i, layer in enumerate(layers):
+                cols[i % len(cols)].number_input(layer, 0.0, 10.0, step=0.1, key=k(f"lw_{layer}"),
+                                                 help=f"Relative weight of {layer} in the style loss.")  # fmt: skip
+        st.radio("Optimiser", ["lbfgs", "adam"], key=k("optimizer"), horizontal=True, on_change=_on_optimizer,
+                 help="L-BFGS converges in fewer steps; Adam is steadier and uses less memory.")  # fmt: skip
+        st.number_input("Step size", 0.001, 10.0, key=k("lr"), format="%.3f",
+                        help="1 for L-BFGS; about 0.02 for Adam.")  # fmt: skip
+        st.selectbox("Start from", ["content", "noise", "style"], key=k("init"),
+                     help="The picture the optimisation starts from. Noise shows the method most clearly.")  # fmt: skip
+        st.number_input("Seed", 0, 2**31 - 1, step=1, key=k("seed"),
+                        help="Same seed and settings give the same picture (on the CPU).")  # fmt: skip
+        st.radio("Pooling", ["max", "avg"], key=k("pooling"), horizontal=True,
+                 help="Average pooling (as in the paper) gives slightly smoother results.")  # fmt: skip
+        st.checkbox("Keep the photo's colours", key=k("preserve_colors"),
+                    help="Transfer only brightness patterns; the colours stay those of the photo.")  # fmt: skip
+        st.slider("Style scale", 0.25, 2.0, step=0.05, key=k("style_scale"),
+                  help="Size of the painting relative to the output: smaller gives finer brush strokes.")  # fmt: skip
+        st.slider("Coarse-to-fine levels", 1, 4, key=k("scales"),
+                  help="Start small and double the size each level: much faster on a CPU.")  # fmt: skip
+    v = {name: st.session_state[W + name] for name in _widget_values(D, limits, device_type)}
+    iterations = int(v["iterations"])
+    try:
+        return Settings(
+            size=int(v["size"]), iterations=iterations, content_weight=float(v["content_weight"]),
+            style_weight=float(f"{10 ** v['style_log']:.4g}"), tv_weight=float(v["tv_weight"]),
+            content_layers=(v["content_layer"],), style_layers=tuple(layers),
+            style_layer_weights=tuple(float(v[f"lw_{l}"]) for l in layers), optimizer=v["optimizer"],
+            lr=float(v["lr"]), init=v["init"], seed=int(v["seed"]), pooling=v["pooling"],
+            preserve_colors=bool(v["preserve_colors"]), style_scale=float(v["style_scale"]), scales=int(v["scales"]),
+            preview_every=max(1, iterations // 40),
+        )  # fmt: skip
+    except ValueError as e:
+        st.error(f"These settings cannot run: {e}")
+        return None
+
+
+# ---------------------------------------------------------------- running
+
+
+def start_run(settings: Settings, content: Image.Image, styles: list[Image.Image], labels: list[str]) -> None:
+    eng = engine()
+    backbone = eng.backbone
+    job = eng.runner.submit(lambda: stylize(content, styles, settings, backbone), label=" + ".join(labels))
+    st.session_state.job = job
+    st.session_state.job_meta = {"settings": settings, "content": content, "styles": styles, "labels": labels,
+                                 "aspect": min(content.size) / max(content.size)}  # fmt: skip
+
+
+def loss_chart(history: list[dict]) -> None:
+    if len(history) > 1:
+        df = pd.DataFrame(history).set_index("step")[["content", "style", "total"]]
+        st.line_chart(df, height=220, x_label="step", y_label="loss")
+
+
+def live_view() -> None:
+    """Polled every second while a run is queued or running (an st.fragment)."""
+    eng, job = engine(), st.session_state.get("job")
+    if job is None:
+        return
+    job.heartbeat()
+    state, latest, image, history = job.snapshot()
+    if state == QUEUED:
+        st.info(queue_status(eng, job) or "Starting...")
+    elif state == RUNNING and latest is not None:
+        left = latest.elapsed / latest.step * (latest.total - latest.step)
+        st.progress(latest.step / latest.total,
+                    text=f"Step {latest.step} of {latest.total} · {latest.size[0]}x{latest.size[1]} px · "
+                         f"{fmt_seconds(latest.elapsed)} elapsed · about {fmt_seconds(left)} left")  # fmt: skip
+    elif state == RUNNING:
+        st.progress(0.0, text="Computing the targets...")
+    if state in (QUEUED, RUNNING) and st.button("⏹ Stop", key="stop", help="Stop now and keep the picture so far."):
+        job.cancel("stopped by you")
+    cols = st.columns([3, 2])
+    if image is not None:
+        cols[0].image(image, caption=f"Step {latest.step}" if latest else None, width=min(560, image.width * 2))
+    with cols[1]:
+        loss_chart(history)
+    if not job.active:
+        finish(job)
+        st.rerun()
+
+
+def finish(job: Job) -> None:
+    """Turn a finished job into the session's result (once), and keep a copy in the gallery."""
+    meta = st.session_state.pop("job_meta")
+    st.session_state.job = None
+    if not job.finished_ok:
+        st.session_state.run_message = ("error", f"The run failed: {job.reason}" if job.reason else "The run stopped before its first picture.")  # fmt: skip
+        return
+    eng, s = engine(), meta["settings"]
+    frames = job.final_frames()
+    last = frames[-1]
+    info = {"settings": s.to_dict(), "weights": eng.backbone.source, "steps": last.step,
+            "seconds": round(last.elapsed, 1), "device": engine_caption(eng)}  # fmt: skip
+    with st.spinner("Making the GIF..."):
+        gif = make_gif([f.image for f in frames])
+    result = {
+        "image": last.image, "png": png_bytes(last.image, info), "gif": gif, "frames": frames,
+        "settings_json": json.dumps(info, indent=2), "content": meta["content"], "styles": meta["styles"],
+        "label": meta["labels"][0] + " × " + " + ".join(meta["labels"][1:]), "history": list(job.history),
+        "info": info, "stopped": job.state != DONE, "reason": job.reason,
+    }  # fmt: skip
+    st.session_state.result = result
+    if job.state == DONE:
+        eng.cost.learn(s, meta["aspect"], last.elapsed, last.step)
+        st.session_state.run_message = ("success", f"Done: {last.step} steps in {fmt_seconds(last.elapsed)}.")
+    else:
+        st.session_state.run_message = ("warning", f"Run {job.reason} at step {last.step} of {last.total}; the picture so far is kept.")  # fmt: skip
+    gallery = st.session_state.setdefault("gallery", [])
+    thumb = last.image.copy()
+    thumb.thumbnail((240, 240))
+    gallery.insert(0, {"thumb": thumb, "png": result["png"], "gif": gif, "label": result["label"],
+                       "id": f"{time.time():.3f}"})  # fmt: skip
+    del gallery[GALLERY_SIZE:]  # older results (and their media) are released
+
+
+# ---------------------------------------------------------------- results
+
+
+def before_after(content: Image.Image, result: Image.Image, split: int) -> Image.Image:
+    """The photo on the left of the split, the result on the right."""
+    before = content.resize(result.size, Image.Resampling.LANCZOS)
+    out = result.copy()
+    x = round(result.width * split / 100)
+    out.paste(before.crop((0, 0, x, result.height)), (0, 0))
+    if 0 < x < result.width:
+        out.paste((255, 255, 255), (max(0, x - 1), 0, x + 1, result.height))
+    return out
+
+
+def results_view(r: dict) -> None:
+    st.subheader("Result" + (" (stopped early)" if r["stopped"] else ""))
+    c1, c2, c3 = st.columns(3)
+    c1.image(r["content"], caption="Photo")
+    c2.image(r["styles"][0], caption="Painting" if len(r["styles"]) == 1 else "Paintings (first)")
+    c3.image(r["image"], caption=f"Result after {r['info']['steps']} steps")
+    d1, d2, d3 = st.columns(3)
+    d1.download_button("⬇ Picture (PNG)", r["png"], "style-transfer.png", "image/png", key="dl_png",
+                       help="The settings are stored inside the PNG.")  # fmt: skip
+    d2.download_button("⬇ Animation (GIF)", r["gif"], "style-transfer.gif", "image/gif", key="dl_gif",
+                       help="Every saved step of the optimisation, looping.")  # fmt: skip
+    d3.download_button("⬇ Settings (JSON)", r["settings_json"], "settings.json", "application/json", key="dl_json")
+    tab1, tab2, tab3 = st.tabs(["Before / after", "Every saved step", "Losses"])
+    with tab1:
+        split = st.slider("Photo ⟷ result", 0, 100, 50, key="split", help="Drag to wipe between the photo and the result.")
+        st.image(before_after(r["content"], r["image"], split), width=min(720, r["image"].width * 2))
+    with tab2:
+        frames = r["frames"]
+        i = st.select_slider("Step", options=list(range(len(frames))), value=len(frames) - 1, key="scrub",
+                             format_func=lambda j: str(frames[j].step),
+                             help="Earlier steps are sometimes the more striking picture.")  # fmt: skip
+        f = frames[i]
+        st.image(f.image, caption=f"Step {f.step} of {f.total} ({f.size[0]}x{f.size[1]})", width=min(720, f.image.width * 2))
+        st.download_button(f"⬇ This step as PNG (step {f.step})", png_bytes(f.image, {**r["info"], "steps": f.step}),
+                           f"style-transfer-step{f.step}.png", "image/png", key="dl_frame")  # fmt: skip
+    with tab3:
+        loss_chart(r["history"])
+        st.caption("Content loss: how far the picture's deep features are from the photo's. Style loss: how far "
+                   "its texture statistics (Gram matrices) are from the painting's. Both are relative errors.")  # fmt: skip
+
+
+def gallery_view() -> None:
+    gallery = st.session_state.get("gallery", [])
+    if len(gallery) < 2:
+        return
+    st.subheader("This session's pictures")
+    cols = st.columns(GALLERY_SIZE)
+    for col, g in zip(cols, gallery):
+        col.image(g["thumb"], caption=g["label"])
+        col.download_button("PNG", g["png"], "style-transfer.png", "image/png", key=f"g_png_{g['id']}")
+        col.download_button("GIF", g["gif"], "style-transfer.gif", "image/gif", key=f"g_gif_{g['id']}")
+
+
+# ---------------------------------------------------------------- page
+
+
+def main() -> None:
+    eng = engine()
+    st.title("🎨 Neural Style Studio")
+    st.caption("Paint a photo in the style of a painting, live. The method: Gatys, Ecker & Bethge (2015), "
+               "on a VGG19 network trained on ImageNet.")  # fmt: skip
+    with st.sidebar:
+        st.header("Settings")
+        settings = settings_ui(eng.limits, eng.device_type)
+        st.caption(f"Running on: {engine_caption(eng)}")
+        lim = eng.limits
+        st.caption(f"Limits on this server: {lim.max_size(eng.device_type)} px, {lim.max_iterations} iterations, "
+                   f"{fmt_seconds(lim.max_seconds)} per run, {lim.upload_mb} MB uploads.")  # fmt: skip
+    c1, c2, c3 = st.columns(3)
+    with c1:
+        content = image_picker("content", "Photo", "content", "chelsea.png", help="The picture to repaint.")
+    with c2:
+        style = image_picker("style", "Painting", "styles", "starry_night.jpg", help="Whose brushwork to borrow.")
+    with c3:
+        two = st.toggle("Blend a second painting", key="two_styles")
+        styles, labels = [style], [st.session_state.content[0], st.session_state.style[0]]
+        if two:
+            style2 = image_picker("style2", "Second painting", "styles", "the_scream.jpg", help="Mixed with the first.")
+            mix = st.slider("Blend", 0.0, 1.0, step=0.05, key=W + "blend",
+                            help="0: only the first painting; 1: only the second.")  # fmt: skip
+            styles.append(style2)
+            labels.append(st.session_state.style2[0])
+            if settings is not None:
+                settings = settings.replace(style_blend=(round(1 - mix, 3), round(mix, 3)))
+
+    job = st.session_state.get("job")
+    busy = job is not None and job.active
+    if settings is not None:
+        aspect = min(content.size) / max(content.size)
+        est = eng.cost.estimate(settings, aspect)
+        st.caption(f"Estimated time on this server: about {fmt_seconds(est)} for {settings.iterations} steps at "
+                   f"{settings.size} px (measured here; waiting in the queue comes on top).")  # fmt: skip
+    if st.button("▶ Run", type="primary", disabled=busy or settings is None, key="run"):
+        start_run(settings, content, styles, labels)
+        st.session_state.pop("run_message", None)
+        busy = True
+    if busy:
+        st.fragment(live_view, run_every=1.0)()
+    msg = st.session_state.get("run_message")
+    if msg:
+        getattr(st, msg[0])(msg[1])
+    if st.session_state.get("result") and not busy:
+        results_view(st.session_state.result)
+    gallery_view()
+    with st.expander("About the sample images and the method"):
+        st.markdown((SAMPLES / "LICENSES.md").read_text())
+
+
+main()

@@ -1,0 +1,99 @@
+"""Streamlit pieces shared by the main page and the Lab: the cached engine, image pickers, job display."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import streamlit as st
+from PIL import Image
+
+from nst_core import ImageLoadError, load_image
+from nst_core.backbone import describe_device
+from nst_core.jobs import Engine, Job
+
+ROOT = Path(__file__).resolve().parent
+SAMPLES = ROOT / "samples"
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
+
+
+@st.cache_resource(show_spinner="Loading VGG19 (once per server)...")
+def engine() -> Engine:
+    """One backbone, one runner and one cost model per server process, shared read-only by all sessions."""
+    return Engine.start(os.environ.get("NST_WEIGHTS", "original"), os.environ.get("NST_DEVICE", "auto"))
+
+
+@st.cache_resource
+def sample_image(path: str) -> Image.Image:
+    return load_image(path)
+
+
+@st.cache_data
+def sample_credits() -> dict[str, str]:
+    """'content/chelsea.png' -> 'Chelsea the cat — CC0, photographer Stefan van der Walt' (from LICENSES.md)."""
+    credits = {}
+    for line in (SAMPLES / "LICENSES.md").read_text().splitlines():
+        m = re.match(r"\|\s*((?:content|styles)/[^|]+?)\s*\|\s*([^|]+?)\s*\|\s*([^|]+?)\s*\|", line)
+        if m:
+            credits[m.group(1)] = f"{m.group(2)} — {m.group(3)}"
+    return credits
+
+
+def samples(kind: str) -> list[str]:
+    return sorted(p.name for p in (SAMPLES / kind).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+
+
+def pretty(name: str) -> str:
+    return Path(name).stem.replace("_", " ").title()
+
+
+def image_picker(slot: str, title: str, kind: str, default: str, help: str, thumb: int = 220) -> Image.Image:
+    """A sample or an upload. A bad upload shows an error and leaves the previous image in place."""
+    names = samples(kind)
+    if slot not in st.session_state:
+        st.session_state[slot] = (pretty(default), sample_image(str(SAMPLES / kind / default)))
+    st.markdown(f"**{title}**")
+    mode = st.radio(title, ["Sample", "Upload"], key=f"{slot}_mode", horizontal=True, label_visibility="collapsed",
+                    help=help)  # fmt: skip
+    if mode == "Sample":
+        name = st.selectbox(f"{title} sample", names, index=names.index(default), key=f"{slot}_sample",
+                            format_func=pretty, label_visibility="collapsed")  # fmt: skip
+        st.session_state[slot] = (pretty(name), sample_image(str(SAMPLES / kind / name)))
+        credit = sample_credits().get(f"{kind}/{name}")
+    else:
+        credit = None
+        limits = engine().limits
+        up = st.file_uploader(f"Upload a {title.lower()}", type=UPLOAD_TYPES, key=f"{slot}_upload",
+                              help=f"JPEG, PNG, WebP, GIF, BMP or TIFF, up to {limits.upload_mb} MB")  # fmt: skip
+        if up is not None and st.session_state.get(f"{slot}_upload_id") != up.file_id:
+            st.session_state[f"{slot}_upload_id"] = up.file_id
+            try:
+                st.session_state[slot] = (up.name, load_image(up.getvalue(), limits.max_pixels, name=up.name))
+                st.session_state.pop(f"{slot}_error", None)
+            except ImageLoadError as e:
+                st.session_state[f"{slot}_error"] = f"{e} — keeping the previous image."
+        if st.session_state.get(f"{slot}_error"):
+            st.error(st.session_state[f"{slot}_error"])
+    label, img = st.session_state[slot]
+    st.image(img, caption=f"{label} ({img.width}x{img.height})", width=thumb)
+    if credit:
+        st.caption(credit)
+    return img
+
+
+def engine_caption(eng: Engine) -> str:
+    return f"{describe_device(eng.backbone.device)} · {eng.backbone.source}"
+
+
+def queue_status(eng: Engine, job: Job) -> str | None:
+    pos = eng.runner.position(job)
+    if pos:
+        stats = eng.runner.stats()
+        return f"Waiting for a free slot: you are number {pos} in the queue ({stats['running']} run(s) in progress)."
+    return None
+
+
+def fmt_seconds(s: float) -> str:
+    s = max(0, round(s))
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"

@@ -1,0 +1,102 @@
+"""The Streamlit page through streamlit.testing.v1.AppTest, with the real engine."""
+
+import io
+import time
+
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from nst_core import Settings
+from nst_core.images import png_metadata
+from tests.conftest import ROOT
+
+D = Settings()
+
+
+def new_app() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def run_to_end(at: AppTest, limit: float = 120) -> None:
+    t = time.monotonic()
+    at.button(key="run").click().run()
+    while at.session_state["job"] is not None:
+        assert time.monotonic() - t < limit, "run did not finish"
+        time.sleep(0.3)
+        at.run()
+        assert not at.exception, at.exception
+
+
+def slider(at, label):
+    return next(s for s in at.slider if s.label == label)
+
+
+def test_page_renders_with_the_defaults_of_settings():
+    at = new_app()
+    assert at.title[0].value.endswith("Neural Style Studio")
+    assert slider(at, "Style strength").value == pytest.approx(1.0)  # log10 of the default style weight
+    assert 10 ** slider(at, "Style strength").value == pytest.approx(D.style_weight)
+    assert slider(at, "Content weight").value == D.content_weight
+    assert slider(at, "Smoothness").value == D.tv_weight
+    assert slider(at, "Iterations").value == D.iterations
+    assert slider(at, "Output size (longest side, px)").value == D.size
+    assert at.multiselect(key="w_style_layers").value == list(D.style_layers)
+    assert at.selectbox(key="w_content_layer").value == D.content_layers[0]
+    assert at.radio(key="w_optimizer").value == D.optimizer
+    assert at.selectbox(key="w_init").value == D.init
+    assert at.number_input(key="w_seed").value == D.seed
+    assert any("Estimated time on this server" in c.value for c in at.caption)
+    assert any("original VGG19 weights" in c.value for c in at.sidebar.caption)
+
+
+def test_a_sample_run_leaves_a_result_and_a_gif():
+    at = new_app()
+    slider(at, "Output size (longest side, px)").set_value(64)
+    slider(at, "Iterations").set_value(10)
+    at.run()
+    run_to_end(at)
+    r = at.session_state["result"]
+    assert r["image"].size == (64, 43) and not r["stopped"]
+    assert r["info"]["steps"] == 10
+    with Image.open(io.BytesIO(r["gif"])) as g:
+        assert g.n_frames >= 2 and g.info["loop"] == 0
+    assert png_metadata(r["png"])["settings"]["iterations"] == 10
+    assert any(m.value.startswith("Done: 10 steps") for m in at.success)
+    assert [b.label for b in at.get("download_button")][:3] == ["⬇ Picture (PNG)", "⬇ Animation (GIF)", "⬇ Settings (JSON)"]
+    assert len(at.session_state["gallery"]) == 1
+
+
+def test_presets_set_the_sliders():
+    at = new_app()
+    at.selectbox(key="w_preset").set_value("bold").run()
+    assert 10 ** slider(at, "Style strength").value == pytest.approx(100.0)
+    assert slider(at, "Smoothness").value == 3.0
+
+
+def test_a_bad_upload_shows_an_error_and_keeps_the_previous_image():
+    at = new_app()
+    before = at.session_state["content"]
+    at.radio(key="content_mode").set_value("Upload").run()
+    at.file_uploader(key="content_upload").upload("holiday.jpg", b"this is not a jpeg", "image/jpeg").run()
+    assert not at.exception
+    assert any("holiday.jpg is not an image" in e.value and "keeping the previous image" in e.value for e in at.error)
+    assert at.session_state["content"][1] is before[1]
+    # A good upload then replaces it.
+    buf = io.BytesIO()
+    Image.new("RGB", (80, 60), "purple").save(buf, "PNG")
+    at.file_uploader(key="content_upload").upload("purple.png", buf.getvalue(), "image/png").run()
+    assert at.session_state["content"][0] == "purple.png" and at.session_state["content"][1].size == (80, 60)
+    assert not at.error
+
+
+def test_address_parameters_prefill_the_controls():
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.query_params["size"] = "96"
+    at.query_params["iterations"] = "20"
+    at.run()
+    assert slider(at, "Output size (longest side, px)").value == 96
+    assert slider(at, "Iterations").value == 20
