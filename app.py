@@ -329,7 +329,9 @@ def main() -> None:
                 settings = settings.replace(style_blend=(round(1 - mix, 3), round(mix, 3)))
 
     job = st.session_state.get("job")
-    busy = job is not None and job.active
+    if job is not None and not job.active:  # it may have ended between two reruns of this page
+        finish(job)
+    busy = st.session_state.get("job") is not None
     if settings is not None:
         aspect = min(content.size) / max(content.size)
         est = eng.cost.estimate(settings, aspect)

@@ -25,7 +25,8 @@ def run_to_end(at: AppTest, limit: float = 120) -> None:
     t = time.monotonic()
     at.button(key="run").click().run()
     while at.session_state["job"] is not None:
-        assert time.monotonic() - t < limit, "run did not finish"
+        job = at.session_state["job"]
+        assert time.monotonic() - t < limit, f"run did not finish: {job.state} {job.reason} {len(job.history)} steps"
         time.sleep(0.3)
         at.run()
         assert not at.exception, at.exception
@@ -100,3 +101,19 @@ def test_address_parameters_prefill_the_controls():
     at.run()
     assert slider(at, "Output size (longest side, px)").value == 96
     assert slider(at, "Iterations").value == 20
+
+
+def test_a_run_that_ends_between_reruns_is_not_lost():
+    at = new_app()
+    slider(at, "Output size (longest side, px)").set_value(64)
+    slider(at, "Iterations").set_value(4)
+    at.run()
+    at.button(key="run").click().run()
+    job = at.session_state["job"]
+    t = time.monotonic()
+    while job.active:  # no page polls meanwhile
+        job.heartbeat()
+        assert time.monotonic() - t < 60
+        time.sleep(0.05)
+    at.run()
+    assert at.session_state["job"] is None and at.session_state["result"]["info"]["steps"] == 4
