@@ -106,7 +106,7 @@ def test_address_parameters_prefill_the_controls():
 def test_a_run_that_ends_between_reruns_is_not_lost():
     at = new_app()
     slider(at, "Output size (longest side, px)").set_value(64)
-    slider(at, "Iterations").set_value(4)
+    slider(at, "Iterations").set_value(10)
     at.run()
     at.button(key="run").click().run()
     job = at.session_state["job"]
@@ -116,4 +116,4 @@ def test_a_run_that_ends_between_reruns_is_not_lost():
         assert time.monotonic() - t < 60
         time.sleep(0.05)
     at.run()
-    assert at.session_state["job"] is None and at.session_state["result"]["info"]["steps"] == 4
+    assert at.session_state["job"] is None and at.session_state["result"]["info"]["steps"] == 10
