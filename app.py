@@ -26,8 +26,9 @@ D = Settings()
 GALLERY_SIZE = 6
 RELU_LAYERS = [n for n in LAYERS if n.startswith("relu")]
 W = "w_"  # prefix of the widget keys that mirror Settings fields
+DL = ":material/download:"
 
-st.set_page_config(page_title="Neural Style Studio", page_icon="🎨", layout="wide")
+st.set_page_config(page_title="Neural Style Studio", page_icon=":material/palette:", layout="wide")
 
 
 # ---------------------------------------------------------------- settings
@@ -193,11 +194,11 @@ def live_view() -> None:
                          f"{fmt_seconds(latest.elapsed)} elapsed · about {fmt_seconds(left)} left")  # fmt: skip
     elif state == RUNNING:
         st.progress(0.0, text="Computing the targets...")
-    if state in (QUEUED, RUNNING) and st.button("⏹ Stop", key="stop", help="Stop now and keep the picture so far."):
+    if state in (QUEUED, RUNNING) and st.button("Stop", key="stop", icon=":material/stop:", help="Stop now and keep the picture so far."):
         job.cancel("stopped by you")
     cols = st.columns([3, 2])
     if image is not None:
-        cols[0].image(image, caption=f"Step {latest.step}" if latest else None, width=min(560, image.width * 2))
+        cols[0].image(image, caption=f"Step {latest.step}" if latest else None, width=480)
     with cols[1]:
         loss_chart(history)
     if not job.active:
@@ -256,28 +257,28 @@ def before_after(content: Image.Image, result: Image.Image, split: int) -> Image
 def results_view(r: dict) -> None:
     st.subheader("Result" + (" (stopped early)" if r["stopped"] else ""))
     c1, c2, c3 = st.columns(3)
-    c1.image(r["content"], caption="Photo")
-    c2.image(r["styles"][0], caption="Painting" if len(r["styles"]) == 1 else "Paintings (first)")
-    c3.image(r["image"], caption=f"Result after {r['info']['steps']} steps")
+    c1.image(r["content"], caption="Photo", width="stretch")
+    c2.image(r["styles"][0], caption="Painting" if len(r["styles"]) == 1 else "Paintings (first)", width="stretch")
+    c3.image(r["image"], caption=f"Result after {r['info']['steps']} steps", width="stretch")
     d1, d2, d3 = st.columns(3)
-    d1.download_button("⬇ Picture (PNG)", r["png"], "style-transfer.png", "image/png", key="dl_png",
+    d1.download_button("Picture (PNG)", r["png"], "style-transfer.png", "image/png", key="dl_png", icon=DL,
                        help="The settings are stored inside the PNG.")  # fmt: skip
-    d2.download_button("⬇ Animation (GIF)", r["gif"], "style-transfer.gif", "image/gif", key="dl_gif",
+    d2.download_button("Animation (GIF)", r["gif"], "style-transfer.gif", "image/gif", key="dl_gif", icon=DL,
                        help="Every saved step of the optimisation, looping.")  # fmt: skip
-    d3.download_button("⬇ Settings (JSON)", r["settings_json"], "settings.json", "application/json", key="dl_json")
+    d3.download_button("Settings (JSON)", r["settings_json"], "settings.json", "application/json", key="dl_json", icon=DL)
     tab1, tab2, tab3 = st.tabs(["Before / after", "Every saved step", "Losses"])
     with tab1:
         split = st.slider("Photo ⟷ result", 0, 100, 50, key="split", help="Drag to wipe between the photo and the result.")
-        st.image(before_after(r["content"], r["image"], split), width=min(720, r["image"].width * 2))
+        st.image(before_after(r["content"], r["image"], split), width=560)
     with tab2:
         frames = r["frames"]
         i = st.select_slider("Step", options=list(range(len(frames))), value=len(frames) - 1, key="scrub",
                              format_func=lambda j: str(frames[j].step),
                              help="Earlier steps are sometimes the more striking picture.")  # fmt: skip
         f = frames[i]
-        st.image(f.image, caption=f"Step {f.step} of {f.total} ({f.size[0]}x{f.size[1]})", width=min(720, f.image.width * 2))
-        st.download_button(f"⬇ This step as PNG (step {f.step})", png_bytes(f.image, {**r["info"], "steps": f.step}),
-                           f"style-transfer-step{f.step}.png", "image/png", key="dl_frame")  # fmt: skip
+        st.image(f.image, caption=f"Step {f.step} of {f.total} ({f.size[0]}x{f.size[1]})", width=560)
+        st.download_button(f"This step as PNG (step {f.step})", png_bytes(f.image, {**r["info"], "steps": f.step}),
+                           f"style-transfer-step{f.step}.png", "image/png", key="dl_frame", icon=DL)  # fmt: skip
     with tab3:
         loss_chart(r["history"])
         st.caption("Content loss: how far the picture's deep features are from the photo's. Style loss: how far "
@@ -301,7 +302,7 @@ def gallery_view() -> None:
 
 def main() -> None:
     eng = engine()
-    st.title("🎨 Neural Style Studio")
+    st.title("Neural Style Studio")
     st.caption("Paint a photo in the style of a painting, live. The method: Gatys, Ecker & Bethge (2015), "
                "on a VGG19 network trained on ImageNet.")  # fmt: skip
     with st.sidebar:
@@ -337,7 +338,7 @@ def main() -> None:
         est = eng.cost.estimate(settings, aspect)
         st.caption(f"Estimated time on this server: about {fmt_seconds(est)} for {settings.iterations} steps at "
                    f"{settings.size} px (measured here; waiting in the queue comes on top).")  # fmt: skip
-    if st.button("▶ Run", type="primary", disabled=busy or settings is None, key="run"):
+    if st.button("Run", type="primary", icon=":material/play_arrow:", disabled=busy or settings is None, key="run"):
         start_run(settings, content, styles, labels)
         st.session_state.pop("run_message", None)
         busy = True

@@ -170,30 +170,36 @@ class Runner:
 
 
 class CostModel:
-    """Seconds per (pixel x evaluation) on this machine: probed once, then learnt from finished runs."""
+    """Run time = steps x fixed cost + (pixels x evaluations) x rate: probed once, then learnt from runs."""
 
-    def __init__(self, seconds_per_pixel_eval: float):
-        self.rate = seconds_per_pixel_eval
+    def __init__(self, seconds_per_pixel_eval: float, seconds_per_step: float = 0.0):
+        self.rate, self.per_step = seconds_per_pixel_eval, seconds_per_step
         self._lock = threading.Lock()
 
     @classmethod
-    def probe(cls, backbone, size: int = 160, evals: int = 3) -> CostModel:
+    def probe(cls, backbone, sizes: tuple[int, int] = (64, 256), evals: int = 2) -> CostModel:
+        """Time a few real evaluations at two sizes and fit a fixed and a per-pixel cost."""
         import torch
 
         from .settings import Settings
         from .transfer import Objective
 
-        x = torch.rand(1, 3, size, size, device=backbone.device)
-        obj = Objective(backbone, Settings(), x, [x])
-        y = x.clone().requires_grad_(True)
-        obj(y)["total"].backward()  # warm-up
-        t = time.perf_counter()
-        for _ in range(evals):
-            y.grad = None
-            obj(y)["total"].backward()
-        if backbone.device.type == "cuda":
-            torch.cuda.synchronize()
-        return cls((time.perf_counter() - t) / evals / size**2)
+        times = []
+        for size in sizes:
+            x = torch.rand(1, 3, size, size, device=backbone.device)
+            obj = Objective(backbone, Settings(), x, [x])
+            y = x.clone().requires_grad_(True)
+            obj(y)["total"].backward()  # warm-up
+            t = time.perf_counter()
+            for _ in range(evals):
+                y.grad = None
+                obj(y)["total"].backward()
+            if backbone.device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append((time.perf_counter() - t) / evals)
+        (a, b), (ta, tb) = sizes, times
+        rate = max(1e-12, (tb - ta) / (b * b - a * a))
+        return cls(rate, max(0.0, ta - rate * a * a))
 
     @staticmethod
     def pixel_evals(settings, aspect: float = 1.0) -> float:
@@ -205,13 +211,14 @@ class CostModel:
         return sum(s * s * aspect * n for s, n in zip(sizes, counts, strict=True))
 
     def estimate(self, settings, aspect: float = 1.0) -> float:
-        return self.rate * self.pixel_evals(settings, aspect)
+        return self.per_step * settings.iterations + self.rate * self.pixel_evals(settings, aspect)
 
     def learn(self, settings, aspect: float, seconds: float, steps: int) -> None:
-        """Fold in a finished run (exponential average, so the estimate follows the server's load)."""
-        if steps <= 0 or seconds <= 0:
+        """Fold a finished run into the per-pixel rate (exponential average: follows the server's load)."""
+        pe = self.pixel_evals(settings.replace(iterations=steps), aspect) if steps > 0 else 0
+        seconds -= self.per_step * steps
+        if pe <= 0 or seconds <= 0:
             return
-        pe = self.pixel_evals(settings.replace(iterations=steps), aspect)
         with self._lock:
             self.rate = 0.5 * self.rate + 0.5 * seconds / pe
 

@@ -138,7 +138,7 @@ def test_a_real_style_transfer_run_on_the_runner(backbone, content, style):
 
 
 def test_cost_model_estimates_and_learns(backbone):
-    cost = CostModel.probe(backbone, size=64, evals=1)
+    cost = CostModel.probe(backbone, sizes=(32, 64), evals=1)
     s = Settings(size=256)
     est = cost.estimate(s)
     assert est > 0 and cost.estimate(s.replace(iterations=2 * s.iterations)) > 1.9 * est

@@ -1,0 +1,96 @@
+"""One real-browser test: `streamlit run app.py` driven by headless Chromium through Playwright.
+
+Set NST_SCREENSHOTS=DIR to keep screenshots of the page before, during and after the run, and
+NST_BROWSER_SIZE / NST_BROWSER_STEPS for a bigger run than the default (the README's pictures).
+"""
+
+import io
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.conftest import ROOT, SAMPLES
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = free_port()
+    env = {**os.environ, "NST_HEARTBEAT_TIMEOUT": "30"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    t = time.monotonic()
+    while True:
+        try:
+            urllib.request.urlopen(url + "/_stcore/health", timeout=1)
+            break
+        except OSError:
+            assert proc.poll() is None, proc.stdout.read().decode()
+            assert time.monotonic() - t < 60, "streamlit did not start"
+            time.sleep(0.3)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_upload_run_watch_and_download_the_gif(server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no chromium at {CHROMIUM}: `make test` installs Debian's chromium")
+    shots = os.environ.get("NST_SCREENSHOTS")
+    shot = (lambda page, name: page.screenshot(path=f"{shots}/{name}.png", full_page=True)) if shots else (lambda *a: None)
+    size, steps = int(os.environ.get("NST_BROWSER_SIZE", 128)), int(os.environ.get("NST_BROWSER_STEPS", 30))
+    photo = tmp_path / "my photo.jpg"
+    Image.open(SAMPLES / "content" / "rocket.jpg").save(photo, quality=90)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 2400}, accept_downloads=True)
+        page.goto(server + f"/?size={size}&iterations={steps}", wait_until="domcontentloaded")
+        expect(page.get_by_text("Neural Style Studio").first).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("Estimated time on this server")).to_be_visible(timeout=60_000)
+        # Upload our own photo instead of the sample.
+        page.get_by_text("Upload", exact=True).first.click()
+        page.locator("input[type=file]").first.set_input_files(str(photo))
+        expect(page.get_by_text("my photo.jpg (640x427)")).to_be_visible(timeout=30_000)
+        shot(page, "1-before")
+        page.get_by_role("button", name="Run").click()
+        # An intermediate frame: the preview image of a step before the last, with the progress bar.
+        expect(page.get_by_text(re.compile(rf"Step \d+ of {steps} ·"))).to_be_visible(timeout=60_000)
+        page.get_by_text(re.compile(rf"^Step (?!{steps}$)\d+$")).first.wait_for(timeout=60_000)
+        shot(page, "2-during")
+        expect(page.get_by_text(re.compile(rf"Done: {steps} steps"))).to_be_visible(timeout=600_000)
+        page.wait_for_timeout(1000)  # let the result images load
+        shot(page, "3-after")
+        with page.expect_download(timeout=30_000) as dl:
+            page.get_by_role("button", name="Animation (GIF)").click()
+        gif = tmp_path / "run.gif"
+        dl.value.save_as(gif)
+        browser.close()
+    data = gif.read_bytes()
+    assert data[:6] == b"GIF89a"
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.n_frames >= 3 and im.info["loop"] == 0
+        assert im.size == (size, round(size * 427 / 640))
