@@ -13,6 +13,7 @@ from typing import Literal
 from .backbone import LAYER_INDEX
 
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+PIXELS = "pixels"  # a pseudo content layer: the image itself (plain pixel matching, used by the Lab)
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class Settings:
                 bad(name, "must be a finite number >= 0")
         for name in ("content_layers", "style_layers"):
             for layer in getattr(self, name):
-                if layer not in LAYER_INDEX:
+                if layer not in LAYER_INDEX and not (name == "content_layers" and layer == PIXELS):
                     bad(name, f"unknown layer {layer!r} (use conv1_1 ... relu5_4, pool1 ... pool5)")
         if not self.style_layers and not self.content_layers:
             bad("style_layers", "need at least one content or style layer")

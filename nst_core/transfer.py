@@ -17,7 +17,7 @@ from torch import Tensor
 
 from . import images, losses
 from .backbone import Backbone, load_backbone
-from .settings import Settings
+from .settings import PIXELS, Settings
 
 
 @dataclass(frozen=True)
@@ -73,11 +73,8 @@ class Objective:
         if len(blend) != len(styles):
             raise ValueError(f"style_blend has {len(blend)} weights for {len(styles)} style images")
         with torch.no_grad():
-            self.content_targets = backbone.extract(content, settings.content_layers, settings.pooling)
-            grams_per_style = [
-                {k: losses.gram(v) for k, v in backbone.extract(s, settings.style_layers, settings.pooling).items()}
-                for s in styles
-            ]
+            self.content_targets = self.features(content, settings.content_layers)
+            grams_per_style = [{k: losses.gram(v) for k, v in self.features(s, settings.style_layers).items()} for s in styles]
             # Several styles: blend their Gram targets (as jcjohnson/neural-style does).
             self.style_targets = {
                 layer: losses.weighted_gram_target([g[layer] for g in grams_per_style], list(blend))
@@ -85,9 +82,17 @@ class Objective:
             }
         self.layers = tuple(dict.fromkeys(settings.content_layers + settings.style_layers))
 
+    def features(self, x: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
+        """Backbone features, plus the pseudo-layer "pixels" (the image itself: plain pixel matching)."""
+        deep = [l for l in layers if l != PIXELS]
+        out = self.backbone.extract(x, deep, self.s.pooling) if deep else {}
+        if PIXELS in layers:
+            out[PIXELS] = x
+        return out
+
     def __call__(self, x: Tensor) -> dict[str, Tensor]:
         s = self.s
-        feats = self.backbone.extract(x, self.layers, s.pooling)
+        feats = self.features(x, self.layers)
         zero = x.new_zeros(())
         c = sum((losses.content_loss(feats[l], self.content_targets[l]) for l in s.content_layers), zero)
         st = sum(
@@ -119,13 +124,15 @@ def stylize(
     styles: Sequence[Image.Image],
     settings: Settings | None = None,
     backbone: Backbone | None = None,
+    init_image: Image.Image | None = None,
 ) -> Iterator[Frame]:
     """Optimise the pixels of an image so its VGG features match `content` and its Grams match `styles`.
 
-    Yields one Frame per step; closing the generator stops the run at once.
+    Yields one Frame per step; closing the generator stops the run at once. `init_image`, if given,
+    is the starting picture (resized to the content's size) instead of settings.init.
     """
     s = settings or Settings()
-    if not styles:
+    if not styles and s.style_layers and s.style_weight > 0:
         raise ValueError("need at least one style image")
     if s.style_blend and len(s.style_blend) != len(styles):
         raise ValueError(f"style_blend has {len(s.style_blend)} weights for {len(styles)} style images")
@@ -142,6 +149,8 @@ def stylize(
         c = images.to_tensor(images.fit(content, size), dev)
         style_side = max(images.MIN_SIDE * 2, round(size * s.style_scale))
         st = [images.to_tensor(images.fit(im, style_side), dev) for im in styles]
+        if not st:  # content-only objective: the init image still needs a shape
+            st = [c]
         colour_source = c
         if s.preserve_colors:
             # Luminance-only transfer (Gatys et al. 2016, "Preserving Color..."): optimise a grey image
@@ -150,7 +159,9 @@ def stylize(
             st = [images.luminance(t, like=c) for t in st]
             c = images.luminance(c)
         objective = Objective(backbone, s, c, st)
-        if x is None:
+        if x is None and init_image is not None:
+            x = images.to_tensor(init_image.resize((c.shape[-1], c.shape[-2]), Image.Resampling.LANCZOS), dev)
+        elif x is None:
             x = _initial(s, c, st[0], gen)
         else:
             x = F.interpolate(x.detach(), size=c.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
