@@ -17,10 +17,10 @@ from PIL import Image
 from nst_core import Settings, png_bytes
 from nst_core.animation import make_gif
 from nst_core.backbone import LAYERS
-from nst_core.jobs import DONE, QUEUED, RUNNING, Job
+from nst_core.jobs import DONE, Job
 from nst_core.settings import PRESETS
 from nst_core.transfer import stylize
-from studio import SAMPLES, engine, engine_caption, fmt_seconds, image_picker, queue_status
+from studio import SAMPLES, engine, engine_caption, fmt_seconds, image_picker, job_progress
 
 D = Settings()
 GALLERY_SIZE = 6
@@ -183,19 +183,7 @@ def live_view() -> None:
     eng, job = engine(), st.session_state.get("job")
     if job is None:
         return
-    job.heartbeat()
-    state, latest, image, history = job.snapshot()
-    if state == QUEUED:
-        st.info(queue_status(eng, job) or "Starting...")
-    elif state == RUNNING and latest is not None:
-        left = latest.elapsed / latest.step * (latest.total - latest.step)
-        st.progress(latest.step / latest.total,
-                    text=f"Step {latest.step} of {latest.total} · {latest.size[0]}x{latest.size[1]} px · "
-                         f"{fmt_seconds(latest.elapsed)} elapsed · about {fmt_seconds(left)} left")  # fmt: skip
-    elif state == RUNNING:
-        st.progress(0.0, text="Computing the targets...")
-    if state in (QUEUED, RUNNING) and st.button("Stop", key="stop", icon=":material/stop:", help="Stop now and keep the picture so far."):
-        job.cancel("stopped by you")
+    state, latest, image, history = job_progress(eng, job)
     cols = st.columns([3, 2])
     if image is not None:
         cols[0].image(image, caption=f"Step {latest.step}" if latest else None, width=480)

@@ -11,7 +11,7 @@ from PIL import Image
 
 from nst_core import ImageLoadError, load_image
 from nst_core.backbone import describe_device
-from nst_core.jobs import Engine, Job
+from nst_core.jobs import QUEUED, RUNNING, Engine, Job
 
 ROOT = Path(__file__).resolve().parent
 SAMPLES = ROOT / "samples"
@@ -97,3 +97,22 @@ def queue_status(eng: Engine, job: Job) -> str | None:
 def fmt_seconds(s: float) -> str:
     s = max(0, round(s))
     return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
+
+
+def job_progress(eng: Engine, job: Job):
+    """Queue place or progress bar, and a Stop button; returns the job's snapshot. Call it while polling."""
+    job.heartbeat()
+    state, latest, image, history = job.snapshot()
+    if state == QUEUED:
+        st.info(queue_status(eng, job) or "Starting...")
+    elif state == RUNNING and latest is not None:
+        left = latest.elapsed / latest.step * (latest.total - latest.step)
+        st.progress(latest.step / latest.total,
+                    text=f"Step {latest.step} of {latest.total} · {latest.size[0]}x{latest.size[1]} px · "
+                         f"{fmt_seconds(latest.elapsed)} elapsed · about {fmt_seconds(left)} left")  # fmt: skip
+    elif state == RUNNING:
+        st.progress(0.0, text="Computing the targets...")
+    if state in (QUEUED, RUNNING) and st.button("Stop", key="stop", icon=":material/stop:",
+                                                help="Stop now and keep the picture so far."):  # fmt: skip
+        job.cancel("stopped by you")
+    return state, latest, image, history

@@ -1,0 +1,188 @@
+"""The classroom Lab: five experiments that show, one picture at a time, why style transfer works.
+
+Experiments 1-4 are nst_core.lab Plans run on the same shared runner as the main page; 5 is immediate.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from nst_core import lab, png_bytes
+from nst_core.animation import make_gif
+from nst_core.images import fit
+from studio import engine, engine_caption, fmt_seconds, image_picker, job_progress
+
+st.set_page_config(page_title="Lab · Neural Style Studio", page_icon=":material/science:", layout="wide")
+
+EXPLAIN = {
+    "1. The optimiser alone": (
+        "Before any neural network: we change the pixels of picture **A**, a little at each step, in the direction "
+        "that makes it more like picture **B** (the plain squared difference of the pixels goes down). Here A and B "
+        "are nearly the same picture, so only the places where they differ change: watch the differences appear "
+        "first. Style transfer does exactly this, except that the difference is measured *inside a network*."
+    ),
+    "2. What each layer sees": (
+        "Start from random noise and change it until one layer of the network sees the same thing as it sees in "
+        "the photo. The first layers give the photo back almost exactly. Deeper layers only care about *what is "
+        "where*: the arrangement survives, the exact pixels do not. That is why the content of a picture is "
+        "measured at a deep layer (relu4_2): it leaves the pixels free to take on a new style."
+    ),
+    "3. Style alone": (
+        "Start from noise and match only the *Gram matrices* of the painting: for each pair of feature channels, how "
+        "often they are active together, averaged over the whole picture. Where things are is thrown away, so no trace "
+        "of the painting's layout remains; what is left is texture. Using deeper layers too gives textures of larger "
+        "scale: from colour speckle (relu1_1) to brush strokes and swirls (up to relu5_1)."
+    ),
+    "4. The content/style trade-off": (
+        "Both goals at once, as in the paper's figure: each row gives the style more weight relative to the content, "
+        "each column measures style with more layers. Top left keeps the photo almost untouched; bottom right is "
+        "almost pure painting. (Our losses are relative errors, so the ratios that matter here are 1 to 1e-3; the "
+        "paper's 1e-1 ... 1e-4 refer to its unnormalised losses.) Cells appear as they finish."
+    ),
+    "5. Inside the network": (
+        "What the network computes for one picture at one layer. **Feature maps**: each small picture is one channel, "
+        "bright where it responds (the most active channels are shown). **Gram matrix**: how strongly each pair of "
+        "channels is active *together*, summed over all positions; this is the painting's 'style'. Two halves of one "
+        "painting have similar Gram matrices even though they show different things; two paintings do not."
+    ),
+}
+
+
+def run_panel(eng, key: str, plan: lab.Plan, anim: bool) -> None:
+    """Estimate, Run, live progress and downloads for one optimising experiment."""
+    st.caption(f"About {fmt_seconds(plan.estimate(eng.cost))} on this server ({plan.iterations} steps in all; "
+               f"{engine_caption(eng)}).")  # fmt: skip
+    job = st.session_state.get("lab_job")
+    if job is not None and not job.active:
+        _finish(job)
+        job = None
+    if st.button("Run the experiment", type="primary", icon=":material/play_arrow:", disabled=job is not None,
+                 key=f"run_{key}"):  # fmt: skip
+        backbone = eng.backbone
+        st.session_state.lab_job = eng.runner.submit(lambda: lab.run_plan(plan, backbone), label=plan.title)
+        st.session_state.lab_meta = {"key": key, "title": plan.title, "anim": anim}
+        job = st.session_state.lab_job
+    if job is not None:
+        st.fragment(_live, run_every=1.0)()
+    result = st.session_state.get("lab_result")
+    if result and result["key"] == key and job is None:
+        st.image(result["image"], caption=result["caption"])
+        c1, c2 = st.columns(2)
+        c1.download_button("Picture (PNG)", result["png"], f"lab-{key}.png", "image/png", icon=":material/download:",
+                           key=f"dl_png_{key}")  # fmt: skip
+        if result["gif"]:
+            c2.download_button("Animation (GIF)", result["gif"], f"lab-{key}.gif", "image/gif",
+                               icon=":material/download:", key=f"dl_gif_{key}")  # fmt: skip
+
+
+def _live() -> None:
+    eng, job = engine(), st.session_state.get("lab_job")
+    if job is None:
+        return
+    _, _, image, _ = job_progress(eng, job)
+    if image is not None:
+        st.image(image)
+    if not job.active:
+        _finish(job)
+        st.rerun()
+
+
+def _finish(job) -> None:
+    meta = st.session_state.pop("lab_meta")
+    st.session_state.lab_job = None
+    if not job.finished_ok:
+        st.session_state.lab_result = None
+        st.session_state.lab_error = f"The experiment stopped: {job.reason or 'no picture yet'}"
+        return
+    frames = job.final_frames()
+    last = frames[-1]
+    st.session_state.pop("lab_error", None)
+    st.session_state.lab_result = {
+        "key": meta["key"], "image": last.image, "png": png_bytes(last.image, {"experiment": meta["title"]}),
+        "gif": make_gif([f.image for f in frames]) if meta["anim"] else None,
+        "caption": f"{meta['title']}: {last.step} of {last.total} steps in {fmt_seconds(last.elapsed)}"
+                   + (f" ({job.reason})" if job.reason else ""),
+    }  # fmt: skip
+
+
+def inside_panel(eng) -> None:
+    layer = st.selectbox("Layer", [f"relu{b}_1" for b in range(1, 6)], index=2, key="lab_layer",
+                         help="Early layers see edges and colours; deep layers see parts of objects.")  # fmt: skip
+    c1, c2 = st.columns(2)
+    with c1:
+        image = image_picker("lab_inside", "Picture", "styles", "starry_night.jpg", help="The picture to look inside.")
+    with c2:
+        mode = st.radio("Compare its Gram matrix with", ["the other half of the same painting", "another painting"],
+                        key="lab_compare")  # fmt: skip
+        other = None
+        if mode == "another painting":
+            other = image_picker("lab_other", "Other painting", "styles", "the_scream.jpg", help="A second painting.")
+    bb = eng.backbone
+    maps = lab.feature_maps(bb, image, layer)
+    st.markdown(f"**The 16 most active feature maps of {layer}** — each tile is one channel; yellow where it responds.")
+    st.image(maps, width=420)
+    st.download_button("Feature maps (PNG)", png_bytes(maps), f"feature-maps-{layer}.png", "image/png",
+                       icon=":material/download:", key="dl_maps")  # fmt: skip
+    if other is None:
+        a, b = lab.crops(image)
+        names = ("left half", "right half")
+    else:
+        a, b = image, other
+        names = ("this painting", "the other painting")
+    ga, gb = lab.gram_matrix(bb, a, layer), lab.gram_matrix(bb, b, layer)
+    st.markdown(f"**Gram matrices at {layer}** (first 64 channels, log scale) — bright where two channels fire "
+                "together. This is what the style loss compares.")  # fmt: skip
+    h1, h2 = st.columns(2)
+    h1.image(lab.gram_heatmap(ga), caption=names[0], width=320)
+    h2.image(lab.gram_heatmap(gb), caption=names[1], width=320)
+    d = lab.gram_distance(ga, gb)
+    verdict = "similar style" if d < 0.2 else "different styles"
+    st.metric("Style difference (relative Gram error)", f"{d:.3f}", help="0 means identical texture statistics.")
+    st.caption(f"{verdict.capitalize()}: {d:.3f} (two halves of one painting are usually below 0.2; two different "
+               "paintings above).")  # fmt: skip
+
+
+def main() -> None:
+    eng = engine()
+    st.title("The Lab")
+    st.caption("Why does style transfer work? Five experiments, each a picture a class can make live.")
+    choice = st.radio("Experiment", list(EXPLAIN), key="lab_experiment", horizontal=True)
+    st.markdown(EXPLAIN[choice])
+    if st.session_state.get("lab_error"):
+        st.warning(st.session_state.lab_error)
+    key = choice.split(".")[0]
+    if key == "5":
+        inside_panel(eng)
+        return
+    size = st.slider("Size of each picture (px)", 48, 256, 128 if key != "4" else 96, step=16, key=f"lab_size_{key}",
+                     help="Small is fast; each experiment runs several optimisations.")  # fmt: skip
+    steps = st.slider("Steps per picture", 5, 300, {"1": 60, "2": 80, "3": 80, "4": 40}[key], step=5,
+                      key=f"lab_steps_{key}")  # fmt: skip
+    if key == "1":
+        c1, c2 = st.columns(2)
+        with c1:
+            a = fit(image_picker("lab_a", "Picture A", "content", "chelsea.png", help="The picture we change."), size)
+        twin = c2.radio("Picture B", ["A with three small changes", "another picture"], key="lab_b_mode")
+        if twin == "another picture":
+            with c2:
+                b = image_picker("lab_b", "Picture B", "content", "coffee.png", help="The target.")
+        else:
+            b = lab.spot_the_difference_pair(a)
+            c2.image(b, caption="B: spot the three differences", width=220)
+        run_panel(eng, key, lab.pixel_match(a, b, size, steps), anim=True)
+    elif key == "2":
+        photo = image_picker("lab_photo", "Photo", "content", "chelsea.png", help="The photo to reconstruct.")
+        run_panel(eng, key, lab.layer_reconstructions(photo, size, steps), anim=True)
+    elif key == "3":
+        style = image_picker("lab_style", "Painting", "styles", "starry_night.jpg", help="The painting whose texture we copy.")
+        run_panel(eng, key, lab.style_alone(style, size, steps), anim=True)
+    else:
+        c1, c2 = st.columns(2)
+        with c1:
+            photo = image_picker("lab_photo4", "Photo", "content", "chelsea.png", help="The photo.")
+        with c2:
+            style = image_picker("lab_style4", "Painting", "styles", "starry_night.jpg", help="The painting.")
+        run_panel(eng, key, lab.tradeoff_grid(photo, style, size, steps), anim=False)
+
+
+main()

@@ -1,0 +1,52 @@
+"""The Lab page through AppTest: every experiment renders; one runs at tiny size to a result."""
+
+import time
+
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import ROOT
+
+
+def lab_page() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "pages" / "1_Lab.py"), default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_every_experiment_renders_with_its_explanation_and_estimate():
+    at = lab_page()
+    for option in at.radio(key="lab_experiment").options:
+        at.radio(key="lab_experiment").set_value(option).run()
+        assert not at.exception, (option, at.exception)
+        assert len(at.markdown[0].value) > 200  # the paragraph for the class
+        if not option.startswith("5"):
+            assert any(c.value.startswith("About ") and "on this server" in c.value for c in at.caption), option
+
+
+def test_reconstruction_experiment_runs_at_tiny_size():
+    at = lab_page()
+    at.radio(key="lab_experiment").set_value("2. What each layer sees").run()
+    at.slider(key="lab_size_2").set_value(48)
+    at.slider(key="lab_steps_2").set_value(5)
+    at.run()
+    at.button(key="run_2").click().run()
+    t = time.monotonic()
+    while at.session_state["lab_job"] is not None:
+        assert time.monotonic() - t < 60
+        time.sleep(0.2)
+        at.run()
+        assert not at.exception, at.exception
+    r = at.session_state["lab_result"]
+    assert r["key"] == "2" and r["gif"][:6] == b"GIF89a" and r["image"].width == 5 * (48 + 8)
+    assert "25 of 25 steps" in r["caption"]
+    assert [b.label for b in at.get("download_button")] == ["Picture (PNG)", "Animation (GIF)"]
+
+
+def test_inside_the_network_compares_gram_matrices():
+    at = lab_page()
+    at.radio(key="lab_experiment").set_value("5. Inside the network").run()
+    halves = float(at.metric[0].value)
+    at.radio(key="lab_compare").set_value("another painting").run()
+    assert not at.exception
+    assert float(at.metric[0].value) > 2 * halves
