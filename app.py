@@ -166,7 +166,8 @@ def settings_ui(limits, device_type: str) -> Settings | None:
 def start_run(settings: Settings, content: Image.Image, styles: list[Image.Image], labels: list[str]) -> None:
     eng = engine()
     backbone = eng.backbone
-    job = eng.runner.submit(lambda: stylize(content, styles, settings, backbone), label=" + ".join(labels))
+    estimate = eng.cost.estimate(settings, min(content.size) / max(content.size))
+    job = eng.runner.submit(lambda: stylize(content, styles, settings, backbone), " + ".join(labels), estimate)
     st.session_state.job = job
     st.session_state.job_meta = {"settings": settings, "content": content, "styles": styles, "labels": labels,
                                  "aspect": min(content.size) / max(content.size)}  # fmt: skip

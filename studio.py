@@ -106,7 +106,7 @@ def job_progress(eng: Engine, job: Job):
     if state == QUEUED:
         st.info(queue_status(eng, job) or "Starting...")
     elif state == RUNNING and latest is not None:
-        left = latest.elapsed / latest.step * (latest.total - latest.step)
+        left = job.seconds_left()
         st.progress(latest.step / latest.total,
                     text=f"Step {latest.step} of {latest.total} · {latest.size[0]}x{latest.size[1]} px · "
                          f"{fmt_seconds(latest.elapsed)} elapsed · about {fmt_seconds(left)} left")  # fmt: skip

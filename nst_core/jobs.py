@@ -26,6 +26,7 @@ class Job:
 
     work: Callable[[], Iterator[Frame]]
     label: str = ""
+    estimate: float = 0.0  # seconds the cost model expected at submission (0 = unknown)
     max_frames: int = 48
     id: int = 0
     state: str = QUEUED
@@ -50,6 +51,15 @@ class Job:
     @property
     def active(self) -> bool:
         return self.state in (QUEUED, RUNNING)
+
+    def seconds_left(self) -> float:
+        """Time left: the larger of the estimate's remainder and a straight-line extrapolation (which
+        alone is too hopeful in a coarse-to-fine run, whose later steps are the expensive ones)."""
+        f = self.latest
+        if f is None:
+            return self.estimate
+        linear = f.elapsed / f.step * (f.total - f.step)
+        return max(linear, self.estimate - f.elapsed) if f.step < f.total else 0.0
 
     def heartbeat(self) -> None:
         self.seen = time.monotonic()
@@ -101,8 +111,8 @@ class Runner:
         self._poll = poll
         threading.Thread(target=self._watchdog, name="nst-watchdog", daemon=True).start()
 
-    def submit(self, work: Callable[[], Iterator[Frame]], label: str = "") -> Job:
-        job = Job(work=work, label=label, max_frames=self.limits.max_frames, id=next(self._ids))
+    def submit(self, work: Callable[[], Iterator[Frame]], label: str = "", estimate: float = 0.0) -> Job:
+        job = Job(work=work, label=label, estimate=estimate, max_frames=self.limits.max_frames, id=next(self._ids))
         with self._lock:
             self._queue.append(job)
         self._dispatch()

@@ -59,7 +59,8 @@ def run_panel(eng, key: str, plan: lab.Plan, anim: bool) -> None:
     if st.button("Run the experiment", type="primary", icon=":material/play_arrow:", disabled=job is not None,
                  key=f"run_{key}"):  # fmt: skip
         backbone = eng.backbone
-        st.session_state.lab_job = eng.runner.submit(lambda: lab.run_plan(plan, backbone), label=plan.title)
+        st.session_state.lab_job = eng.runner.submit(lambda: lab.run_plan(plan, backbone), plan.title,
+                                                     plan.estimate(eng.cost))
         st.session_state.lab_meta = {"key": key, "title": plan.title, "anim": anim}
         job = st.session_state.lab_job
     if job is not None:

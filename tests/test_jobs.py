@@ -144,3 +144,15 @@ def test_cost_model_estimates_and_learns(backbone):
     assert est > 0 and cost.estimate(s.replace(iterations=2 * s.iterations)) > 1.9 * est
     cost.learn(s, 1.0, seconds=2 * est, steps=s.iterations)
     assert cost.estimate(s) > 1.4 * est
+
+
+def test_time_left_uses_the_estimate_while_the_straight_line_is_too_hopeful():
+    r = Runner(concurrency=1)
+    job = r.submit(ticking(10, 0.01), estimate=100.0)
+    assert job.seconds_left() == 100.0
+    wait(lambda: job.state == DONE)
+    assert job.seconds_left() == 0.0
+    job.latest = Frame(2, 10, {}, 1.0, (8, 8))
+    assert job.seconds_left() == 99.0  # linear alone would say 4 s
+    job.estimate = 0.0
+    assert job.seconds_left() == 4.0
