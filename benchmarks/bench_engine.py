@@ -46,7 +46,16 @@ def timed(fn, reps: int) -> float:
     return (time.perf_counter() - t) / reps
 
 
-def overhead(bb, size=256, reps=10):
+def interleaved(a, b, rounds: int = 7, reps: int = 3) -> tuple[float, float]:
+    """Median per-call times of a and b, measured in alternating rounds (fair on a busy 2-core machine)."""
+    ta, tb = [], []
+    for _ in range(rounds):
+        ta.append(timed(a, reps))
+        tb.append(timed(b, reps))
+    return sorted(ta)[rounds // 2], sorted(tb)[rounds // 2]
+
+
+def overhead(bb, size=256):
     s = Settings(size=size)
     c = to_tensor(fit(load_image(CONTENT), size))
     st = to_tensor(fit(load_image(STYLE), size))
@@ -63,7 +72,7 @@ def overhead(bb, size=256, reps=10):
         x.grad = None
         obj(x)["total"].backward()
 
-    tb, to = timed(bare, reps), timed(ours, reps)
+    tb, to = interleaved(bare, ours)
     print(f"[overhead] {size}px: bare VGG19 fwd+bwd {tb * 1000:.0f} ms, objective evaluation {to * 1000:.0f} ms "
           f"-> overhead {100 * (to / tb - 1):+.1f}%")  # fmt: skip
 

@@ -11,6 +11,17 @@ def test_gram_matches_einsum():
     torch.testing.assert_close(losses.gram(f), ref)
 
 
+def test_gram_gradient_matches_autograd_of_the_plain_formula():
+    f = torch.randn(2, 5, 3, 4, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(losses.gram, (f,))
+    w = torch.randn(2, 5, 5, dtype=torch.float64)  # not symmetric: both halves of the formula count
+    (losses.gram(f) * w).sum().backward()
+    ours = f.grad.clone()
+    f.grad = None
+    (torch.einsum("bchw,bdhw->bcd", f, f) / 12 * w).sum().backward()
+    torch.testing.assert_close(ours, f.grad)
+
+
 def test_gram_is_symmetric_and_size_normalised():
     f = torch.rand(1, 4, 6, 6)
     g = losses.gram(f)
