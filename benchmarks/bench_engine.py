@@ -97,19 +97,28 @@ def pastiche_objective(bb, image_path: Path, size=256) -> float:
     return float(loss)
 
 
-def run_cli(args: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of a child process."""
+# Runs a module as __main__ and reports that process's own peak RSS (KB) on its last stderr line.
+_PEAK = (
+    "import resource, runpy, sys\n"
+    "sys.argv = sys.argv[1:]\n"
+    "try:\n    runpy.run_module(sys.argv[0], run_name='__main__')\n"
+    "finally:\n    print('maxrss', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+)
+
+
+def run_cli(module: str, args: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of `python -m module args` in a fresh process."""
     t = time.perf_counter()
-    subprocess.run(args, check=True, cwd=ROOT, capture_output=True)
+    r = subprocess.run([sys.executable, "-c", _PEAK, module, *args], check=True, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - t
-    return wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return wall, int(r.stderr.strip().splitlines()[-1].split()[1]) / 1024
 
 
 def versus_pastiche(bb, tmp: Path):
     theirs, ours = tmp / "pastiche.png", tmp / "ours.png"
-    t_p, _ = run_cli([sys.executable, "-m", "pastiche", "--size", "256", "--num-steps", "100", "--device", "cpu",
+    t_p, _ = run_cli("pastiche", ["--size", "256", "--num-steps", "100", "--device", "cpu",
                       "-c", str(CONTENT), "-s", str(STYLE), "-o", str(theirs)])  # fmt: skip
-    t_o, _ = run_cli([sys.executable, "-m", "nst_core", str(CONTENT), str(STYLE), "--size", "256", "-q", "--device", "cpu",
+    t_o, _ = run_cli("nst_core", [str(CONTENT), str(STYLE), "--size", "256", "-q", "--device", "cpu",
                       "-o", str(ours)])  # fmt: skip
     l_p, l_o = pastiche_objective(bb, theirs), pastiche_objective(bb, ours)
     print(f"[vs pastiche] 256px: pastiche 100 steps {t_p:.1f} s wall, loss {l_p:.4g}; "
@@ -119,11 +128,11 @@ def versus_pastiche(bb, tmp: Path):
 
 def run_512(tmp: Path):
     out = tmp / "ours512.json"
-    wall, rss = run_cli([sys.executable, "-m", "nst_core", str(CONTENT), str(STYLE), "-q", "--device", "cpu",
+    wall, rss = run_cli("nst_core", [str(CONTENT), str(STYLE), "-q", "--device", "cpu",
                          "-o", str(tmp / "ours512.png"), "--metrics", str(out)])  # fmt: skip
     m = json.loads(out.read_text())
     print(f"[512px defaults] {m['evaluations']} evaluations, {m['seconds']:.1f} s in the loop, {wall:.1f} s wall "
-          f"(process start, weights, GIF-free), peak RSS of the largest child so far {rss:.0f} MB")  # fmt: skip
+          f"(process start and weights included), peak RSS of that process {rss:.0f} MB")  # fmt: skip
 
 
 def gpu(bb_cuda):

@@ -7,7 +7,6 @@ were trained with, so nothing outside this file knows about BGR or ImageNet stat
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -178,18 +177,13 @@ def _torchvision_features() -> nn.Sequential:
     return _features_from_state_dict(state, "torchvision VGG19 weights")
 
 
-@dataclass(frozen=True)
-class WeightSource:
-    """What --weights means: 'original', 'torchvision', 'random' or a path to a state dict."""
-
-    spec: str
-
-    def describe(self) -> str:
-        return {
-            "original": "original VGG19 weights (Caffe/Keras, offline)",
-            "torchvision": "torchvision VGG19 weights (IMAGENET1K_V1)",
-            "random": "random weights (tests only)",
-        }.get(self.spec, f"VGG19 weights from {self.spec}")
+def describe_weights(spec: str) -> str:
+    """What --weights means, for people: 'original', 'torchvision', 'random' or a path."""
+    return {
+        "original": "original VGG19 weights (Caffe/Keras, offline)",
+        "torchvision": "torchvision VGG19 weights (IMAGENET1K_V1)",
+        "random": "random weights (tests only)",
+    }.get(spec, f"VGG19 weights from {spec}")
 
 
 def load_backbone(
@@ -217,4 +211,4 @@ def load_backbone(
         if not isinstance(state, dict):
             raise WeightsError(f"{path} does not hold a state dict")
         features, prep = _features_from_state_dict(state, str(path)), "imagenet"
-    return Backbone(features, prep, WeightSource(weights).describe(), dev, amp=amp)
+    return Backbone(features, prep, describe_weights(weights), dev, amp=amp)
