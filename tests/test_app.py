@@ -117,3 +117,31 @@ def test_a_run_that_ends_between_reruns_is_not_lost():
         time.sleep(0.05)
     at.run()
     assert at.session_state["job"] is None and at.session_state["result"]["info"]["steps"] == 10
+
+
+def test_moving_a_slider_does_not_kill_the_run_and_stop_keeps_the_picture():
+    at = new_app()
+    slider(at, "Output size (longest side, px)").set_value(64)
+    slider(at, "Iterations").set_value(1000)
+    at.run()
+    at.button(key="run").click().run()
+    job = at.session_state["job"]
+    t = time.monotonic()
+    while job.image is None:  # wait for the first preview
+        assert time.monotonic() - t < 60
+        time.sleep(0.1)
+        at.run()
+    slider(at, "Smoothness").set_value(5.0).run()  # a full rerun of the page mid-run
+    steps = len(job.history)
+    time.sleep(0.5)
+    at.run()
+    assert at.session_state["job"] is job and job.active and len(job.history) > steps
+    at.button(key="stop").click().run()
+    t = time.monotonic()
+    while at.session_state["job"] is not None:
+        assert time.monotonic() - t < 30
+        time.sleep(0.1)
+        at.run()
+    r = at.session_state["result"]
+    assert r["stopped"] and 0 < r["info"]["steps"] < 1000 and r["image"].size == (64, 43)
+    assert any("stopped by you" in w.value and "picture so far is kept" in w.value for w in at.warning)
