@@ -35,15 +35,17 @@ st.set_page_config(page_title="Neural Style Studio", page_icon=":material/palett
 
 
 def _widget_values(s: Settings, limits, device_type: str) -> dict:
+    """Widget states for a Settings, clamped to what the widgets offer (an address may ask for more)."""
+    style_layers = [l for l in s.style_layers if l in RELU_LAYERS] or list(D.style_layers)
     return {
         "preset": next((k for k, v in PRESETS.items() if v == s), "balanced"),
         "style_log": round(math.log10(max(s.style_weight, 1e-3)), 1),
         "content_weight": s.content_weight,
         "tv_weight": s.tv_weight,
-        "iterations": min(s.iterations, limits.max_iterations),
-        "size": min(s.size, limits.max_size(device_type)),
-        "content_layer": s.content_layers[0],
-        "style_layers": list(s.style_layers),
+        "iterations": max(10, min(s.iterations, limits.max_iterations)),
+        "size": max(64, min(s.size, limits.max_size(device_type))),
+        "content_layer": s.content_layers[0] if s.content_layers[:1] and s.content_layers[0] in RELU_LAYERS else D.content_layers[0],
+        "style_layers": style_layers,
         "optimizer": s.optimizer,
         "lr": s.lr,
         "init": s.init,
@@ -54,13 +56,13 @@ def _widget_values(s: Settings, limits, device_type: str) -> dict:
         "scales": s.scales,
         "blend": 0.5,
         **{f"lw_{l}": 1.0 for l in RELU_LAYERS},
-        **{f"lw_{l}": w for l, w in zip(s.style_layers, s.style_layer_weights)},
+        **{f"lw_{l}": w for l, w in zip(s.style_layers, s.style_layer_weights) if l in RELU_LAYERS},
     }
 
 
 def _query_settings() -> Settings:
     """Settings() with any field given in the URL (?size=256&iterations=40): shareable classroom links."""
-    fields = {k: v for k, v in Settings().to_dict().items()}
+    fields = Settings().to_dict()
     changes = {}
     for key, raw in st.query_params.items():
         if key in fields:

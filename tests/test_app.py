@@ -145,3 +145,16 @@ def test_moving_a_slider_does_not_kill_the_run_and_stop_keeps_the_picture():
     r = at.session_state["result"]
     assert r["stopped"] and 0 < r["info"]["steps"] < 1000 and r["image"].size == (64, 43)
     assert any("stopped by you" in w.value and "picture so far is kept" in w.value for w in at.warning)
+
+
+def test_address_parameters_outside_the_widgets_are_clamped_not_fatal():
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    for k, v in {"size": "48", "iterations": "3", "content_layers": "conv4_2", "style_layers": "pool1,relu2_1",
+                 "style_weight": "abc"}.items():  # fmt: skip
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception, at.exception
+    assert slider(at, "Output size (longest side, px)").value == 64 and slider(at, "Iterations").value == 10
+    assert at.selectbox(key="w_content_layer").value == "relu4_2"
+    assert at.multiselect(key="w_style_layers").value == ["relu2_1"]
+    assert any("style_weight" in w.value for w in at.warning)
