@@ -69,10 +69,14 @@ def image_picker(slot: str, title: str, kind: str, default: str, help: str, thum
         if up is not None and st.session_state.get(f"{slot}_upload_id") != up.file_id:
             st.session_state[f"{slot}_upload_id"] = up.file_id
             try:
-                st.session_state[slot] = (up.name, load_image(up.getvalue(), limits.max_pixels, name=up.name))
+                if up.size > limits.upload_mb * 2**20:
+                    raise ImageLoadError(f"{up.name} is {up.size / 2**20:.1f} MB; the limit is {limits.upload_mb} MB")
+                st.session_state[f"{slot}_uploaded"] = (up.name, load_image(up.getvalue(), limits.max_pixels, name=up.name))
                 st.session_state.pop(f"{slot}_error", None)
             except ImageLoadError as e:
                 st.session_state[f"{slot}_error"] = f"{e} — keeping the previous image."
+        if f"{slot}_uploaded" in st.session_state:  # the last good upload, also after a detour to the samples
+            st.session_state[slot] = st.session_state[f"{slot}_uploaded"]
         if st.session_state.get(f"{slot}_error"):
             st.error(st.session_state[f"{slot}_error"])
     label, img = st.session_state[slot]

@@ -92,6 +92,29 @@ def test_a_bad_upload_shows_an_error_and_keeps_the_previous_image():
     at.file_uploader(key="content_upload").upload("purple.png", buf.getvalue(), "image/png").run()
     assert at.session_state["content"][0] == "purple.png" and at.session_state["content"][1].size == (80, 60)
     assert not at.error
+    # A detour to the samples and back brings the upload back.
+    at.radio(key="content_mode").set_value("Sample").run()
+    assert at.session_state["content"][0] == "Chelsea"
+    at.radio(key="content_mode").set_value("Upload").run()
+    assert at.session_state["content"][0] == "purple.png"
+
+
+def test_uploads_over_the_configured_size_are_refused(monkeypatch):
+    monkeypatch.setenv("NST_UPLOAD_MB", "1")
+    from studio import engine
+
+    engine.clear()  # a server started with NST_UPLOAD_MB=1
+    try:
+        at = new_app()
+        at.radio(key="content_mode").set_value("Upload").run()
+        big = io.BytesIO()
+        Image.effect_noise((1200, 1200), 80).convert("RGB").save(big, "PNG")
+        assert len(big.getvalue()) > 2**20
+        at.file_uploader(key="content_upload").upload("big.png", big.getvalue(), "image/png").run()
+        assert any("big.png is" in e.value and "the limit is 1 MB" in e.value for e in at.error)
+        assert at.session_state["content"][0] == "Chelsea"
+    finally:
+        engine.clear()
 
 
 def test_address_parameters_prefill_the_controls():
