@@ -1,5 +1,6 @@
 """Shared fixtures: the real offline backbone (loaded once) and small sample images."""
 
+import time
 from pathlib import Path
 
 import pytest
@@ -29,3 +30,13 @@ def style():
 @pytest.fixture(scope="session")
 def style2():
     return fit(load_image(SAMPLES / "styles" / "the_scream.jpg"), 96)
+
+
+def rerun_until(at, done, limit: float = 60, pause: float = 0.2) -> None:
+    """Rerun an AppTest page (as the browser's polling would) until done() holds; no exception allowed."""
+    t = time.monotonic()
+    while not done():
+        assert time.monotonic() - t < limit, "timed out waiting on the page"
+        time.sleep(pause)
+        at.run()
+        assert not at.exception, at.exception

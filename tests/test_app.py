@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from nst_core import Settings
 from nst_core.images import png_metadata
-from tests.conftest import ROOT
+from tests.conftest import ROOT, rerun_until
 
 D = Settings()
 
@@ -22,14 +22,17 @@ def new_app() -> AppTest:
 
 
 def run_to_end(at: AppTest, limit: float = 120) -> None:
-    t = time.monotonic()
     at.button(key="run").click().run()
-    while at.session_state["job"] is not None:
-        job = at.session_state["job"]
-        assert time.monotonic() - t < limit, f"run did not finish: {job.state} {job.reason} {len(job.history)} steps"
-        time.sleep(0.3)
-        at.run()
-        assert not at.exception, at.exception
+    rerun_until(at, lambda: at.session_state["job"] is None, limit)
+
+
+def start_small_run(at: AppTest, iterations: int):
+    """Press Run at 64 px; returns the job."""
+    slider(at, "Output size (longest side, px)").set_value(64)
+    slider(at, "Iterations").set_value(iterations)
+    at.run()
+    at.button(key="run").click().run()
+    return at.session_state["job"]
 
 
 def slider(at, label):
@@ -128,11 +131,7 @@ def test_address_parameters_prefill_the_controls():
 
 def test_a_run_that_ends_between_reruns_is_not_lost():
     at = new_app()
-    slider(at, "Output size (longest side, px)").set_value(64)
-    slider(at, "Iterations").set_value(10)
-    at.run()
-    at.button(key="run").click().run()
-    job = at.session_state["job"]
+    job = start_small_run(at, 10)
     t = time.monotonic()
     while job.active:  # no page polls meanwhile
         job.heartbeat()
@@ -144,27 +143,15 @@ def test_a_run_that_ends_between_reruns_is_not_lost():
 
 def test_moving_a_slider_does_not_kill_the_run_and_stop_keeps_the_picture():
     at = new_app()
-    slider(at, "Output size (longest side, px)").set_value(64)
-    slider(at, "Iterations").set_value(1000)
-    at.run()
-    at.button(key="run").click().run()
-    job = at.session_state["job"]
-    t = time.monotonic()
-    while job.image is None:  # wait for the first preview
-        assert time.monotonic() - t < 60
-        time.sleep(0.1)
-        at.run()
+    job = start_small_run(at, 1000)
+    rerun_until(at, lambda: job.image is not None)  # the first preview
     slider(at, "Smoothness").set_value(5.0).run()  # a full rerun of the page mid-run
     steps = len(job.history)
     time.sleep(0.5)
     at.run()
     assert at.session_state["job"] is job and job.active and len(job.history) > steps
     at.button(key="stop").click().run()
-    t = time.monotonic()
-    while at.session_state["job"] is not None:
-        assert time.monotonic() - t < 30
-        time.sleep(0.1)
-        at.run()
+    rerun_until(at, lambda: at.session_state["job"] is None, 30)
     r = at.session_state["result"]
     assert r["stopped"] and 0 < r["info"]["steps"] < 1000 and r["image"].size == (64, 43)
     assert any("stopped by you" in w.value and "picture so far is kept" in w.value for w in at.warning)
