@@ -35,9 +35,7 @@ class Job:
     history: list[dict] = field(default_factory=list)  # {step, content, style, tv, total} per step
     latest: Frame | None = None  # the most recent frame (with or without image)
     image: Image.Image | None = None  # the most recent image: the result so far
-    created: float = field(default_factory=time.monotonic)
     started: float | None = None
-    finished: float | None = None
     seen: float = field(default_factory=time.monotonic)  # last heartbeat from the page
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -132,7 +130,7 @@ class Runner:
             while self._queue and len(self._running) < self.concurrency:
                 job = self._queue.pop(0)
                 if job._cancel.is_set():
-                    job.state, job.finished = STOPPED, time.monotonic()
+                    job.state = STOPPED
                     continue
                 self._running.add(job)
                 job.state, job.started = RUNNING, time.monotonic()
@@ -157,7 +155,7 @@ class Runner:
             if gen is not None:
                 gen.close()
         with job.lock:
-            job.state, job.finished = state, time.monotonic()
+            job.state = state
         with self._lock:
             self._running.discard(job)
         self._dispatch()
@@ -176,7 +174,7 @@ class Runner:
                 dropped = [j for j in self._queue if j._cancel.is_set()]
                 self._queue = [j for j in self._queue if not j._cancel.is_set()]
             for job in dropped:
-                job.state, job.finished = STOPPED, now
+                job.state = STOPPED
 
 
 class CostModel:

@@ -134,8 +134,6 @@ def stylize(
     s = settings or Settings()
     if not styles and s.style_layers and s.style_weight > 0:
         raise ValueError("need at least one style image")
-    if s.style_blend and len(s.style_blend) != len(styles):
-        raise ValueError(f"style_blend has {len(s.style_blend)} weights for {len(styles)} style images")
     backbone = backbone or load_backbone(s.weights, s.device)
     dev = backbone.device
     gen = torch.Generator().manual_seed(s.seed)
