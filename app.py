@@ -10,21 +10,19 @@ import json
 import math
 import time
 
-import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from nst_core import Settings, png_bytes
 from nst_core.animation import make_gif
-from nst_core.backbone import LAYERS
-from nst_core.jobs import DONE, Job
-from nst_core.settings import PRESETS
-from nst_core.transfer import stylize
-from studio import SAMPLES, engine, engine_caption, fmt_seconds, image_picker, job_progress
+from nst_core.errors import ImageLoadError
+from nst_core.images import fit, png_bytes
+from nst_core.jobs import DONE, Job, StyleTask
+from nst_core.layers import RELU_LAYERS
+from nst_core.settings import PRESETS, Settings
+from studio import SAMPLES, engine, fmt_seconds, image_picker, job_progress, show_png, submit, wait_note
 
 D = Settings()
 GALLERY_SIZE = 6
-RELU_LAYERS = [n for n in LAYERS if n.startswith("relu")]
 W = "w_"  # prefix of the widget keys that mirror Settings fields
 DL = ":material/download:"
 
@@ -167,18 +165,37 @@ def settings_ui(limits, device_type: str) -> Settings | None:
 
 def start_run(settings: Settings, content: Image.Image, styles: list[Image.Image], labels: list[str]) -> None:
     eng = engine()
-    backbone = eng.backbone
     estimate = eng.cost.estimate(settings, min(content.size) / max(content.size))
-    job = eng.runner.submit(lambda: stylize(content, styles, settings, backbone), " + ".join(labels), estimate)
+    try:  # the worker gets the pictures at the size it needs, not the uploads' full size
+        style_side = max(32, round(settings.size * settings.style_scale))
+        task = StyleTask(fit(content, settings.size), tuple(fit(im, style_side) for im in styles), settings)
+    except ImageLoadError as e:
+        st.error(f"These pictures cannot run at this size: {e}")
+        return
+    job = submit(eng, task, " + ".join(labels), estimate)
+    if job is None:
+        return
     st.session_state.job = job
     st.session_state.job_meta = {"settings": settings, "content": content, "styles": styles, "labels": labels,
                                  "aspect": min(content.size) / max(content.size)}  # fmt: skip
 
 
-def loss_chart(history: list[dict]) -> None:
+CHART = {
+    "height": 220, "mark": {"type": "line"},
+    "transform": [{"fold": ["content", "style", "total"], "as": ["loss", "value"]}],
+    "encoding": {"x": {"field": "step", "type": "quantitative"},
+                 "y": {"field": "value", "type": "quantitative", "title": "loss", "scale": {"type": "log"}},
+                 "color": {"field": "loss", "type": "nominal"}},
+}  # fmt: skip
+
+
+def loss_chart(history: list[dict], points: int = 160) -> None:
+    """The losses per step (log scale). A plain Vega-Lite spec and at most `points` rows: it is drawn on
+    every poll, and st.line_chart's Altair build costs about ten times as much."""
     if len(history) > 1:
-        df = pd.DataFrame(history).set_index("step")[["content", "style", "total"]]
-        st.line_chart(df, height=220, x_label="step", y_label="loss")
+        rows = history[:: max(1, len(history) // points)] + history[-1:]
+        data = {k: [r[k] for r in rows] for k in ("step", "content", "style", "total")}
+        st.vega_lite_chart(data, CHART, width="stretch")
 
 
 def live_view() -> None:
@@ -189,7 +206,7 @@ def live_view() -> None:
     state, latest, image, history = job_progress(eng, job)
     cols = st.columns([3, 2])
     if image is not None:
-        cols[0].image(image, caption=f"Step {latest.step}" if latest else None, width=480)
+        show_png(cols[0], image, 480, caption=f"Step {latest.step}" if latest else None)
     with cols[1]:
         loss_chart(history)
     if not job.active:
@@ -207,12 +224,13 @@ def finish(job: Job) -> None:
     eng, s = engine(), meta["settings"]
     frames = job.final_frames()
     last = frames[-1]
-    info = {"settings": s.to_dict(), "weights": eng.backbone.source, "steps": last.step,
-            "seconds": round(last.elapsed, 1), "device": engine_caption(eng)}  # fmt: skip
+    info = {"settings": s.to_dict(), "weights": eng.weights, "steps": last.step,
+            "seconds": round(last.elapsed, 1), "device": eng.caption}  # fmt: skip
+    image = last.image()
     with st.spinner("Making the GIF..."):
-        gif = make_gif([f.image for f in frames])
+        gif = make_gif([f.image() for f in frames[:-1]] + [image])
     result = {
-        "image": last.image, "png": png_bytes(last.image, info), "gif": gif, "frames": frames,
+        "image": image, "png": png_bytes(image, info), "gif": gif, "frames": frames,
         "settings_json": json.dumps(info, indent=2), "content": meta["content"], "styles": meta["styles"],
         "label": meta["labels"][0] + " × " + " + ".join(meta["labels"][1:]), "history": list(job.history),
         "info": info, "stopped": job.state != DONE, "reason": job.reason,
@@ -224,7 +242,7 @@ def finish(job: Job) -> None:
     else:
         st.session_state.run_message = ("warning", f"Run {job.reason} at step {last.step} of {last.total}; the picture so far is kept.")  # fmt: skip
     gallery = st.session_state.setdefault("gallery", [])
-    thumb = last.image.copy()
+    thumb = image.copy()
     thumb.thumbnail((240, 240))
     gallery.insert(0, {"thumb": thumb, "png": result["png"], "gif": gif, "label": result["label"],
                        "id": f"{time.time():.3f}"})  # fmt: skip
@@ -267,8 +285,8 @@ def results_view(r: dict) -> None:
                              format_func=lambda j: str(frames[j].step),
                              help="Earlier steps are sometimes the more striking picture.")  # fmt: skip
         f = frames[i]
-        st.image(f.image, caption=f"Step {f.step} of {f.total} ({f.size[0]}x{f.size[1]})", width=560)
-        st.download_button(f"This step as PNG (step {f.step})", png_bytes(f.image, {**r["info"], "steps": f.step}),
+        show_png(st, f.png, 560, caption=f"Step {f.step} of {f.total} ({f.size[0]}x{f.size[1]})")
+        st.download_button(f"This step as PNG (step {f.step})", png_bytes(f.image(), {**r["info"], "steps": f.step}),
                            f"style-transfer-step{f.step}.png", "image/png", key="dl_frame", icon=DL)  # fmt: skip
     with tab3:
         loss_chart(r["history"])
@@ -299,7 +317,7 @@ def main() -> None:
     with st.sidebar:
         st.header("Settings")
         settings = settings_ui(eng.limits, eng.device_type)
-        st.caption(f"Running on: {engine_caption(eng)}")
+        st.caption(f"Running on: {eng.caption}")
         lim = eng.limits
         st.caption(f"Limits on this server: {lim.max_size(eng.device_type)} px, {lim.max_iterations} iterations, "
                    f"{fmt_seconds(lim.max_seconds)} per run, {lim.upload_mb} MB uploads.")  # fmt: skip
@@ -328,11 +346,11 @@ def main() -> None:
         aspect = min(content.size) / max(content.size)
         est = eng.cost.estimate(settings, aspect)
         st.caption(f"Estimated time on this server: about {fmt_seconds(est)} for {settings.iterations} steps at "
-                   f"{settings.size} px (measured here; waiting in the queue comes on top).")  # fmt: skip
+                   f"{settings.size} px (measured here){wait_note(eng)}.")  # fmt: skip
     if st.button("Run", type="primary", icon=":material/play_arrow:", disabled=busy or settings is None, key="run"):
         start_run(settings, content, styles, labels)
         st.session_state.pop("run_message", None)
-        busy = True
+        busy = st.session_state.get("job") is not None
     if busy:
         st.fragment(live_view, run_every=1.0)()
     msg = st.session_state.get("run_message")

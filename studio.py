@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import io
 import os
 import re
 from pathlib import Path
@@ -9,19 +11,37 @@ from pathlib import Path
 import streamlit as st
 from PIL import Image
 
-from nst_core import ImageLoadError, load_image
-from nst_core.backbone import describe_device
-from nst_core.jobs import QUEUED, RUNNING, Engine, Job
+from nst_core.errors import ImageLoadError
+from nst_core.images import load_image
+from nst_core.jobs import QUEUED, RUNNING, Busy, Engine, Job
 
 ROOT = Path(__file__).resolve().parent
 SAMPLES = ROOT / "samples"
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
 
 
-@st.cache_resource(show_spinner="Loading VGG19 (once per server)...")
+@st.cache_resource(show_spinner="Starting the worker and loading VGG19 (once per server)...")
 def engine() -> Engine:
-    """One backbone, one runner and one cost model per server process, shared read-only by all sessions."""
-    return Engine.start(os.environ.get("NST_WEIGHTS", "original"), os.environ.get("NST_DEVICE", "auto"))
+    """One runner (with its worker processes) and one cost model per server, shared by all sessions."""
+    return Engine.start(os.environ.get("NST_WEIGHTS", "original"), os.environ.get("NST_DEVICE", "auto"),
+                        backend=os.environ.get("NST_RUNNER", "process"))  # fmt: skip
+
+
+def session_id() -> str:
+    """This browser tab's session: it may have one run waiting or running, on any page."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx else "local"
+
+
+def submit(eng: Engine, task, label: str, estimate: float) -> Job | None:
+    """Queue a run for this session; None (with the reason shown) if it already has one."""
+    try:
+        return eng.runner.submit(task, label, estimate, owner=session_id())
+    except Busy as e:
+        st.error(f"Not started: {e}.")
+        return None
 
 
 @st.cache_resource
@@ -86,16 +106,37 @@ def image_picker(slot: str, title: str, kind: str, default: str, help: str, thum
     return img
 
 
-def engine_caption(eng: Engine) -> str:
-    return f"{describe_device(eng.backbone.device)} · {eng.backbone.source}"
-
-
 def queue_status(eng: Engine, job: Job) -> str | None:
     pos = eng.runner.position(job)
     if pos:
         stats = eng.runner.stats()
-        return f"Waiting for a free slot: you are number {pos} in the queue ({stats['running']} run(s) in progress)."
+        wait = eng.runner.wait_seconds(job)
+        return (f"Waiting for a free slot: you are number {pos} in the queue ({stats['running']} run(s) in progress). "
+                f"Starts in about {fmt_seconds(wait)}, done in about {fmt_seconds(wait + job.estimate)}.")  # fmt: skip
     return None
+
+
+def wait_note(eng: Engine) -> str:
+    """For the estimate before Run: the queue's wait, if any."""
+    wait = eng.runner.wait_seconds()
+    return f" plus about {fmt_seconds(wait)} waiting for the runs ahead in the queue" if wait >= 1 else ""
+
+
+@functools.lru_cache(maxsize=64)
+def preview(png: bytes, width: int) -> tuple[bytes, int]:
+    """A PNG at most `width` wide and its width: st.image then sends it as it is (no re-encoding per poll)."""
+    im = Image.open(io.BytesIO(png))
+    if im.width <= width:
+        return png, im.width
+    im = im.convert("RGB").resize((width, round(im.height * width / im.width)), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue(), width
+
+
+def show_png(where, png: bytes, width: int, caption: str | None = None) -> None:
+    data, w = preview(png, width)
+    where.image(data, caption=caption, width=w, output_format="PNG")
 
 
 def fmt_seconds(s: float) -> str:

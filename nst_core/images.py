@@ -10,12 +10,17 @@ import json
 import warnings
 from pathlib import Path
 
+from functools import cache
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from PIL import Image, ImageOps, PngImagePlugin
-from torch import Tensor
 
 from .errors import ImageLoadError
+
+if TYPE_CHECKING:  # torch is imported only by the functions that need it: the app's server never does
+    import torch
+    from torch import Tensor
 
 MAX_PIXELS = 40_000_000  # decoded pixels accepted (stops decompression bombs before decoding)
 MIN_SIDE = 16  # smaller images are refused: VGG19's five poolings leave nothing of them
@@ -94,26 +99,34 @@ def fit(im: Image.Image, longest: int) -> Image.Image:
 
 
 def to_tensor(im: Image.Image, device: torch.device | str = "cpu") -> Tensor:
+    import torch
+
     a = torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.uint8).copy())
     return (a.permute(2, 0, 1).float() / 255.0).unsqueeze(0).contiguous().to(device)
 
 
 def to_pil(x: Tensor) -> Image.Image:
+    import torch
+
     a = x.detach()[0].float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(a, "RGB")
 
 
-# YIQ, the colour space Gatys et al. use in "Preserving Color in Neural Artistic Style Transfer" (2016).
-_RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-_YIQ2RGB = torch.linalg.inv(_RGB2YIQ)
+@cache
+def _yiq_matrices():
+    """YIQ, the colour space Gatys et al. use in "Preserving Color in Neural Artistic Style Transfer" (2016)."""
+    import torch
+
+    rgb2yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+    return rgb2yiq, torch.linalg.inv(rgb2yiq)
 
 
 def rgb_to_yiq(x: Tensor) -> Tensor:
-    return torch.einsum("ij,bjhw->bihw", _RGB2YIQ.to(x), x)
+    return _yiq_matrices()[0].to(x).matmul(x.flatten(2)).view_as(x)
 
 
 def yiq_to_rgb(x: Tensor) -> Tensor:
-    return torch.einsum("ij,bjhw->bihw", _YIQ2RGB.to(x), x)
+    return _yiq_matrices()[1].to(x).matmul(x.flatten(2)).view_as(x)
 
 
 def luminance(x: Tensor, like: Tensor | None = None) -> Tensor:
@@ -128,7 +141,8 @@ def luminance(x: Tensor, like: Tensor | None = None) -> Tensor:
 def with_colors_of(gray: Tensor, colors: Tensor) -> Tensor:
     """Luminance of `gray` with the chrominance (I, Q) of `colors` (same size)."""
     yiq = rgb_to_yiq(colors)
-    yiq = torch.cat([rgb_to_yiq(gray)[:, :1], yiq[:, 1:]], dim=1)
+    yiq = yiq.clone()
+    yiq[:, :1] = rgb_to_yiq(gray)[:, :1]
     return yiq_to_rgb(yiq).clamp(0, 1)
 
 

@@ -1,42 +1,102 @@
-"""A process-wide runner: runs frame generators on worker threads, a few at a time, with a queue.
+"""The runner: a queue of runs with heartbeats, one run per session and a cost model; backends do the work.
 
-Pages submit work and poll the Job; a page that stops polling (tab closed) stops its run within
-`heartbeat_timeout` seconds. Nothing here knows about Streamlit.
+Pages submit a task (anything picklable with `frames(backbone) -> Iterator[Frame]`: a StyleTask, a Lab
+Plan), then poll its Job. The runner keeps the queue and the promises made to the pages (order, place,
+waiting time, one run per session, a closed tab stopped within `heartbeat_timeout`); a backend runs one
+task at a time per slot and reports its frames as Shots (previews as PNG bytes, never tensors):
+
+- ThreadBackend: in this process, on the runner's thread (tests, the CLI-like use of the library);
+- ProcessBackend (nst_core.worker): in worker processes that each load VGG19 once (the app's default);
+- further backends (Ray) implement the same two members: `slots` and `run(task, emit, cancelled)`.
+
+Nothing here imports torch or Streamlit: the app's server process stays light.
 """
 
 from __future__ import annotations
 
+import heapq
+import io
 import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from PIL import Image
 
 from .limits import Limits
-from .transfer import Frame
+from .settings import Settings
 
 QUEUED, RUNNING, DONE, STOPPED, FAILED = "queued", "running", "done", "stopped", "failed"
 
 
+class Busy(Exception):
+    """This session already has a run waiting or in progress."""
+
+
+class RunFailed(RuntimeError):
+    """A run failed where it ran (a worker); the message is already the one line for the page."""
+
+
+@dataclass(frozen=True)
+class Shot:
+    """A frame as it crosses to the page: the step's numbers and, at the preview cadence, a PNG."""
+
+    step: int
+    total: int
+    losses: dict[str, float]
+    elapsed: float
+    size: tuple[int, int]
+    png: bytes | None = None
+
+    @classmethod
+    def of(cls, frame) -> Shot:
+        png = None
+        if frame.image is not None:
+            buf = io.BytesIO()
+            frame.image.save(buf, format="PNG", compress_level=1)  # fast; previews are re-encoded at the end
+            png = buf.getvalue()
+        return cls(frame.step, frame.total, dict(frame.losses), frame.elapsed, tuple(frame.size), png)
+
+    @property
+    def done(self) -> bool:
+        return self.step == self.total
+
+    def image(self) -> Image.Image:
+        return Image.open(io.BytesIO(self.png)).convert("RGB")
+
+
+class Task(Protocol):
+    def frames(self, backbone) -> Iterator: ...
+
+
+class Backend(Protocol):
+    slots: int  # runs at once
+
+    def run(self, task: Task, emit: Callable[[Shot], None], cancelled: threading.Event) -> None:
+        """Run `task`, calling emit() per frame, until it ends or `cancelled` is set; raise on failure."""
+
+
 @dataclass(eq=False)  # a job is an identity: hashable, compared by id
 class Job:
-    """One submitted run. The worker thread writes it; pages read it (under `lock`)."""
+    """One submitted run. The runner's thread writes it; pages read it (under `lock`)."""
 
-    work: Callable[[], Iterator[Frame]]
+    task: Task
     label: str = ""
     estimate: float = 0.0  # seconds the cost model expected at submission (0 = unknown)
     max_frames: int = 48
+    owner: str | None = None  # the session that submitted it (one active run per owner)
     id: int = 0
     state: str = QUEUED
     reason: str = ""  # why it stopped or failed, in one line
-    frames: list[Frame] = field(default_factory=list)  # frames with images, thinned to max_frames
+    frames: list[Shot] = field(default_factory=list)  # shots with images, thinned to max_frames
     history: list[dict] = field(default_factory=list)  # {step, content, style, tv, total} per step
-    latest: Frame | None = None  # the most recent frame (with or without image)
-    image: Image.Image | None = None  # the most recent image: the result so far
+    latest: Shot | None = None  # the most recent shot (with or without image)
+    image: bytes | None = None  # PNG of the most recent image: the result so far
     started: float | None = None
     seen: float = field(default_factory=time.monotonic)  # last heartbeat from the page
+    version: int = 0  # bumped whenever anything a page shows changes
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     _stride: int = 1  # keep every _stride-th image frame
@@ -67,41 +127,54 @@ class Job:
             self.reason = reason
             self._cancel.set()
 
-    def snapshot(self) -> tuple[str, Frame | None, Image.Image | None, list[dict]]:
+    def snapshot(self) -> tuple[str, Shot | None, bytes | None, list[dict]]:
         with self.lock:
             return self.state, self.latest, self.image, list(self.history)
 
-    def _record(self, frame: Frame) -> None:
+    def _record(self, shot: Shot) -> None:
         with self.lock:
-            self.latest = frame
-            self.history.append({"step": frame.step, **frame.losses})
-            if frame.image is None:
+            self.latest = shot
+            self.version += 1
+            self.history.append({"step": shot.step, **shot.losses})
+            if shot.png is None:
                 return
-            self.image = frame.image
+            self.image = shot.png
             self._images_seen += 1
-            if frame.done or (self._images_seen - 1) % self._stride == 0:
-                self.frames.append(frame)
+            if shot.done or (self._images_seen - 1) % self._stride == 0:
+                self.frames.append(shot)
             if len(self.frames) > self.max_frames:
                 # Keep the first and every other one after it, and keep half as many from now on.
                 self.frames = self.frames[:1] + self.frames[2::2]
                 self._stride *= 2
 
-    def final_frames(self) -> list[Frame]:
-        """Kept frames plus the last image (a stopped run ends on whatever it had)."""
+    def _set_state(self, state: str) -> None:
+        with self.lock:
+            self.state = state
+            self.version += 1
+
+    def final_frames(self) -> list[Shot]:
+        """Kept shots plus the last image (a stopped run ends on whatever it had)."""
         with self.lock:
             frames = list(self.frames)
-            if self.latest is not None and self.image is not None and (not frames or frames[-1].image is not self.image):
+            if self.latest is not None and self.image is not None and (not frames or frames[-1].png is not self.image):
                 last = self.latest
-                frames.append(Frame(last.step, last.total, last.losses, last.elapsed, last.size, self.image))
+                frames.append(Shot(last.step, last.total, last.losses, last.elapsed, last.size, self.image))
             return frames
 
 
-class Runner:
-    """Runs Jobs on threads, at most `concurrency` at once, first come first served."""
+def one_line(e: BaseException) -> str:
+    text = str(e).strip()
+    if isinstance(e, RunFailed):
+        return text
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
 
-    def __init__(self, concurrency: int = 1, limits: Limits | None = None, poll: float = 0.5):
+
+class Runner:
+    """Runs Jobs through a backend, at most `backend.slots` at once, first come first served."""
+
+    def __init__(self, backend: Backend, limits: Limits | None = None, poll: float = 0.5):
+        self.backend = backend
         self.limits = limits or Limits()
-        self.concurrency = concurrency
         self._queue: list[Job] = []
         self._running: set[Job] = set()
         self._lock = threading.Lock()
@@ -109,9 +182,17 @@ class Runner:
         self._poll = poll
         threading.Thread(target=self._watchdog, name="nst-watchdog", daemon=True).start()
 
-    def submit(self, work: Callable[[], Iterator[Frame]], label: str = "", estimate: float = 0.0) -> Job:
-        job = Job(work=work, label=label, estimate=estimate, max_frames=self.limits.max_frames, id=next(self._ids))
+    @property
+    def concurrency(self) -> int:
+        return self.backend.slots
+
+    def submit(self, task: Task, label: str = "", estimate: float = 0.0, owner: str | None = None) -> Job:
+        """Queue a run; raises Busy if `owner` already has one waiting or running."""
+        job = Job(task=task, label=label, estimate=estimate, max_frames=self.limits.max_frames, owner=owner,
+                  id=next(self._ids))  # fmt: skip
         with self._lock:
+            if owner is not None and any(j.owner == owner and j.active for j in self._queue + list(self._running)):
+                raise Busy("you already have a run waiting or in progress: stop it (or let it finish) first")
             self._queue.append(job)
         self._dispatch()
         return job
@@ -120,6 +201,20 @@ class Runner:
         """1 for the next to start, 0 if not waiting."""
         with self._lock:
             return self._queue.index(job) + 1 if job in self._queue else 0
+
+    def wait_seconds(self, job: Job | None = None) -> float:
+        """Expected wait before `job` (or a run submitted now) starts: the runs ahead of it, scheduled on
+        the slots as the runner will (each slot free when its run's time left is over)."""
+        with self._lock:
+            if job is not None and job not in self._queue:
+                return 0.0
+            ahead = self._queue[: self._queue.index(job)] if job is not None else list(self._queue)
+            free_at = [j.seconds_left() for j in self._running]
+        free_at += [0.0] * max(0, self.concurrency - len(free_at))
+        heapq.heapify(free_at)
+        for j in ahead:
+            heapq.heappush(free_at, heapq.heappop(free_at) + j.estimate)
+        return free_at[0]
 
     def stats(self) -> dict:
         with self._lock:
@@ -130,34 +225,28 @@ class Runner:
             while self._queue and len(self._running) < self.concurrency:
                 job = self._queue.pop(0)
                 if job._cancel.is_set():
-                    job.state = STOPPED
+                    job._set_state(STOPPED)
                     continue
                 self._running.add(job)
-                job.state, job.started = RUNNING, time.monotonic()
+                job.started = time.monotonic()
+                job._set_state(RUNNING)
                 threading.Thread(target=self._run, args=(job,), name=f"nst-job-{job.id}", daemon=True).start()
 
     def _run(self, job: Job) -> None:
-        gen = None
+        def emit(shot: Shot) -> None:
+            job._record(shot)
+            if time.monotonic() - job.started > self.limits.max_seconds:
+                job.cancel(f"time limit of {self.limits.max_seconds:.0f} s per run reached")
+
         try:
-            gen = job.work()
-            for frame in gen:
-                job._record(frame)
-                if job._cancel.is_set():
-                    break
-                if time.monotonic() - job.started > self.limits.max_seconds:
-                    job.reason = f"time limit of {self.limits.max_seconds:.0f} s per run reached"
-                    break
-            state = STOPPED if (job._cancel.is_set() or job.reason) else DONE
+            self.backend.run(job.task, emit, job._cancel)
+            state = STOPPED if job._cancel.is_set() else DONE
         except Exception as e:  # reported to the page in one line; the runner keeps going
-            job.reason = f"{type(e).__name__}: {e}".splitlines()[0]
+            job.reason = one_line(e)
             state = FAILED
-        finally:
-            if gen is not None:
-                gen.close()
-        with job.lock:
-            job.state = state
         with self._lock:
             self._running.discard(job)
+        job._set_state(state)
         self._dispatch()
 
     def _watchdog(self) -> None:
@@ -174,7 +263,42 @@ class Runner:
                 dropped = [j for j in self._queue if j._cancel.is_set()]
                 self._queue = [j for j in self._queue if not j._cancel.is_set()]
             for job in dropped:
-                job.state = STOPPED
+                job._set_state(STOPPED)
+
+
+@dataclass(frozen=True)
+class StyleTask:
+    """A style-transfer run, as it crosses to a worker (images already fitted to the output size)."""
+
+    content: Image.Image
+    styles: tuple[Image.Image, ...]
+    settings: Settings
+
+    def frames(self, backbone) -> Iterator:
+        from .transfer import stylize
+
+        return stylize(self.content, list(self.styles), self.settings, backbone)
+
+
+class ThreadBackend:
+    """Runs tasks in the runner's own thread, in this process, on a backbone loaded here."""
+
+    def __init__(self, backbone, slots: int = 1):
+        self.backbone, self.slots = backbone, slots
+
+    def run(self, task: Task, emit: Callable[[Shot], None], cancelled: threading.Event) -> None:
+        drive(task.frames(self.backbone), emit, cancelled)
+
+
+def drive(frames: Iterator, emit: Callable[[Shot], None], cancelled) -> None:
+    """Turn frames into shots until the end or until `cancelled` (anything with is_set()); close the run."""
+    try:
+        for frame in frames:
+            emit(Shot.of(frame))
+            if cancelled.is_set():
+                break
+    finally:
+        frames.close()
 
 
 class CostModel:
@@ -189,7 +313,6 @@ class CostModel:
         """Time a few real evaluations at two sizes and fit a fixed and a per-pixel cost."""
         import torch
 
-        from .settings import Settings
         from .transfer import Objective
 
         times = []
@@ -210,18 +333,16 @@ class CostModel:
         return cls(rate, max(0.0, ta - rate * a * a))
 
     @staticmethod
-    def pixel_evals(settings, aspect: float = 1.0) -> float:
+    def pixel_evals(settings: Settings, aspect: float = 1.0) -> float:
         """Sum over the schedule of (pixels at that level) x (evaluations there); aspect = short/long side."""
-        from .transfer import scale_sizes, split_iterations
+        from .schedule import schedule
 
-        sizes = scale_sizes(settings)
-        counts = split_iterations(settings.iterations, len(sizes))
-        return sum(s * s * aspect * n for s, n in zip(sizes, counts, strict=True))
+        return sum(size * size * aspect * n for size, n in schedule(settings))
 
-    def estimate(self, settings, aspect: float = 1.0) -> float:
+    def estimate(self, settings: Settings, aspect: float = 1.0) -> float:
         return self.per_step * settings.iterations + self.rate * self.pixel_evals(settings, aspect)
 
-    def learn(self, settings, aspect: float, seconds: float, steps: int) -> None:
+    def learn(self, settings: Settings, aspect: float, seconds: float, steps: int) -> None:
         """Fold a finished run into the per-pixel rate (exponential average: follows the server's load)."""
         pe = self.pixel_evals(settings.replace(iterations=steps), aspect) if steps > 0 else 0
         seconds -= self.per_step * steps
@@ -233,25 +354,40 @@ class CostModel:
 
 @dataclass
 class Engine:
-    """What a server shares between all sessions: the backbone, the runner, the cost model, the limits."""
+    """What a server shares between all sessions: the runner, the cost model, the limits, what runs it."""
 
-    backbone: object
     runner: Runner
     cost: CostModel
     limits: Limits
-
-    @classmethod
-    def start(cls, weights: str = "original", device: str = "auto", limits: Limits | None = None) -> Engine:
-        import torch
-
-        from .backbone import load_backbone
-
-        limits = limits or Limits.from_env()
-        backbone = load_backbone(weights, device)
-        gpus = torch.cuda.device_count() if backbone.device.type == "cuda" else 0
-        runner = Runner(limits.concurrent(backbone.device.type, gpus), limits)
-        return cls(backbone, runner, CostModel.probe(backbone), limits)
+    device: str  # e.g. "CPU, 2 threads" or "GPU: NVIDIA H100"
+    device_type: str  # cpu | cuda | mps
+    weights: str  # where the weights came from, for people
 
     @property
-    def device_type(self) -> str:
-        return self.backbone.device.type
+    def caption(self) -> str:
+        where = f" · {self.runner.concurrency} runs at once" if self.runner.concurrency > 1 else ""
+        return f"{self.device} · {self.weights}{where}"
+
+    @classmethod
+    def start(
+        cls, weights: str = "original", device: str = "auto", limits: Limits | None = None, backend: str = "process"
+    ) -> Engine:
+        """`backend`: process (worker processes, the default for the app) or thread (in this process)."""
+        limits = limits or Limits.from_env()
+        if backend == "thread":
+            import torch
+
+            from .backbone import describe_device, load_backbone
+
+            bb = load_backbone(weights, device)
+            gpus = torch.cuda.device_count() if bb.device.type == "cuda" else 0
+            runner = Runner(ThreadBackend(bb, limits.concurrent(bb.device.type, gpus)), limits)
+            return cls(runner, CostModel.probe(bb), limits, describe_device(bb.device), bb.device.type, bb.source)
+        if backend == "process":
+            from .worker import ProcessBackend
+
+            pb = ProcessBackend(weights, device, limits)
+            info = pb.info
+            return cls(Runner(pb, limits), CostModel(info["rate"], info["per_step"]), limits, info["device"],
+                       info["device_type"], info["weights"])  # fmt: skip
+        raise ValueError(f"NST_RUNNER={backend!r}: choose process or thread")

@@ -44,6 +44,10 @@ class Plan:
     def iterations(self) -> int:
         return sum(c.settings.iterations for c in self.cells)
 
+    def frames(self, backbone) -> Iterator[Frame]:
+        """The runner's task interface: a Plan runs on a worker like a StyleTask."""
+        return run_plan(self, backbone)
+
     def estimate(self, cost) -> float:
         """Seconds on this machine, from the runner's cost model."""
         return sum(cost.estimate(c.settings, min(c.content.size) / max(c.content.size)) for c in self.cells)

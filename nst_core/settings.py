@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
-from .backbone import LAYER_INDEX
+from .layers import LAYER_INDEX
 
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 PIXELS = "pixels"  # a pseudo content layer: the image itself (plain pixel matching, used by the Lab)

@@ -6,6 +6,7 @@ counted over all scales of the coarse-to-fine schedule.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from torch import Tensor
 
 from . import images, losses
 from .backbone import Backbone, load_backbone
+from .schedule import schedule
 from .settings import PIXELS, Settings
 
 
@@ -32,33 +34,6 @@ class Frame:
     @property
     def done(self) -> bool:
         return self.step == self.total
-
-
-def scale_sizes(settings: Settings) -> list[int]:
-    """Longest side at each coarse-to-fine level, smallest first; the last is settings.size."""
-    sizes = [settings.size]
-    while len(sizes) < settings.scales and sizes[0] // 2 >= settings.min_scale_size:
-        sizes.insert(0, sizes[0] // 2)
-    return sizes
-
-
-def split_iterations(total: int, levels: int) -> list[int]:
-    """Iterations per level, smallest level first: shares 2^(n-1) : ... : 2 : 1.
-
-    Most of the work happens at low resolution where an evaluation is 4x cheaper per halving; the
-    full-size level only refines detail starting from an already stylised, upsampled image.
-    """
-    shares = [2 ** (levels - 1 - i) for i in range(levels)]
-    counts = [total * s // sum(shares) for s in shares]
-    counts[-1] += total - sum(counts)
-    # Every level gets at least one step when there are enough steps to go round.
-    for i in range(levels):
-        if counts[i] == 0:
-            donor = max(range(levels), key=lambda j: counts[j])
-            if counts[donor] > 1:
-                counts[donor] -= 1
-                counts[i] += 1
-    return counts
 
 
 class Objective:
@@ -106,9 +81,60 @@ class Objective:
 def _make_optimizer(x: Tensor, s: Settings) -> torch.optim.Optimizer:
     if s.optimizer == "lbfgs":
         # max_iter=1: one optimizer step is one evaluation, so the step count is honest (the PyTorch
-        # tutorial's max_iter=20 silently runs up to 20 evaluations per "step").
-        return torch.optim.LBFGS([x], lr=s.lr, max_iter=1, history_size=s.lbfgs_history)
+        # tutorial's max_iter=20 silently runs up to 20 evaluations per "step"). tolerance_grad=0: a
+        # step is always taken (with relative losses a tiny gradient is not a converged one).
+        return torch.optim.LBFGS([x], lr=s.lr, max_iter=1, history_size=s.lbfgs_history, tolerance_grad=0.0)
     return torch.optim.Adam([x], lr=s.lr)
+
+
+BOX = "fold"  # experiment switch (temporary)
+
+
+def box(u: Tensor) -> Tensor:
+    if BOX == "fold":
+        return 1 - (u.remainder(2) - 1).abs()
+    if BOX == "clamp":
+        return u.clamp(0, 1)
+    return u
+
+
+BLOWUP = 3.0  # an evaluation this many times the best one so far (or NaN/inf) resets the optimiser
+
+
+def optimise(objective: Objective, x0: Tensor, steps: int, s: Settings) -> Iterator[tuple[dict[str, float], Tensor]]:
+    """`steps` evaluations of `objective` from x0; yields (losses of this evaluation, best image so far).
+
+    The guard: the image handed out is always the best one evaluated, and a blow-up (a loss BLOWUP times
+    the best, NaN or inf) puts the optimiser back on the best point with an empty memory.
+    """
+    u = x0.detach().clone().contiguous().requires_grad_(True)
+    opt = _make_optimizer(u, s)
+    best, best_loss = x0.detach(), math.inf
+    for _ in range(steps):
+        record: dict[str, Tensor] = {}
+
+        def closure():
+            opt.zero_grad(set_to_none=True)
+            image = box(u) if s.optimizer == "lbfgs" else u
+            terms = objective(image)
+            terms["total"].backward()
+            record.update(terms, image=image.detach())
+            return terms["total"]
+
+        opt.step(closure)
+        image = record.pop("image")
+        losses = {k: float(v.detach()) for k, v in record.items()}
+        total = losses["total"]
+        if total < best_loss:
+            best, best_loss = image.clamp(0, 1).clone(), total
+        elif not math.isfinite(total) or total > BLOWUP * best_loss:
+            with torch.no_grad():
+                u.copy_(best)
+            opt = _make_optimizer(u, s)
+        if s.optimizer == "adam":
+            with torch.no_grad():
+                u.clamp_(0, 1)  # projected Adam: its moment estimates stay valid under a projection
+        yield losses, best
 
 
 def _initial(s: Settings, content: Tensor, style: Tensor, gen: torch.Generator) -> Tensor:
@@ -117,6 +143,25 @@ def _initial(s: Settings, content: Tensor, style: Tensor, gen: torch.Generator) 
     if s.init == "noise":
         return torch.rand(content.shape, generator=gen).to(content.device)
     return F.interpolate(style, size=content.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+def level_targets(
+    content: Image.Image, styles: Sequence[Image.Image], s: Settings, size: int, dev: torch.device | str = "cpu"
+) -> tuple[Tensor, list[Tensor], Tensor]:
+    """The content and style tensors of one coarse-to-fine level, and the picture whose colours are shown."""
+    c = images.to_tensor(images.fit(content, size), dev)
+    style_side = max(images.MIN_SIDE * 2, round(size * s.style_scale))
+    st = [images.to_tensor(images.fit(im, style_side), dev) for im in styles]
+    if not st:  # content-only objective: the init image still needs a shape
+        st = [c]
+    colour_source = c
+    if s.preserve_colors:
+        # Luminance-only transfer (Gatys et al. 2016, "Preserving Color..."): optimise a grey image
+        # against grey targets whose luminance statistics match the content's, then put the
+        # content's chrominance back for every image shown.
+        st = [images.luminance(t, like=c) for t in st]
+        c = images.luminance(c)
+    return c, st, colour_source
 
 
 def stylize(
@@ -137,25 +182,10 @@ def stylize(
     backbone = backbone or load_backbone(s.weights, s.device)
     dev = backbone.device
     gen = torch.Generator().manual_seed(s.seed)
-    sizes = scale_sizes(s)
-    counts = split_iterations(s.iterations, len(sizes))
     start = time.perf_counter()
     step, x = 0, None
-    for size, count in zip(sizes, counts, strict=True):
-        if count == 0:
-            continue
-        c = images.to_tensor(images.fit(content, size), dev)
-        style_side = max(images.MIN_SIDE * 2, round(size * s.style_scale))
-        st = [images.to_tensor(images.fit(im, style_side), dev) for im in styles]
-        if not st:  # content-only objective: the init image still needs a shape
-            st = [c]
-        colour_source = c
-        if s.preserve_colors:
-            # Luminance-only transfer (Gatys et al. 2016, "Preserving Color..."): optimise a grey image
-            # against grey targets whose luminance statistics match the content's, then put the
-            # content's chrominance back for every image shown.
-            st = [images.luminance(t, like=c) for t in st]
-            c = images.luminance(c)
+    for size, count in schedule(s):
+        c, st, colour_source = level_targets(content, styles, s, size, dev)
         objective = Objective(backbone, s, c, st)
         if x is None and init_image is not None:
             x = images.to_tensor(init_image.resize((c.shape[-1], c.shape[-2]), Image.Resampling.LANCZOS), dev)
@@ -163,21 +193,7 @@ def stylize(
             x = _initial(s, c, st[0], gen)
         else:
             x = F.interpolate(x.detach(), size=c.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
-        x = x.detach().contiguous().requires_grad_(True)
-        opt = _make_optimizer(x, s)
-        for _ in range(count):
-            record: dict[str, Tensor] = {}
-
-            def closure():
-                opt.zero_grad(set_to_none=True)
-                terms = objective(x)
-                terms["total"].backward()
-                record.update(terms)
-                return terms["total"]
-
-            opt.step(closure)
-            with torch.no_grad():
-                x.clamp_(0, 1)
+        for losses, x in optimise(objective, x, count, s):
             step += 1
             image = None
             if step % s.preview_every == 0 or step == s.iterations:
@@ -186,7 +202,7 @@ def stylize(
             yield Frame(
                 step=step,
                 total=s.iterations,
-                losses={k: float(v.detach()) for k, v in record.items()},
+                losses=losses,
                 elapsed=time.perf_counter() - start,
                 size=(c.shape[-1], c.shape[-2]),
                 image=image,

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from nst_core import lab, png_bytes
+from nst_core import lab
 from nst_core.animation import make_gif
-from nst_core.images import fit
-from studio import engine, engine_caption, fmt_seconds, image_picker, job_progress
+from nst_core.images import fit, png_bytes
+from studio import engine, fmt_seconds, image_picker, job_progress, show_png, submit, wait_note
 
 st.set_page_config(page_title="Lab · Neural Style Studio", page_icon=":material/science:", layout="wide")
 
@@ -50,19 +50,18 @@ EXPLAIN = {
 
 def run_panel(eng, key: str, plan: lab.Plan, anim: bool) -> None:
     """Estimate, Run, live progress and downloads for one optimising experiment."""
-    st.caption(f"About {fmt_seconds(plan.estimate(eng.cost))} on this server ({plan.iterations} steps in all; "
-               f"{engine_caption(eng)}).")  # fmt: skip
+    st.caption(f"About {fmt_seconds(plan.estimate(eng.cost))} on this server{wait_note(eng)} ({plan.iterations} "
+               f"steps in all; {eng.caption}).")  # fmt: skip
     job = st.session_state.get("lab_job")
     if job is not None and not job.active:
         _finish(job)
         job = None
     if st.button("Run the experiment", type="primary", icon=":material/play_arrow:", disabled=job is not None,
                  key=f"run_{key}"):  # fmt: skip
-        backbone = eng.backbone
-        st.session_state.lab_job = eng.runner.submit(lambda: lab.run_plan(plan, backbone), plan.title,
-                                                     plan.estimate(eng.cost))
-        st.session_state.lab_meta = {"key": key, "title": plan.title, "anim": anim}
-        job = st.session_state.lab_job
+        job = submit(eng, plan, plan.title, plan.estimate(eng.cost))
+        if job is not None:
+            st.session_state.lab_job = job
+            st.session_state.lab_meta = {"key": key, "title": plan.title, "anim": anim}
     if job is not None:
         st.fragment(_live, run_every=1.0)()
     result = st.session_state.get("lab_result")
@@ -82,7 +81,7 @@ def _live() -> None:
         return
     _, _, image, _ = job_progress(eng, job)
     if image is not None:
-        st.image(image)
+        show_png(st, image, 1200)
     if not job.active:
         _finish(job)
         st.rerun()
@@ -97,13 +96,25 @@ def _finish(job) -> None:
         return
     frames = job.final_frames()
     last = frames[-1]
+    image = last.image()
     st.session_state.pop("lab_error", None)
     st.session_state.lab_result = {
-        "key": meta["key"], "image": last.image, "png": png_bytes(last.image, {"experiment": meta["title"]}),
-        "gif": make_gif([f.image for f in frames]) if meta["anim"] else None,
+        "key": meta["key"], "image": image, "png": png_bytes(image, {"experiment": meta["title"]}),
+        "gif": make_gif([f.image() for f in frames]) if meta["anim"] else None,
         "caption": f"{meta['title']}: {last.step} of {last.total} steps in {fmt_seconds(last.elapsed)}"
                    + (f" ({job.reason})" if job.reason else ""),
     }  # fmt: skip
+
+
+@st.cache_resource(show_spinner="Loading VGG19 for a look inside...")
+def local_backbone():
+    """A backbone in this process for experiment 5 only: one forward pass at 224 px, immediate, no
+    optimisation (every run goes to the worker). Loaded the first time someone opens experiment 5."""
+    import os
+
+    from nst_core.backbone import load_backbone
+
+    return load_backbone(os.environ.get("NST_WEIGHTS", "original"), "cpu")
 
 
 def inside_panel(eng) -> None:
@@ -118,7 +129,7 @@ def inside_panel(eng) -> None:
         other = None
         if mode == "another painting":
             other = image_picker("lab_other", "Other painting", "styles", "the_scream.jpg", help="A second painting.")
-    bb = eng.backbone
+    bb = local_backbone()
     maps = lab.feature_maps(bb, image, layer)
     st.markdown(f"**The 16 most active feature maps of {layer}** — each tile is one channel; yellow where it responds.")
     st.image(maps, width=420)

@@ -3,32 +3,33 @@
 import threading
 import time
 
+import pytest
+
 from PIL import Image
 
-from nst_core import Settings, stylize
-from nst_core.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED, CostModel, Runner
+from nst_core import Settings
+from nst_core.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED, Busy, CostModel, Runner, StyleTask, ThreadBackend
 from nst_core.limits import Limits
-from nst_core.transfer import Frame
+from nst_core.jobs import Shot
+from tests.tasks import IMG, Ticking
 
-IMG = Image.new("RGB", (8, 8))
+
+def runner(concurrency=1, backbone=None, **kw):
+    return Runner(ThreadBackend(backbone, concurrency), **kw)
 
 
 def ticking(n, delay=0.02, log=None, name=None, image_every=1):
-    """A frame generator that takes `delay` seconds per step and records when it runs."""
+    return Ticking(n, delay, log, name, image_every)
 
-    def work():
-        if log is not None:
-            log.append(("start", name))
-        try:
-            for i in range(1, n + 1):
-                time.sleep(delay)
-                yield Frame(i, n, {"content": 1.0, "style": 1.0, "tv": 0.0, "total": 2.0}, i * delay, (8, 8),
-                            IMG if i % image_every == 0 or i == n else None)  # fmt: skip
-        finally:
-            if log is not None:
-                log.append(("end", name))
 
-    return work
+class Work:
+    """A task made of a plain generator function (only for the in-process backend)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def frames(self, backbone):
+        return self.fn()
 
 
 def wait(cond, timeout=10.0):
@@ -40,17 +41,17 @@ def wait(cond, timeout=10.0):
 
 def test_jobs_run_in_submission_order_one_at_a_time():
     log = []
-    r = Runner(concurrency=1)
+    r = runner(concurrency=1)
     jobs = [r.submit(ticking(3, log=log, name=k)) for k in "abc"]
     assert r.position(jobs[0]) == 0 and r.position(jobs[1]) == 1 and r.position(jobs[2]) == 2
     assert jobs[2].state == QUEUED
     wait(lambda: all(j.state == DONE for j in jobs))
     assert log == [("start", "a"), ("end", "a"), ("start", "b"), ("end", "b"), ("start", "c"), ("end", "c")]
-    assert [h["step"] for h in jobs[0].history] == [1, 2, 3] and jobs[0].image is IMG
+    assert [h["step"] for h in jobs[0].history] == [1, 2, 3] and jobs[0].image[:4] == b"\x89PNG"
 
 
 def test_the_limit_holds_under_many_concurrent_runs():
-    r = Runner(concurrency=2)
+    r = runner(concurrency=2)
     active, peak, lock = [0], [0], threading.Lock()
 
     def work():
@@ -58,29 +59,29 @@ def test_the_limit_holds_under_many_concurrent_runs():
             active[0] += 1
             peak[0] = max(peak[0], active[0])
         try:
-            yield from ticking(5, 0.01)()
+            yield from ticking(5, 0.01).frames(None)
         finally:
             with lock:
                 active[0] -= 1
 
-    jobs = [r.submit(work) for _ in range(8)]
+    jobs = [r.submit(Work(work)) for _ in range(8)]
     wait(lambda: all(j.state == DONE for j in jobs))
     assert peak[0] == 2
 
 
 def test_cancel_stops_a_run_and_keeps_its_result():
-    r = Runner(concurrency=1)
+    r = runner(concurrency=1)
     job = r.submit(ticking(10_000, 0.005))
     wait(lambda: len(job.history) >= 3)
     job.cancel("stopped by you")
     wait(lambda: not job.active)
     assert job.state == STOPPED and job.reason == "stopped by you" and job.finished_ok
-    assert job.final_frames()[-1].image is IMG
+    assert job.final_frames()[-1].image().size == IMG.size
 
 
 def test_a_cancelled_queued_job_never_starts():
     log = []
-    r = Runner(concurrency=1)
+    r = runner(concurrency=1)
     first = r.submit(ticking(20, 0.01, log, "first"))
     second = r.submit(ticking(3, log=log, name="second"))
     second.cancel()
@@ -89,7 +90,7 @@ def test_a_cancelled_queued_job_never_starts():
 
 
 def test_a_closed_page_frees_its_place_within_seconds():
-    r = Runner(concurrency=1, limits=Limits(heartbeat_timeout=0.5), poll=0.1)
+    r = runner(concurrency=1, limits=Limits(heartbeat_timeout=0.5), poll=0.1)
     abandoned = r.submit(ticking(100_000, 0.005))
     waiting = r.submit(ticking(3))
     t = time.monotonic()
@@ -106,7 +107,7 @@ def test_a_closed_page_frees_its_place_within_seconds():
 
 
 def test_frames_are_bounded_and_spread_over_the_run():
-    r = Runner(concurrency=1, limits=Limits(max_frames=10))
+    r = runner(concurrency=1, limits=Limits(max_frames=10))
     job = r.submit(ticking(200, 0.0005))
     wait(lambda: job.state == DONE)
     steps = [f.step for f in job.final_frames()]
@@ -115,24 +116,24 @@ def test_frames_are_bounded_and_spread_over_the_run():
 
 
 def test_time_limit_and_failures_are_reported():
-    r = Runner(concurrency=1, limits=Limits(max_seconds=0.2))
+    r = runner(concurrency=1, limits=Limits(max_seconds=0.2))
     slow = r.submit(ticking(100_000, 0.01))
     wait(lambda: not slow.active)
     assert slow.state == STOPPED and "time limit" in slow.reason and slow.finished_ok
 
     def broken():
-        yield from ticking(2)()
+        yield from ticking(2).frames(None)
         raise RuntimeError("out of memory\nmore lines")
 
-    bad = r.submit(broken)
+    bad = r.submit(Work(broken))
     wait(lambda: not bad.active)
     assert bad.state == FAILED and bad.reason == "RuntimeError: out of memory"
 
 
 def test_a_real_style_transfer_run_on_the_runner(backbone, content, style):
-    r = Runner(concurrency=1)
+    r = runner(concurrency=1, backbone=backbone)
     s = Settings(size=64, iterations=6, preview_every=2)
-    job = r.submit(lambda: stylize(content, [style], s, backbone))
+    job = r.submit(StyleTask(content, (style,), s))
     wait(lambda: not job.active, 60)
     assert job.state == DONE and [f.step for f in job.final_frames()] == [2, 4, 6]
 
@@ -147,12 +148,30 @@ def test_cost_model_estimates_and_learns(backbone):
 
 
 def test_time_left_uses_the_estimate_while_the_straight_line_is_too_hopeful():
-    r = Runner(concurrency=1)
+    r = runner(concurrency=1)
     job = r.submit(ticking(10, 0.01), estimate=100.0)
     assert job.seconds_left() == 100.0
     wait(lambda: job.state == DONE)
     assert job.seconds_left() == 0.0
-    job.latest = Frame(2, 10, {}, 1.0, (8, 8))
+    job.latest = Shot(2, 10, {}, 1.0, (8, 8))
     assert job.seconds_left() == 99.0  # linear alone would say 4 s
     job.estimate = 0.0
     assert job.seconds_left() == 4.0
+
+
+def test_one_session_has_one_run_at_a_time_and_the_queue_knows_its_wait():
+    r = runner(concurrency=1)
+    first = r.submit(ticking(50, 0.02), estimate=10.0, owner="tab-a")
+    with pytest.raises(Busy, match="already have a run"):
+        r.submit(ticking(3), owner="tab-a")
+    second = r.submit(ticking(3), estimate=4.0, owner="tab-b")
+    third = r.submit(ticking(3), estimate=4.0, owner="tab-c")
+    wait(lambda: first.state == RUNNING)
+    # third waits for what is left of first (its estimate, as it has barely started) plus all of second
+    assert r.wait_seconds(second) <= 10.0 and 12.0 <= r.wait_seconds(third) <= 14.0
+    assert r.wait_seconds() >= r.wait_seconds(third) + 4.0 - 0.1
+    first.cancel()
+    wait(lambda: not first.active)
+    again = r.submit(ticking(3), owner="tab-a")  # once it has ended, the same tab may run again
+    wait(lambda: again.state == DONE and third.state == DONE)
+    assert r.wait_seconds(third) == 0.0

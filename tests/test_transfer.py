@@ -6,7 +6,8 @@ import torch
 
 from nst_core import Settings, stylize
 from nst_core.images import rgb_to_yiq, to_tensor, fit
-from nst_core.transfer import Objective, run, scale_sizes, split_iterations
+from nst_core.schedule import scale_sizes, split_iterations
+from nst_core.transfer import Objective, run
 
 TINY = Settings(size=64, iterations=12, preview_every=4)
 

@@ -1,0 +1,87 @@
+"""The worker-process backend (the app's default): real runs in a separate process, failures, crashes,
+stop, order and the one-run-per-session rule across the process boundary."""
+
+import time
+
+import pytest
+
+from nst_core import Settings
+from nst_core.jobs import DONE, FAILED, RUNNING, STOPPED, Busy, Runner, StyleTask
+from nst_core.limits import Limits
+from nst_core.worker import ProcessBackend
+from tests.tasks import Crashing, Raising, Ticking
+
+
+@pytest.fixture(scope="module")
+def runner():
+    backend = ProcessBackend("original", "cpu", Limits())
+    yield Runner(backend, Limits(heartbeat_timeout=1.0), poll=0.1)
+    backend.close()
+
+
+def wait(cond, timeout=60.0, beat=()):
+    t = time.monotonic()
+    while not cond():
+        for job in beat:
+            job.heartbeat()
+        assert time.monotonic() - t < timeout, "timed out"
+        time.sleep(0.02)
+
+
+def test_a_real_run_streams_png_previews_from_the_worker(runner, content, style):
+    job = runner.submit(StyleTask(content, (style,), Settings(size=64, iterations=6, preview_every=2)))
+    wait(lambda: not job.active, beat=[job])
+    assert job.state == DONE, job.reason
+    assert [h["step"] for h in job.history] == [1, 2, 3, 4, 5, 6]
+    shots = job.final_frames()
+    assert [s.step for s in shots] == [2, 4, 6] and shots[-1].png[:4] == b"\x89PNG"
+    assert shots[-1].image().size == (64, 43)
+
+
+def test_a_failing_run_is_one_line_and_the_next_run_works(runner):
+    bad = runner.submit(Raising(2))
+    wait(lambda: not bad.active, beat=[bad])
+    assert bad.state == FAILED and bad.reason == "RuntimeError: out of memory"
+    good = runner.submit(Ticking(3, 0.01))
+    wait(lambda: not good.active, beat=[good])
+    assert good.state == DONE
+
+
+def test_a_worker_that_dies_fails_its_run_and_is_restarted(runner):
+    pid = runner.backend._idle[0].proc.pid
+    dead = runner.submit(Crashing(2))
+    wait(lambda: not dead.active, beat=[dead])
+    assert dead.state == FAILED and "worker process ended" in dead.reason and "exit code 9" in dead.reason
+    assert len(dead.history) == 2  # what it had sent before it died is kept
+    after = runner.submit(Ticking(3, 0.01))
+    wait(lambda: not after.active, timeout=120, beat=[after])
+    assert after.state == DONE and runner.backend._idle[0].proc.pid != pid
+
+
+def test_stop_ends_the_run_in_the_worker_and_keeps_the_picture(runner):
+    job = runner.submit(Ticking(100_000, 0.01))
+    wait(lambda: len(job.history) >= 5, beat=[job])
+    job.cancel("stopped by you")
+    t = time.monotonic()
+    wait(lambda: not job.active, beat=[job])
+    assert time.monotonic() - t < 2
+    assert job.state == STOPPED and job.reason == "stopped by you" and job.finished_ok
+    follow = runner.submit(Ticking(2, 0.01))  # the worker is free again, with no stale "stop" in its way
+    wait(lambda: not follow.active, beat=[follow])
+    assert follow.state == DONE and len(follow.history) == 2
+
+
+def test_queue_order_one_run_per_session_and_closed_tabs_across_the_process_boundary(runner):
+    a = runner.submit(Ticking(100, 0.02), owner="tab-a")  # 2 s: longer than the 1 s heartbeat timeout
+    with pytest.raises(Busy):
+        runner.submit(Ticking(3), owner="tab-a")
+    b = runner.submit(Ticking(3, 0.02), owner="tab-b")
+    closed = runner.submit(Ticking(3, 0.02), owner="tab-closed")  # this tab never polls again
+    c = runner.submit(Ticking(3, 0.02), owner="tab-c")
+    wait(lambda: not c.active, beat=[a, b, c])
+    assert [j.state for j in (a, b, closed, c)] == [DONE, DONE, STOPPED, DONE]
+    assert closed.reason == "the page was closed" and not closed.history
+    assert a.started < b.started < c.started
+    # b started only after a had sent its last frame: one run at a time in the one worker
+    assert b.started >= a.started + a.history[-1]["step"] * 0.02 - 0.05
+    assert runner.backend.slots == 1 and RUNNING not in (a.state, b.state, c.state)
