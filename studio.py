@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import io
+import logging
 import os
 import re
 from pathlib import Path
@@ -20,9 +21,16 @@ SAMPLES = ROOT / "samples"
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
 
 
-@st.cache_resource(show_spinner="Starting the worker and loading VGG19 (once per server)...")
+@st.cache_resource(show_spinner="Starting the worker and loading VGG19 (once per server)...",
+                   on_release=lambda eng: eng.close())  # fmt: skip
 def engine() -> Engine:
     """One runner (with its worker processes) and one cost model per server, shared by all sessions."""
+    log = logging.getLogger("nst_core")
+    if not log.handlers:  # one line per finished run in the server's log
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
     return Engine.start(os.environ.get("NST_WEIGHTS", "original"), os.environ.get("NST_DEVICE", "auto"),
                         backend=os.environ.get("NST_RUNNER", "process"))  # fmt: skip
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import heapq
 import io
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ from PIL import Image
 from .limits import Limits
 from .settings import Settings
 
+log = logging.getLogger(__name__)
 QUEUED, RUNNING, DONE, STOPPED, FAILED = "queued", "running", "done", "stopped", "failed"
 
 
@@ -216,6 +218,10 @@ class Runner:
             heapq.heappush(free_at, heapq.heappop(free_at) + j.estimate)
         return free_at[0]
 
+    def jobs(self) -> list[Job]:
+        with self._lock:
+            return list(self._running) + list(self._queue)
+
     def stats(self) -> dict:
         with self._lock:
             return {"running": len(self._running), "queued": len(self._queue), "concurrency": self.concurrency}
@@ -247,6 +253,9 @@ class Runner:
         with self._lock:
             self._running.discard(job)
         job._set_state(state)
+        last = job.latest
+        log.info("run %d %s: %d steps in %.2f s (%.2f s after it started)%s", job.id, state, last.step if last else 0,
+                 last.elapsed if last else 0.0, time.monotonic() - job.started, f"; {job.reason}" if job.reason else "")  # fmt: skip
         self._dispatch()
 
     def _watchdog(self) -> None:
@@ -362,6 +371,12 @@ class Engine:
     device: str  # e.g. "CPU, 2 threads" or "GPU: NVIDIA H100"
     device_type: str  # cpu | cuda | mps
     weights: str  # where the weights came from, for people
+
+    def close(self) -> None:
+        """Stop what runs and end the worker processes (a server shutting down, a cache cleared)."""
+        for job in self.runner.jobs():
+            job.cancel("the server is restarting")
+        getattr(self.runner.backend, "close", lambda: None)()
 
     @property
     def caption(self) -> str:

@@ -134,7 +134,9 @@ class ProcessBackend:
                 self._idle.append(worker)
 
     def close(self) -> None:
-        for w in self._idle:
+        with self._lock:
+            workers = list(self._idle)
+        for w in workers:  # a busy worker ends when its run stops and its socket closes with this process
             w.close()
 
 

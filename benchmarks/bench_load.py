@@ -1,0 +1,186 @@
+"""A classroom at once (run by hand; prints figures, asserts nothing).
+
+Starts the real server (`streamlit run app.py` on 127.0.0.1), opens N sessions as pages of one headless
+Chromium, presses Run on all of them at once (the same small run: 128 px, 20 steps) and waits until every
+page says "Done" (or a time limit). Rounds of N = 1, 10, 30 by default; each round is bounded in sessions
+and time and the whole benchmark stops by itself.
+
+Per round: runs finished, time to the last, the median run's own time (from the server log) against the
+run alone (N = 1), the server's and the worker's CPU-seconds, their RSS, and the client's CPU-seconds.
+
+    .venv/bin/python benchmarks/bench_load.py [--sessions 1 10 30] [--size 128] [--iterations 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+         "--disable-renderer-backgrounding", "--disable-background-timer-throttling",
+         "--disable-backgrounding-occluded-windows"]  # fmt: skip
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+
+
+def mem_mb(pid: int, key: str = "VmRSS") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def descendants(pid: int) -> list[int]:
+    out = []
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        out += [int(child)] + descendants(int(child))
+    return out
+
+
+def tree_cpu(pid: int) -> float:
+    total = 0.0
+    for p in [pid] + descendants(pid):
+        try:
+            total += cpu_seconds(p)
+        except OSError:
+            pass
+    return total
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, env: dict):
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(self.port),
+             "--server.address", "127.0.0.1", "--server.headless", "true"],
+            cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.port}"
+        t = time.monotonic()
+        while True:
+            try:
+                urllib.request.urlopen(self.url + "/_stcore/health", timeout=1)
+                return
+            except OSError:
+                assert self.proc.poll() is None and time.monotonic() - t < 120, "".join(self.lines)
+                time.sleep(0.3)
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def worker(self) -> int | None:
+        kids = descendants(self.proc.pid)
+        return kids[0] if kids else None
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(20)
+
+
+def one_round(browser, server: Server, n: int, size: int, iterations: int, limit: float) -> dict:
+    pages = []
+    for _ in range(n):
+        page = browser.new_page(viewport={"width": 1300, "height": 1400})
+        page.goto(server.url + f"/?size={size}&iterations={iterations}", wait_until="domcontentloaded")
+        pages.append(page)
+    for page in pages:
+        page.get_by_text("Estimated time on this server").wait_for(timeout=120_000)
+    time.sleep(2)  # let the pages settle
+    log_from = len(server.lines)
+    worker = server.worker()
+    s0, w0, c0 = cpu_seconds(server.proc.pid), cpu_seconds(worker), client_cpu(server)
+    t0 = time.monotonic()
+    for page in pages:
+        page.get_by_role("button", name="Run").click()
+    done: dict[int, float] = {}
+    done_re = re.compile(rf"Done: {iterations} steps")
+    while len(done) < n and time.monotonic() - t0 < limit:
+        for i, page in enumerate(pages):
+            if i not in done and page.get_by_text(done_re).count():
+                done[i] = time.monotonic() - t0
+        time.sleep(0.25)
+    s1, w1, c1 = cpu_seconds(server.proc.pid), cpu_seconds(worker), client_cpu(server)
+    runs = [float(m.group(1)) for line in server.lines[log_from:] if (m := re.search(r"done: \d+ steps in ([\d.]+) s", line))]
+    stray = sum("does not exist anymore" in line for line in server.lines[log_from:])
+    for page in pages:
+        page.close()
+    return {
+        "n": n, "finished": len(done), "last": max(done.values()) if done else float("nan"),
+        "median_run": statistics.median(runs) if runs else float("nan"), "sum_runs": sum(runs),
+        "server_cpu": s1 - s0, "worker_cpu": w1 - w0, "client_cpu": c1 - c0,
+        "server_rss": mem_mb(server.proc.pid), "server_peak": mem_mb(server.proc.pid, "VmHWM"),
+        "worker_rss": mem_mb(worker), "worker_peak": mem_mb(worker, "VmHWM"), "stray": stray,
+    }  # fmt: skip
+
+
+def client_cpu(server: Server) -> float:
+    """This process, Playwright's driver and Chromium: everything under us but the server."""
+    return tree_cpu(os.getpid()) - tree_cpu(server.proc.pid)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sessions", type=int, nargs="+", default=[1, 10, 30])
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--iterations", type=int, default=20)
+    ap.add_argument("--limit", type=float, default=600, help="seconds per round at most")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds of each N (memory across rounds)")
+    a = ap.parse_args()
+    assert max(a.sessions) <= 40, "a bounded load test: at most 40 sessions"
+    from playwright.sync_api import sync_playwright
+
+    server = Server({"NST_HEARTBEAT_TIMEOUT": "60"})
+    print(f"server on {server.url} (pid {server.proc.pid}); {os.cpu_count()} cores; {a.size} px, {a.iterations} steps")
+    alone = None
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            for _ in range(a.repeat):
+                for n in a.sessions:
+                    r = one_round(browser, server, n, a.size, a.iterations, a.limit)
+                    if n == 1 and alone is None:
+                        alone = r["median_run"]
+                    total = r["server_cpu"] + r["worker_cpu"]
+                    print(
+                        f"N={n:2d}: {r['finished']}/{n} finished, last after {r['last']:.1f} s "
+                        f"(sum of runs {r['sum_runs']:.1f} s); median run {r['median_run']:.2f} s"
+                        + (f" ({r['median_run'] / alone:.2f}x alone)" if alone else "")
+                        + f"; CPU-s server {r['server_cpu']:.1f} ({100 * r['server_cpu'] / max(total, 1e-9):.0f}%), "
+                        f"worker {r['worker_cpu']:.1f}, client {r['client_cpu']:.1f}; RSS MB server "
+                        f"{r['server_rss']:.0f} (peak {r['server_peak']:.0f}), worker {r['worker_rss']:.0f} "
+                        f"(peak {r['worker_peak']:.0f}); stray fragment requests {r['stray']}",
+                        flush=True,
+                    )  # fmt: skip
+            browser.close()
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
