@@ -184,13 +184,13 @@ CHART = {
     "height": 220, "mark": {"type": "line"},
     "transform": [{"fold": ["content", "style", "total"], "as": ["loss", "value"]}],
     "encoding": {"x": {"field": "step", "type": "quantitative"},
-                 "y": {"field": "value", "type": "quantitative", "title": "loss", "scale": {"type": "log"}},
+                 "y": {"field": "value", "type": "quantitative", "title": "loss"},
                  "color": {"field": "loss", "type": "nominal"}},
 }  # fmt: skip
 
 
 def loss_chart(history: list[dict], points: int = 160) -> None:
-    """The losses per step (log scale). A plain Vega-Lite spec and at most `points` rows: it is drawn on
+    """The losses per step. A plain Vega-Lite spec and at most `points` rows: it is drawn on
     every poll, and st.line_chart's Altair build costs about ten times as much."""
     if len(history) > 1:
         rows = history[:: max(1, len(history) // points)] + history[-1:]

@@ -48,3 +48,22 @@ def test_cli_bad_options_are_one_line_exit_2(tmp_path):
         r = cli(C, S, "-o", str(tmp_path / "o.png"), *args)
         assert r.returncode == 2, args
         assert "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
+
+
+def test_help_and_the_server_side_modules_do_not_load_torch():
+    """--help answers without importing torch (about 2 s), and the web server's modules (the runner, the
+    worker's server side, images, settings) keep torch out of the Streamlit process."""
+    code = (
+        "import sys, runpy\n"
+        "import nst_core.jobs, nst_core.worker, nst_core.images, nst_core.settings, nst_core.schedule, nst_core.animation\n"
+        "from nst_core import Settings, load_image, png_bytes\n"
+        "assert 'torch' not in sys.modules and 'torchvision' not in sys.modules, 'server side'\n"
+        "sys.argv = ['nst_core', '--help']\n"
+        "try:\n    runpy.run_module('nst_core', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "assert 'torch' not in sys.modules, '--help'\n"
+        "import nst_core.backbone\n"
+        "assert 'torchvision' not in sys.modules, 'the backbone builds VGG19 itself'\n"
+    )  # fmt: skip
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "--iterations" in r.stdout
