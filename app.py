@@ -19,7 +19,7 @@ from nst_core.images import fit, png_bytes
 from nst_core.jobs import DONE, Job, StyleTask
 from nst_core.layers import RELU_LAYERS
 from nst_core.settings import PRESETS, Settings
-from studio import SAMPLES, engine, fmt_seconds, image_picker, job_progress, show_png, submit, wait_note
+from studio import SAMPLES, engine, fmt_seconds, image_picker, job_progress, poll, show_png, submit, wait_note
 
 D = Settings()
 GALLERY_SIZE = 6
@@ -199,7 +199,7 @@ def loss_chart(history: list[dict], points: int = 160) -> None:
 
 
 def live_view() -> None:
-    """Polled every second while a run is queued or running (an st.fragment)."""
+    """Polled while a run is queued or running (an st.fragment, see studio.poll)."""
     eng, job = engine(), st.session_state.get("job")
     if job is None:
         return
@@ -352,7 +352,7 @@ def main() -> None:
         st.session_state.pop("run_message", None)
         busy = st.session_state.get("job") is not None
     if busy:
-        st.fragment(live_view, run_every=1.0)()
+        poll(live_view, st.session_state.job)
     msg = st.session_state.get("run_message")
     if msg:
         getattr(st, msg[0])(msg[1])

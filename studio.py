@@ -152,10 +152,23 @@ def fmt_seconds(s: float) -> str:
     return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
 
 
+POLL_QUEUED, POLL_RUNNING = 3.0, 1.0  # seconds between a page's polls while its run waits / runs
+
+
+def poll(view, job: Job) -> None:
+    """Run `view` as a fragment that polls: every second while the job runs, every 3 s while it waits
+    (a waiting page has little news; thirty of them polling each second cost the server and browsers)."""
+    queued = job.state == QUEUED
+    st.session_state["poll_queued"] = queued
+    st.fragment(view, run_every=POLL_QUEUED if queued else POLL_RUNNING)()
+
+
 def job_progress(eng: Engine, job: Job):
     """Queue place or progress bar, and a Stop button; returns the job's snapshot. Call it while polling."""
     job.heartbeat()
     state, latest, image, history = job.snapshot()
+    if state != QUEUED and st.session_state.get("poll_queued"):
+        st.rerun()  # it has started: poll faster from now on (a full rerun makes the fragment anew)
     if state == QUEUED:
         st.info(queue_status(eng, job) or "Starting...")
     elif state == RUNNING and latest is not None:

@@ -10,7 +10,7 @@ import streamlit as st
 from nst_core import lab
 from nst_core.animation import make_gif
 from nst_core.images import fit, png_bytes
-from studio import engine, fmt_seconds, image_picker, job_progress, show_png, submit, wait_note
+from studio import engine, fmt_seconds, image_picker, job_progress, poll, show_png, submit, wait_note
 
 st.set_page_config(page_title="Lab · Neural Style Studio", page_icon=":material/science:", layout="wide")
 
@@ -63,7 +63,7 @@ def run_panel(eng, key: str, plan: lab.Plan, anim: bool) -> None:
             st.session_state.lab_job = job
             st.session_state.lab_meta = {"key": key, "title": plan.title, "anim": anim}
     if job is not None:
-        st.fragment(_live, run_every=1.0)()
+        poll(_live, job)
     result = st.session_state.get("lab_result")
     if result and result["key"] == key and job is None:
         st.image(result["image"], caption=result["caption"])
