@@ -131,20 +131,20 @@ def wait_note(eng: Engine) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def preview(png: bytes, width: int) -> tuple[bytes, int]:
-    """A PNG at most `width` wide and its width: st.image then sends it as it is (no re-encoding per poll)."""
+def preview(png: bytes, width: int) -> bytes:
+    """The PNG, scaled down once if it is wider than `width`: st.image then sends it as it is, with no
+    decoding or re-encoding on every poll (it re-encodes anything wider, or anything not a PNG)."""
     im = Image.open(io.BytesIO(png))
     if im.width <= width:
-        return png, im.width
+        return png
     im = im.convert("RGB").resize((width, round(im.height * width / im.width)), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
     im.save(buf, format="PNG", compress_level=1)
-    return buf.getvalue(), width
+    return buf.getvalue()
 
 
 def show_png(where, png: bytes, width: int, caption: str | None = None) -> None:
-    data, w = preview(png, width)
-    where.image(data, caption=caption, width=w, output_format="PNG")
+    where.image(preview(png, width), caption=caption, width=width, output_format="PNG")
 
 
 def fmt_seconds(s: float) -> str:
