@@ -115,11 +115,12 @@ def optimise(objective: Objective, x0: Tensor, steps: int, s: Settings) -> Itera
     """`steps` evaluations of `objective` from x0; yields (losses of this evaluation, best image so far).
 
     The guard (GUARD): the image handed out is always the best one evaluated, and a blow-up (a loss far
-    above the best, NaN or inf) puts the optimiser back on the best point with an empty memory and half the
+    above the best, NaN or inf) puts the optimiser back on the best point with an empty memory and a smaller
     step size (backtracking: the same step again would only blow up again). The restart replays the
     best point's stored gradient instead of evaluating it again, so no step is spent on it.
     """
     u = x0.detach().clone().contiguous().requires_grad_(True)
+    shown = box if s.optimizer == "lbfgs" else (lambda v: v)  # Adam is projected instead (below)
     blowup, shrink, grow = GUARD[s.optimizer]
     lr = s.lr
     opt = _make_optimizer(u, s, lr)
@@ -131,18 +132,17 @@ def optimise(objective: Objective, x0: Tensor, steps: int, s: Settings) -> Itera
         def closure():
             opt.zero_grad(set_to_none=True)
             record["u"] = u.detach().clone()  # the optimiser steps u in place after this evaluation
-            image = box(u) if s.optimizer == "lbfgs" else u  # Adam is projected instead (below)
-            terms = objective(image)
+            terms = objective(shown(u))
             terms["total"].backward()
-            record.update(terms, image=image.detach())
+            record.update(terms)
             return terms["total"]
 
         opt.step(closure)
-        losses = {k: float(v.detach()) for k, v in record.items() if k not in ("u", "image")}
+        u_k = record.pop("u")
+        losses = {k: float(v.detach()) for k, v in record.items()}
         total = losses["total"]
         if total < best_loss:
-            best_u, best_grad, best_loss = record["u"], u.grad.detach().clone(), total
-            best = record["image"].clamp(0, 1).clone()
+            best_u, best_grad, best_loss, best = u_k, u.grad.detach().clone(), total, shown(u_k).clamp(0, 1)
             if lr < s.lr:
                 lr = min(s.lr, lr * grow)
                 opt.param_groups[0]["lr"] = lr
