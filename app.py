@@ -13,7 +13,7 @@ import time
 import streamlit as st
 from PIL import Image
 
-from nst_core.animation import make_gif
+from nst_core.animation import KINDS, intro_card, make_animation, make_gif
 from nst_core.errors import ImageLoadError
 from nst_core.images import fit, png_bytes
 from nst_core.jobs import DONE, Job, StyleTask
@@ -272,9 +272,10 @@ def results_view(r: dict) -> None:
     d1, d2, d3 = st.columns(3)
     d1.download_button("Picture (PNG)", r["png"], "style-transfer.png", "image/png", key="dl_png", icon=DL,
                        help="The settings are stored inside the PNG.")  # fmt: skip
-    d2.download_button("Animation (GIF)", r["gif"], "style-transfer.gif", "image/gif", key="dl_gif", icon=DL,
-                       help="Every saved step of the optimisation, looping.")  # fmt: skip
     d3.download_button("Settings (JSON)", r["settings_json"], "settings.json", "application/json", key="dl_json", icon=DL)
+    intro = st.checkbox("Open the animations with the photo and the painting", key="intro",
+                        help="One and a half seconds of the two pictures side by side, so a shared clip explains itself.")  # fmt: skip
+    animation_buttons(r, len(r["frames"]), intro, "all")
     tab1, tab2, tab3 = st.tabs(["Before / after", "Every saved step", "Losses"])
     with tab1:
         split = st.slider("Photo ⟷ result", 0, 100, 50, key="split", help="Drag to wipe between the photo and the result.")
@@ -288,10 +289,32 @@ def results_view(r: dict) -> None:
         show_png(st, f.png, 560, caption=f"Step {f.step} of {f.total} ({f.size[0]}x{f.size[1]})")
         st.download_button(f"This step as PNG (step {f.step})", png_bytes(f.image(), {**r["info"], "steps": f.step}),
                            f"style-transfer-step{f.step}.png", "image/png", key="dl_frame", icon=DL)  # fmt: skip
+        if i > 0:
+            st.caption(f"The optimisation up to step {f.step}:")
+            animation_buttons(r, i + 1, st.session_state.get("intro", False), "upto")
     with tab3:
         loss_chart(r["history"])
         st.caption("Content loss: how far the picture's deep features are from the photo's. Style loss: how far "
                    "its texture statistics (Gram matrices) are from the painting's. Both are relative errors.")  # fmt: skip
+
+
+def animation_buttons(r: dict, n: int, intro: bool, key: str) -> None:
+    """GIF, MP4 and WebP of the first n saved steps: made when clicked (the whole run's plain GIF is ready)."""
+
+    def make(kind: str):
+        def data() -> bytes:
+            pictures = [f.image() for f in r["frames"][: n - 1]] + [r["frames"][n - 1].image() if n < len(r["frames"]) else r["image"]]
+            card = intro_card(r["content"], r["styles"][0], pictures[-1].size) if intro else None
+            return make_animation(kind, pictures, card)
+
+        return r["gif"] if kind == "gif" and n == len(r["frames"]) and not intro else data
+
+    labels = {"gif": "Animation (GIF)", "mp4": "Video (MP4)", "webp": "Animation (WebP)"}
+    helps = {"gif": "Every saved step, looping; 256 colours.", "mp4": "H.264: plays in browsers and on phones.",
+             "webp": "Full colour, looping, smaller than the GIF."}  # fmt: skip
+    for col, kind in zip(st.columns(3), KINDS, strict=True):
+        col.download_button(labels[kind], make(kind), f"style-transfer.{kind}", KINDS[kind], key=f"dl_{key}_{kind}",
+                            icon=DL, help=helps[kind], on_click="ignore")  # fmt: skip
 
 
 def gallery_view() -> None:

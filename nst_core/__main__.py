@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("styles", nargs="+", metavar="STYLE", help="one or more paintings")
     p.add_argument("--output", "-o", required=True, help="result PNG (settings embedded in its metadata)")
     p.add_argument("--gif", help="also write an animated GIF of the optimisation")
+    p.add_argument("--animation", action="append", default=[], metavar="PATH",
+                   help="also write an animation, by extension: .gif, .mp4 (H.264) or .webp (repeatable)")
+    p.add_argument("--intro", action="store_true", help="open animations with the photo and the painting")
     p.add_argument("--metrics", help="write losses, timings and settings as JSON")
     p.add_argument("--preset", choices=sorted(PRESETS), help="start from a named preset; other options override it")
     p.add_argument("--size", type=int, help=f"longest side of the output (default {D.size})")
@@ -80,9 +83,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for path in args.animation:
+        if Path(path).suffix.lower().lstrip(".") not in ("gif", "mp4", "webp"):
+            parser.error(f"--animation {path}: the extension must be .gif, .mp4 or .webp")
     # Imported after parsing: --help and usage errors do not wait for torch.
-    from .animation import make_gif
+    from .animation import intro_card, make_animation
     from .backbone import describe_device, load_backbone
     from .images import load_image, png_bytes
     from .transfer import stylize
@@ -98,8 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             history.append({"step": frame.step, **frame.losses})
             if frame.image is not None:
                 last = frame.image
-                if args.gif:
-                    gif_frames.append(frame.image)
+                gif_frames.append(frame.image)
             if not args.quiet:
                 print(
                     f"\rstep {frame.step}/{frame.total}  {frame.size[0]}x{frame.size[1]}  "
@@ -111,8 +117,9 @@ def main(argv: list[str] | None = None) -> int:
             print(file=sys.stderr)
         meta = {"settings": settings.to_dict(), "weights": backbone.source, "device": describe_device(backbone.device)}
         Path(args.output).write_bytes(png_bytes(last, meta))
-        if args.gif:
-            Path(args.gif).write_bytes(make_gif(gif_frames))
+        intro = intro_card(content, styles[0], last.size) if args.intro else None
+        for path in ([args.gif] if args.gif else []) + args.animation:
+            Path(path).write_bytes(make_animation(Path(path).suffix, gif_frames, intro))
         if args.metrics:
             metrics = {
                 "losses": history, "evaluations": len(history), "seconds": round(seconds, 3),

@@ -1,13 +1,49 @@
-"""Animated GIF of a run's frames: one shared palette, loops forever, held final frame, byte budget."""
+"""Animations of a run's frames through imageio's v3 API: GIF, MP4 (H.264) and animated WebP.
+
+Every format: the frames scaled to the final picture's size (a coarse-to-fine run's frames grow), the
+final picture held for a moment at the end, and optionally an opening card with the photo and the
+painting side by side, so that a shared clip explains itself. GIF and WebP loop forever.
+"""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 
-from PIL import Image
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 DEFAULT_MAX_BYTES = 4_000_000
+KINDS = {"gif": "image/gif", "mp4": "video/mp4", "webp": "image/webp"}  # what make_animation() writes
+
+
+def _sized(frames: Sequence[Image.Image], w: int, h: int) -> list[Image.Image]:
+    return [f.convert("RGB") if f.size == (w, h) else f.convert("RGB").resize((w, h), Image.Resampling.LANCZOS)
+            for f in frames]  # fmt: skip
+
+
+def _target(final: Image.Image, max_side: int | None, even: bool = False) -> tuple[int, int]:
+    w, h = final.size
+    if max_side and max(w, h) > max_side:
+        w, h = round(w * max_side / max(w, h)), round(h * max_side / max(w, h))
+    if even:  # H.264 in yuv420p needs even sides
+        w, h = max(2, w - w % 2), max(2, h - h % 2)
+    return w, h
+
+
+def intro_card(photo: Image.Image, painting: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """The photo and the painting side by side on one frame of the animation's size, with a caption."""
+    w, h = size
+    card = Image.new("RGB", size, (246, 244, 239))
+    cap = max(12, h // 12)
+    for i, (im, label) in enumerate(((photo, "photo"), (painting, "painting"))):
+        t = im.convert("RGB").copy()
+        t.thumbnail((w // 2 - 8, h - cap - 8), Image.Resampling.LANCZOS)
+        x = i * (w // 2) + (w // 2 - t.width) // 2
+        card.paste(t, (x, (h - cap - t.height) // 2))
+        draw = ImageDraw.Draw(card)
+        font = ImageFont.load_default(size=max(10, cap - 4))
+        draw.text((i * (w // 2) + w // 4, h - cap // 2 - 1), label, fill=(40, 40, 40), font=font, anchor="mm")
+    return card
 
 
 def _shared_palette(frames: Sequence[Image.Image]) -> Image.Image:
@@ -28,21 +64,23 @@ def _shared_palette(frames: Sequence[Image.Image]) -> Image.Image:
     return strip.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
 
 
-def _encode(frames: Sequence[Image.Image], frame_ms: int, final_ms: int) -> bytes:
+def _encode_gif(frames: Sequence[Image.Image], durations: list[int]) -> bytes:
+    import imageio.v3 as iio
+
     palette = _shared_palette(frames)
-    quantized = [f.convert("RGB").quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG) for f in frames]
-    durations = [frame_ms] * (len(frames) - 1) + [final_ms]
-    buf = io.BytesIO()
-    quantized[0].save(
-        buf, format="GIF", save_all=True, append_images=quantized[1:], loop=0, duration=durations, optimize=False
-    )
-    return buf.getvalue()
+    indices = np.stack([np.asarray(f.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG)) for f in frames])
+    return iio.imwrite("<bytes>", indices, extension=".gif", mode="P", palette=palette.getpalette(),
+                       duration=_one_or_all(durations), loop=0, optimize=False)  # fmt: skip
+
+
+def _one_or_all(durations: list[int]) -> int | list[int]:
+    """Pillow takes a list of durations for an animation but only a number for a single frame."""
+    return durations if len(durations) > 1 else durations[0]
 
 
 def _thin(frames: list[Image.Image]) -> list[Image.Image]:
     """Drop every other frame, always keeping the first and the last."""
-    kept = frames[:-1:2]
-    return kept + [frames[-1]]
+    return frames[:-1:2] + [frames[-1]]
 
 
 def make_gif(
@@ -51,22 +89,22 @@ def make_gif(
     frame_ms: int = 120,
     final_ms: int = 2000,
     max_side: int | None = 512,
+    intro: Image.Image | None = None,
+    intro_ms: int = 1500,
 ) -> bytes:
-    """Encode frames (PIL images, first to last) as a looping GIF no larger than max_bytes.
+    """A looping GIF no larger than max_bytes: frames (first to last) at the last frame's size.
 
-    Frames are resized to the last frame's size (coarse-to-fine runs grow as they go); the budget is
-    met first by dropping frames (down to 8), then by scaling down.
+    The budget is met first by dropping frames (down to 8), then by scaling down. `intro`, if given, is
+    an opening card (intro_card()) shown for intro_ms.
     """
     if not frames:
         raise ValueError("no frames to animate")
-    final = frames[-1]
-    w, h = final.size
-    if max_side and max(w, h) > max_side:
-        w, h = round(w * max_side / max(w, h)), round(h * max_side / max(w, h))
+    w, h = _target(frames[-1], max_side)
     frames = list(frames)
     while True:
-        sized = [f if f.size == (w, h) else f.resize((w, h), Image.Resampling.LANCZOS) for f in frames]
-        data = _encode(sized, frame_ms, final_ms)
+        sized = _sized(([intro] if intro is not None else []) + frames, w, h)
+        durations = ([intro_ms] if intro is not None else []) + [frame_ms] * (len(frames) - 1) + [final_ms]
+        data = _encode_gif(sized, durations)
         if len(data) <= max_bytes:
             return data
         if len(frames) > 8:
@@ -75,3 +113,54 @@ def make_gif(
             w, h = max(16, round(w * 0.75)), max(16, round(h * 0.75))
         else:
             raise ValueError(f"cannot fit the animation into {max_bytes} bytes")
+
+
+def make_mp4(
+    frames: Sequence[Image.Image],
+    fps: int = 8,
+    final_s: float = 2.0,
+    max_side: int | None = 1024,
+    intro: Image.Image | None = None,
+    intro_s: float = 1.5,
+) -> bytes:
+    """An H.264 MP4 in yuv420p (plays in browsers and on phones), through imageio's PyAV plugin."""
+    import imageio.v3 as iio
+
+    if not frames:
+        raise ValueError("no frames to animate")
+    w, h = _target(frames[-1], max_side, even=True)
+    seq = [intro] * round(fps * intro_s) if intro is not None else []
+    seq += list(frames) + [frames[-1]] * max(0, round(fps * final_s) - 1)
+    pixels = np.stack([np.asarray(f) for f in _sized(seq, w, h)])
+    return iio.imwrite("<bytes>", pixels, extension=".mp4", plugin="pyav", codec="libx264", fps=fps,
+                       out_pixel_format="yuv420p")  # fmt: skip
+
+
+def make_webp(
+    frames: Sequence[Image.Image],
+    frame_ms: int = 120,
+    final_ms: int = 2000,
+    max_side: int | None = 768,
+    quality: int = 80,
+    intro: Image.Image | None = None,
+    intro_ms: int = 1500,
+) -> bytes:
+    """An animated WebP in full colour (lossy, `quality`), looping forever."""
+    import imageio.v3 as iio
+
+    if not frames:
+        raise ValueError("no frames to animate")
+    w, h = _target(frames[-1], max_side)
+    seq = ([intro] if intro is not None else []) + list(frames)
+    durations = ([intro_ms] if intro is not None else []) + [frame_ms] * (len(frames) - 1) + [final_ms]
+    pixels = np.stack([np.asarray(f) for f in _sized(seq, w, h)])
+    return iio.imwrite("<bytes>", pixels, extension=".webp", duration=_one_or_all(durations), loop=0, quality=quality)
+
+
+def make_animation(kind: str, frames: Sequence[Image.Image], intro: Image.Image | None = None) -> bytes:
+    """`kind`: gif, mp4 or webp (a file's extension, with or without the dot)."""
+    kind = kind.lower().lstrip(".")
+    makers = {"gif": make_gif, "mp4": make_mp4, "webp": make_webp}
+    if kind not in makers:
+        raise ValueError(f"cannot write a .{kind} animation; choose .gif, .mp4 or .webp")
+    return makers[kind](frames, intro=intro)

@@ -70,7 +70,8 @@ def test_a_sample_run_leaves_a_result_and_a_gif():
         assert g.n_frames >= 2 and g.info["loop"] == 0
     assert png_metadata(r["png"])["settings"]["iterations"] == 10
     assert any(m.value.startswith("Done: 10 steps") for m in at.success)
-    assert [b.label for b in at.get("download_button")][:3] == ["Picture (PNG)", "Animation (GIF)", "Settings (JSON)"]
+    labels = [b.label for b in at.get("download_button")]
+    assert labels[:5] == ["Picture (PNG)", "Settings (JSON)", "Animation (GIF)", "Video (MP4)", "Animation (WebP)"]
     assert len(at.session_state["gallery"]) == 1
 
 

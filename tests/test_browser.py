@@ -88,7 +88,17 @@ def test_upload_run_watch_and_download_the_gif(server, tmp_path):
             page.get_by_role("button", name="Animation (GIF)").click()
         gif = tmp_path / "run.gif"
         dl.value.save_as(gif)
+        with page.expect_download(timeout=60_000) as dl:  # made when clicked
+            page.get_by_role("button", name="Video (MP4)").first.click()
+        mp4 = tmp_path / "run.mp4"
+        dl.value.save_as(mp4)
         browser.close()
+    import av
+
+    with av.open(str(mp4)) as c:
+        v = c.streams.video[0]
+        assert v.codec_context.name == "h264" and v.codec_context.pix_fmt == "yuv420p"
+        assert v.codec_context.width == size and sum(1 for _ in c.decode(v)) >= 3
     data = gif.read_bytes()
     assert data[:6] == b"GIF89a"
     with Image.open(io.BytesIO(data)) as im:

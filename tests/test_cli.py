@@ -33,6 +33,19 @@ def test_cli_end_to_end(tmp_path):
     assert m["seconds"] > 0
 
 
+def test_cli_writes_mp4_and_webp_animations_with_an_intro(tmp_path):
+    import av
+
+    mp4, webp = tmp_path / "o.mp4", tmp_path / "o.webp"
+    r = cli(C, S, "-o", str(tmp_path / "o.png"), "--animation", str(mp4), "--animation", str(webp), "--intro",
+            "--size", "64", "--iterations", "4", "--preview-every", "2", "--device", "cpu", "-q")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    with av.open(str(mp4)) as c:
+        assert c.streams.video[0].codec_context.name == "h264"
+    with Image.open(webp) as w:
+        assert w.n_frames == 3 and w.size == (64, 43)  # the intro card and the two saved steps
+
+
 def test_cli_bad_file_is_one_line_exit_2(tmp_path):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"definitely not a jpeg")
@@ -44,7 +57,7 @@ def test_cli_bad_file_is_one_line_exit_2(tmp_path):
 
 def test_cli_bad_options_are_one_line_exit_2(tmp_path):
     for args in (["--size", "3"], ["--style-layers", "relu9_1"], ["--optimizer", "sgd"], ["--weights", "nowhere.pth"],
-                 ["--style-layer-weights", "a,b"]):  # fmt: skip
+                 ["--style-layer-weights", "a,b"], ["--animation", "out.avi"]):  # fmt: skip
         r = cli(C, S, "-o", str(tmp_path / "o.png"), *args)
         assert r.returncode == 2, args
         assert "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
