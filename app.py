@@ -26,7 +26,7 @@ GALLERY_SIZE = 6
 W = "w_"  # prefix of the widget keys that mirror Settings fields
 DL = ":material/download:"
 
-st.set_page_config(page_title="Neural Style Studio", page_icon=":material/palette:", layout="wide")
+st.set_page_config(page_title="Neural Style Studio", page_icon=":material/palette:", layout="wide")  # every page
 
 
 # ---------------------------------------------------------------- settings
@@ -386,4 +386,8 @@ def main() -> None:
         st.markdown((SAMPLES / "LICENSES.md").read_text())
 
 
-main()
+# Named pages (the sidebar shows "Studio" and "Lab", not file names); their addresses stay / and /Lab.
+st.navigation([
+    st.Page(main, title="Studio", icon=":material/palette:", default=True),
+    st.Page("pages/1_Lab.py", title="Lab", icon=":material/science:", url_path="Lab"),
+]).run()  # fmt: skip

@@ -92,6 +92,12 @@ def test_upload_run_watch_and_download_the_gif(server, tmp_path):
             page.get_by_role("button", name="Video (MP4)").first.click()
         mp4 = tmp_path / "run.mp4"
         dl.value.save_as(mp4)
+        # The pages have names, and the Lab keeps its address for classroom links.
+        nav = page.locator("[data-testid=stSidebarNav]")
+        expect(nav.get_by_text("Studio", exact=True)).to_be_visible()
+        expect(nav.get_by_text("Lab", exact=True)).to_be_visible()
+        page.goto(server + "/Lab", wait_until="domcontentloaded")
+        expect(page.get_by_text("Why does style transfer work?")).to_be_visible(timeout=60_000)
         browser.close()
     import av
 
