@@ -29,6 +29,8 @@ run: $(VENV)/.runtime
 	$(BIN)/streamlit run app.py --server.port $(PORT)
 
 test: $(VENV)/.dev browser
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q tests
 
 # The command line on a sample (writes out/demo.png and out/demo.gif).

@@ -42,7 +42,9 @@ def _widget_values(s: Settings, limits, device_type: str) -> dict:
         "tv_weight": s.tv_weight,
         "iterations": max(10, min(s.iterations, limits.max_iterations)),
         "size": max(64, min(s.size, limits.max_size(device_type))),
-        "content_layer": s.content_layers[0] if s.content_layers[:1] and s.content_layers[0] in RELU_LAYERS else D.content_layers[0],
+        "content_layer": s.content_layers[0]
+        if s.content_layers[:1] and s.content_layers[0] in RELU_LAYERS
+        else D.content_layers[0],
         "style_layers": style_layers,
         "optimizer": s.optimizer,
         "lr": s.lr,
@@ -88,8 +90,13 @@ def _apply(values: dict) -> None:
 
 def _on_preset() -> None:
     eng = engine()
-    _apply({k: v for k, v in _widget_values(PRESETS[st.session_state[W + "preset"]], eng.limits,
-                                            eng.device_type).items() if k != "preset"})  # fmt: skip
+    _apply(
+        {
+            k: v
+            for k, v in _widget_values(PRESETS[st.session_state[W + "preset"]], eng.limits, eng.device_type).items()
+            if k != "preset"
+        }
+    )
 
 
 def _on_optimizer() -> None:
@@ -101,60 +108,154 @@ def settings_ui(limits, device_type: str) -> Settings | None:
     if W + "size" not in st.session_state:
         _apply(_widget_values(_query_settings(), limits, device_type))
     k = lambda name: W + name  # noqa: E731
-    st.selectbox("Preset", list(PRESETS), key=k("preset"), on_change=_on_preset,
-                 help="Named starting points. Pick one, then adjust the sliders below.")  # fmt: skip
-    st.slider("Style strength", -1.0, 4.0, step=0.1, key=k("style_log"), format="10^%.1f",
-              help="How strongly the painting's textures take over (logarithmic: each step of 1 is 10x). "
-                   "It means the same at any picture size.")  # fmt: skip
-    st.slider("Content weight", 0.0, 5.0, step=0.1, key=k("content_weight"),
-              help="How closely the shapes of the photo are kept. 0 keeps only the painting's textures.")  # fmt: skip
-    st.slider("Smoothness", 0.0, 20.0, step=0.5, key=k("tv_weight"),
-              help="Removes speckle and high-frequency noise; too much looks blurry.")  # fmt: skip
-    st.slider("Iterations", 10, limits.max_iterations, step=10, key=k("iterations"),
-              help="How long to optimise. Most of the change happens in the first hundred.")  # fmt: skip
-    st.slider("Output size (longest side, px)", 64, limits.max_size(device_type), step=32, key=k("size"),
-              help="Bigger pictures take longer: twice the size is about four times the time.")  # fmt: skip
+    st.selectbox(
+        "Preset",
+        list(PRESETS),
+        key=k("preset"),
+        on_change=_on_preset,
+        help="Named starting points. Pick one, then adjust the sliders below.",
+    )
+    st.slider(
+        "Style strength",
+        -1.0,
+        4.0,
+        step=0.1,
+        key=k("style_log"),
+        format="10^%.1f",
+        help="How strongly the painting's textures take over (logarithmic: each step of 1 is 10x). "
+        "It means the same at any picture size.",
+    )
+    st.slider(
+        "Content weight",
+        0.0,
+        5.0,
+        step=0.1,
+        key=k("content_weight"),
+        help="How closely the shapes of the photo are kept. 0 keeps only the painting's textures.",
+    )
+    st.slider(
+        "Smoothness",
+        0.0,
+        20.0,
+        step=0.5,
+        key=k("tv_weight"),
+        help="Removes speckle and high-frequency noise; too much looks blurry.",
+    )
+    st.slider(
+        "Iterations",
+        10,
+        limits.max_iterations,
+        step=10,
+        key=k("iterations"),
+        help="How long to optimise. Most of the change happens in the first hundred.",
+    )
+    st.slider(
+        "Output size (longest side, px)",
+        64,
+        limits.max_size(device_type),
+        step=32,
+        key=k("size"),
+        help="Bigger pictures take longer: twice the size is about four times the time.",
+    )
     with st.expander("Advanced"):
-        st.selectbox("Content layer", RELU_LAYERS, key=k("content_layer"),
-                     help="Where in the network the photo is compared. Deeper layers keep the layout, not the pixels.")  # fmt: skip
-        st.multiselect("Style layers", RELU_LAYERS, key=k("style_layers"),
-                       help="Where the painting's textures are measured. Early layers: fine brush marks; "
-                            "deep layers: larger patterns.")  # fmt: skip
+        st.selectbox(
+            "Content layer",
+            RELU_LAYERS,
+            key=k("content_layer"),
+            help="Where in the network the photo is compared. Deeper layers keep the layout, not the pixels.",
+        )
+        st.multiselect(
+            "Style layers",
+            RELU_LAYERS,
+            key=k("style_layers"),
+            help="Where the painting's textures are measured. Early layers: fine brush marks; "
+            "deep layers: larger patterns.",
+        )
         layers = st.session_state[k("style_layers")]
         if layers:
             st.caption("Weight of each style layer")
             cols = st.columns(min(3, len(layers)))
             for i, layer in enumerate(layers):
-                cols[i % len(cols)].number_input(layer, 0.0, 10.0, step=0.1, key=k(f"lw_{layer}"),
-                                                 help=f"Relative weight of {layer} in the style loss.")  # fmt: skip
-        st.radio("Optimiser", ["lbfgs", "adam"], key=k("optimizer"), horizontal=True, on_change=_on_optimizer,
-                 help="L-BFGS converges in fewer steps; Adam is steadier and uses less memory.")  # fmt: skip
-        st.number_input("Step size", 0.001, 10.0, key=k("lr"), format="%.3f",
-                        help="1 for L-BFGS; about 0.02 for Adam.")  # fmt: skip
-        st.selectbox("Start from", ["content", "noise", "style"], key=k("init"),
-                     help="The picture the optimisation starts from. Noise shows the method most clearly.")  # fmt: skip
-        st.number_input("Seed", 0, 2**31 - 1, step=1, key=k("seed"),
-                        help="Same seed and settings give the same picture (on the CPU).")  # fmt: skip
-        st.radio("Pooling", ["max", "avg"], key=k("pooling"), horizontal=True,
-                 help="Average pooling (as in the paper) gives slightly smoother results.")  # fmt: skip
-        st.checkbox("Keep the photo's colours", key=k("preserve_colors"),
-                    help="Transfer only brightness patterns; the colours stay those of the photo.")  # fmt: skip
-        st.slider("Style scale", 0.25, 2.0, step=0.05, key=k("style_scale"),
-                  help="Size of the painting relative to the output: smaller gives finer brush strokes.")  # fmt: skip
-        st.slider("Coarse-to-fine levels", 1, 4, key=k("scales"),
-                  help="Start small and double the size each level: much faster on a CPU.")  # fmt: skip
+                cols[i % len(cols)].number_input(
+                    layer,
+                    0.0,
+                    10.0,
+                    step=0.1,
+                    key=k(f"lw_{layer}"),
+                    help=f"Relative weight of {layer} in the style loss.",
+                )
+        st.radio(
+            "Optimiser",
+            ["lbfgs", "adam"],
+            key=k("optimizer"),
+            horizontal=True,
+            on_change=_on_optimizer,
+            help="L-BFGS converges in fewer steps; Adam is steadier and uses less memory.",
+        )
+        st.number_input("Step size", 0.001, 10.0, key=k("lr"), format="%.3f", help="1 for L-BFGS; about 0.02 for Adam.")
+        st.selectbox(
+            "Start from",
+            ["content", "noise", "style"],
+            key=k("init"),
+            help="The picture the optimisation starts from. Noise shows the method most clearly.",
+        )
+        st.number_input(
+            "Seed",
+            0,
+            2**31 - 1,
+            step=1,
+            key=k("seed"),
+            help="Same seed and settings give the same picture (on the CPU).",
+        )
+        st.radio(
+            "Pooling",
+            ["max", "avg"],
+            key=k("pooling"),
+            horizontal=True,
+            help="Average pooling (as in the paper) gives slightly smoother results.",
+        )
+        st.checkbox(
+            "Keep the photo's colours",
+            key=k("preserve_colors"),
+            help="Transfer only brightness patterns; the colours stay those of the photo.",
+        )
+        st.slider(
+            "Style scale",
+            0.25,
+            2.0,
+            step=0.05,
+            key=k("style_scale"),
+            help="Size of the painting relative to the output: smaller gives finer brush strokes.",
+        )
+        st.slider(
+            "Coarse-to-fine levels",
+            1,
+            4,
+            key=k("scales"),
+            help="Start small and double the size each level: much faster on a CPU.",
+        )
     v = {name: st.session_state[W + name] for name in _widget_values(D, limits, device_type)}
     iterations = int(v["iterations"])
     try:
         return Settings(
-            size=int(v["size"]), iterations=iterations, content_weight=float(v["content_weight"]),
-            style_weight=float(f"{10 ** v['style_log']:.4g}"), tv_weight=float(v["tv_weight"]),
-            content_layers=(v["content_layer"],), style_layers=tuple(layers),
-            style_layer_weights=tuple(float(v[f"lw_{l}"]) for l in layers), optimizer=v["optimizer"],
-            lr=float(v["lr"]), init=v["init"], seed=int(v["seed"]), pooling=v["pooling"],
-            preserve_colors=bool(v["preserve_colors"]), style_scale=float(v["style_scale"]), scales=int(v["scales"]),
+            size=int(v["size"]),
+            iterations=iterations,
+            content_weight=float(v["content_weight"]),
+            style_weight=float(f"{10 ** v['style_log']:.4g}"),
+            tv_weight=float(v["tv_weight"]),
+            content_layers=(v["content_layer"],),
+            style_layers=tuple(layers),
+            style_layer_weights=tuple(float(v[f"lw_{l}"]) for l in layers),
+            optimizer=v["optimizer"],
+            lr=float(v["lr"]),
+            init=v["init"],
+            seed=int(v["seed"]),
+            pooling=v["pooling"],
+            preserve_colors=bool(v["preserve_colors"]),
+            style_scale=float(v["style_scale"]),
+            scales=int(v["scales"]),
             preview_every=max(1, iterations // 40),
-        )  # fmt: skip
+        )
     except ValueError as e:
         st.error(f"These settings cannot run: {e}")
         return None
@@ -176,17 +277,25 @@ def start_run(settings: Settings, content: Image.Image, styles: list[Image.Image
     if job is None:
         return
     st.session_state.job = job
-    st.session_state.job_meta = {"settings": settings, "content": content, "styles": styles, "labels": labels,
-                                 "aspect": min(content.size) / max(content.size)}  # fmt: skip
+    st.session_state.job_meta = {
+        "settings": settings,
+        "content": content,
+        "styles": styles,
+        "labels": labels,
+        "aspect": min(content.size) / max(content.size),
+    }
 
 
 CHART = {
-    "height": 220, "mark": {"type": "line"},
+    "height": 220,
+    "mark": {"type": "line"},
     "transform": [{"fold": ["content", "style", "total"], "as": ["loss", "value"]}],
-    "encoding": {"x": {"field": "step", "type": "quantitative"},
-                 "y": {"field": "value", "type": "quantitative", "title": "loss"},
-                 "color": {"field": "loss", "type": "nominal"}},
-}  # fmt: skip
+    "encoding": {
+        "x": {"field": "step", "type": "quantitative"},
+        "y": {"field": "value", "type": "quantitative", "title": "loss"},
+        "color": {"field": "loss", "type": "nominal"},
+    },
+}
 
 
 def loss_chart(history: list[dict], points: int = 160) -> None:
@@ -219,33 +328,53 @@ def finish(job: Job) -> None:
     meta = st.session_state.pop("job_meta")
     st.session_state.job = None
     if not job.finished_ok:
-        st.session_state.run_message = ("error", f"The run failed: {job.reason}" if job.reason else "The run stopped before its first picture.")  # fmt: skip
+        st.session_state.run_message = (
+            "error",
+            f"The run failed: {job.reason}" if job.reason else "The run stopped before its first picture.",
+        )
         return
     eng, s = engine(), meta["settings"]
     frames = job.final_frames()
     last = frames[-1]
-    info = {"settings": s.to_dict(), "weights": eng.weights, "steps": last.step,
-            "seconds": round(last.elapsed, 1), "device": eng.caption}  # fmt: skip
+    info = {
+        "settings": s.to_dict(),
+        "weights": eng.weights,
+        "steps": last.step,
+        "seconds": round(last.elapsed, 1),
+        "device": eng.caption,
+    }
     image = last.image()
     with st.spinner("Making the GIF..."):
         gif = make_gif([f.image() for f in frames[:-1]] + [image])
     result = {
-        "image": image, "png": png_bytes(image, info), "gif": gif, "frames": frames,
-        "settings_json": json.dumps(info, indent=2), "content": meta["content"], "styles": meta["styles"],
-        "label": meta["labels"][0] + " × " + " + ".join(meta["labels"][1:]), "history": list(job.history),
-        "info": info, "stopped": job.state != DONE, "reason": job.reason,
-    }  # fmt: skip
+        "image": image,
+        "png": png_bytes(image, info),
+        "gif": gif,
+        "frames": frames,
+        "settings_json": json.dumps(info, indent=2),
+        "content": meta["content"],
+        "styles": meta["styles"],
+        "label": meta["labels"][0] + " × " + " + ".join(meta["labels"][1:]),
+        "history": list(job.history),
+        "info": info,
+        "stopped": job.state != DONE,
+        "reason": job.reason,
+    }
     st.session_state.result = result
     if job.state == DONE:
         eng.cost.learn(s, meta["aspect"], last.elapsed, last.step)
         st.session_state.run_message = ("success", f"Done: {last.step} steps in {fmt_seconds(last.elapsed)}.")
     else:
-        st.session_state.run_message = ("warning", f"Run {job.reason} at step {last.step} of {last.total}; the picture so far is kept.")  # fmt: skip
+        st.session_state.run_message = (
+            "warning",
+            f"Run {job.reason} at step {last.step} of {last.total}; the picture so far is kept.",
+        )
     gallery = st.session_state.setdefault("gallery", [])
     thumb = image.copy()
     thumb.thumbnail((240, 240))
-    gallery.insert(0, {"thumb": thumb, "png": result["png"], "gif": gif, "label": result["label"],
-                       "id": f"{time.time():.3f}"})  # fmt: skip
+    gallery.insert(
+        0, {"thumb": thumb, "png": result["png"], "gif": gif, "label": result["label"], "id": f"{time.time():.3f}"}
+    )
     del gallery[GALLERY_SIZE:]  # older results (and their media) are released
 
 
@@ -270,32 +399,59 @@ def results_view(r: dict) -> None:
     c2.image(r["styles"][0], caption="Painting" if len(r["styles"]) == 1 else "Paintings (first)", width="stretch")
     c3.image(r["image"], caption=f"Result after {r['info']['steps']} steps", width="stretch")
     d1, d2, d3 = st.columns(3)
-    d1.download_button("Picture (PNG)", r["png"], "style-transfer.png", "image/png", key="dl_png", icon=DL,
-                       help="The settings are stored inside the PNG.")  # fmt: skip
-    d3.download_button("Settings (JSON)", r["settings_json"], "settings.json", "application/json", key="dl_json", icon=DL)
-    intro = st.checkbox("Open the animations with the photo and the painting", key="intro",
-                        help="One and a half seconds of the two pictures side by side, so a shared clip explains itself.")  # fmt: skip
+    d1.download_button(
+        "Picture (PNG)",
+        r["png"],
+        "style-transfer.png",
+        "image/png",
+        key="dl_png",
+        icon=DL,
+        help="The settings are stored inside the PNG.",
+    )
+    d3.download_button(
+        "Settings (JSON)", r["settings_json"], "settings.json", "application/json", key="dl_json", icon=DL
+    )
+    intro = st.checkbox(
+        "Open the animations with the photo and the painting",
+        key="intro",
+        help="One and a half seconds of the two pictures side by side, so a shared clip explains itself.",
+    )
     animation_buttons(r, len(r["frames"]), intro, "all")
     tab1, tab2, tab3 = st.tabs(["Before / after", "Every saved step", "Losses"])
     with tab1:
-        split = st.slider("Photo ⟷ result", 0, 100, 50, key="split", help="Drag to wipe between the photo and the result.")
+        split = st.slider(
+            "Photo ⟷ result", 0, 100, 50, key="split", help="Drag to wipe between the photo and the result."
+        )
         st.image(before_after(r["content"], r["image"], split), width=560)
     with tab2:
         frames = r["frames"]
-        i = st.select_slider("Step", options=list(range(len(frames))), value=len(frames) - 1, key="scrub",
-                             format_func=lambda j: str(frames[j].step),
-                             help="Earlier steps are sometimes the more striking picture.")  # fmt: skip
+        i = st.select_slider(
+            "Step",
+            options=list(range(len(frames))),
+            value=len(frames) - 1,
+            key="scrub",
+            format_func=lambda j: str(frames[j].step),
+            help="Earlier steps are sometimes the more striking picture.",
+        )
         f = frames[i]
         show_png(st, f.png, 560, caption=f"Step {f.step} of {f.total} ({f.size[0]}x{f.size[1]})")
-        st.download_button(f"This step as PNG (step {f.step})", png_bytes(f.image(), {**r["info"], "steps": f.step}),
-                           f"style-transfer-step{f.step}.png", "image/png", key="dl_frame", icon=DL)  # fmt: skip
+        st.download_button(
+            f"This step as PNG (step {f.step})",
+            png_bytes(f.image(), {**r["info"], "steps": f.step}),
+            f"style-transfer-step{f.step}.png",
+            "image/png",
+            key="dl_frame",
+            icon=DL,
+        )
         if i > 0:
             st.caption(f"The optimisation up to step {f.step}:")
             animation_buttons(r, i + 1, st.session_state.get("intro", False), "upto")
     with tab3:
         loss_chart(r["history"])
-        st.caption("Content loss: how far the picture's deep features are from the photo's. Style loss: how far "
-                   "its texture statistics (Gram matrices) are from the painting's. Both are relative errors.")  # fmt: skip
+        st.caption(
+            "Content loss: how far the picture's deep features are from the photo's. Style loss: how far "
+            "its texture statistics (Gram matrices) are from the painting's. Both are relative errors."
+        )
 
 
 def animation_buttons(r: dict, n: int, intro: bool, key: str) -> None:
@@ -303,18 +459,31 @@ def animation_buttons(r: dict, n: int, intro: bool, key: str) -> None:
 
     def make(kind: str):
         def data() -> bytes:
-            pictures = [f.image() for f in r["frames"][: n - 1]] + [r["frames"][n - 1].image() if n < len(r["frames"]) else r["image"]]
+            pictures = [f.image() for f in r["frames"][: n - 1]] + [
+                r["frames"][n - 1].image() if n < len(r["frames"]) else r["image"]
+            ]
             card = intro_card(r["content"], r["styles"][0], pictures[-1].size) if intro else None
             return make_animation(kind, pictures, card)
 
         return r["gif"] if kind == "gif" and n == len(r["frames"]) and not intro else data
 
     labels = {"gif": "Animation (GIF)", "mp4": "Video (MP4)", "webp": "Animation (WebP)"}
-    helps = {"gif": "Every saved step, looping; 256 colours.", "mp4": "H.264: plays in browsers and on phones.",
-             "webp": "Full colour, looping, smaller than the GIF."}  # fmt: skip
+    helps = {
+        "gif": "Every saved step, looping; 256 colours.",
+        "mp4": "H.264: plays in browsers and on phones.",
+        "webp": "Full colour, looping, smaller than the GIF.",
+    }
     for col, kind in zip(st.columns(3), KINDS, strict=True):
-        col.download_button(labels[kind], make(kind), f"style-transfer.{kind}", KINDS[kind], key=f"dl_{key}_{kind}",
-                            icon=DL, help=helps[kind], on_click="ignore")  # fmt: skip
+        col.download_button(
+            labels[kind],
+            make(kind),
+            f"style-transfer.{kind}",
+            KINDS[kind],
+            key=f"dl_{key}_{kind}",
+            icon=DL,
+            help=helps[kind],
+            on_click="ignore",
+        )
 
 
 def gallery_view() -> None:
@@ -335,15 +504,19 @@ def gallery_view() -> None:
 def main() -> None:
     eng = engine()
     st.title("Neural Style Studio")
-    st.caption("Paint a photo in the style of a painting, live. The method: Gatys, Ecker & Bethge (2015), "
-               "on a VGG19 network trained on ImageNet.")  # fmt: skip
+    st.caption(
+        "Paint a photo in the style of a painting, live. The method: Gatys, Ecker & Bethge (2015), "
+        "on a VGG19 network trained on ImageNet."
+    )
     with st.sidebar:
         st.header("Settings")
         settings = settings_ui(eng.limits, eng.device_type)
         st.caption(f"Running on: {eng.caption}")
         lim = eng.limits
-        st.caption(f"Limits on this server: {lim.max_size(eng.device_type)} px, {lim.max_iterations} iterations, "
-                   f"{fmt_seconds(lim.max_seconds)} per run, {lim.upload_mb} MB uploads.")  # fmt: skip
+        st.caption(
+            f"Limits on this server: {lim.max_size(eng.device_type)} px, {lim.max_iterations} iterations, "
+            f"{fmt_seconds(lim.max_seconds)} per run, {lim.upload_mb} MB uploads."
+        )
     c1, c2, c3 = st.columns(3)
     with c1:
         content = image_picker("content", "Photo", "content", "chelsea.png", help="The picture to repaint.")
@@ -354,8 +527,9 @@ def main() -> None:
         styles, labels = [style], [st.session_state.content[0], st.session_state.style[0]]
         if two:
             style2 = image_picker("style2", "Second painting", "styles", "the_scream.jpg", help="Mixed with the first.")
-            mix = st.slider("Blend", 0.0, 1.0, step=0.05, key=W + "blend",
-                            help="0: only the first painting; 1: only the second.")  # fmt: skip
+            mix = st.slider(
+                "Blend", 0.0, 1.0, step=0.05, key=W + "blend", help="0: only the first painting; 1: only the second."
+            )
             styles.append(style2)
             labels.append(st.session_state.style2[0])
             if settings is not None:
@@ -368,8 +542,10 @@ def main() -> None:
     if settings is not None:
         aspect = min(content.size) / max(content.size)
         est = eng.cost.estimate(settings, aspect)
-        st.caption(f"Estimated time on this server: about {fmt_seconds(est)} for {settings.iterations} steps at "
-                   f"{settings.size} px (measured here){wait_note(eng)}.")  # fmt: skip
+        st.caption(
+            f"Estimated time on this server: about {fmt_seconds(est)} for {settings.iterations} steps at "
+            f"{settings.size} px (measured here){wait_note(eng)}."
+        )
     if st.button("Run", type="primary", icon=":material/play_arrow:", disabled=busy or settings is None, key="run"):
         start_run(settings, content, styles, labels)
         st.session_state.pop("run_message", None)
@@ -387,7 +563,9 @@ def main() -> None:
 
 
 # Named pages (the sidebar shows "Studio" and "Lab", not file names); their addresses stay / and /Lab.
-st.navigation([
-    st.Page(main, title="Studio", icon=":material/palette:", default=True),
-    st.Page("pages/1_Lab.py", title="Lab", icon=":material/science:", url_path="Lab"),
-]).run()  # fmt: skip
+st.navigation(
+    [
+        st.Page(main, title="Studio", icon=":material/palette:", default=True),
+        st.Page("pages/1_Lab.py", title="Lab", icon=":material/science:", url_path="Lab"),
+    ]
+).run()

@@ -21,8 +21,9 @@ SAMPLES = ROOT / "samples"
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
 
 
-@st.cache_resource(show_spinner="Starting the worker and loading VGG19 (once per server)...",
-                   on_release=lambda eng: eng.close())  # fmt: skip
+@st.cache_resource(
+    show_spinner="Starting the worker and loading VGG19 (once per server)...", on_release=lambda eng: eng.close()
+)
 def engine() -> Engine:
     """One runner (with its worker processes) and one cost model per server, shared by all sessions."""
     log = logging.getLogger("nst_core")
@@ -31,8 +32,11 @@ def engine() -> Engine:
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
-    return Engine.start(os.environ.get("NST_WEIGHTS", "original"), os.environ.get("NST_DEVICE", "auto"),
-                        backend=os.environ.get("NST_RUNNER", "process"))  # fmt: skip
+    return Engine.start(
+        os.environ.get("NST_WEIGHTS", "original"),
+        os.environ.get("NST_DEVICE", "auto"),
+        backend=os.environ.get("NST_RUNNER", "process"),
+    )
 
 
 def session_id() -> str:
@@ -82,24 +86,38 @@ def image_picker(slot: str, title: str, kind: str, default: str, help: str, thum
     if slot not in st.session_state:
         st.session_state[slot] = (pretty(default), sample_image(str(SAMPLES / kind / default)))
     st.markdown(f"**{title}**")
-    mode = st.radio(title, ["Sample", "Upload"], key=f"{slot}_mode", horizontal=True, label_visibility="collapsed",
-                    help=help)  # fmt: skip
+    mode = st.radio(
+        title, ["Sample", "Upload"], key=f"{slot}_mode", horizontal=True, label_visibility="collapsed", help=help
+    )
     if mode == "Sample":
-        name = st.selectbox(f"{title} sample", names, index=names.index(default), key=f"{slot}_sample",
-                            format_func=pretty, label_visibility="collapsed")  # fmt: skip
+        name = st.selectbox(
+            f"{title} sample",
+            names,
+            index=names.index(default),
+            key=f"{slot}_sample",
+            format_func=pretty,
+            label_visibility="collapsed",
+        )
         st.session_state[slot] = (pretty(name), sample_image(str(SAMPLES / kind / name)))
         credit = sample_credits().get(f"{kind}/{name}")
     else:
         credit = None
         limits = engine().limits
-        up = st.file_uploader(f"Upload a {title.lower()}", type=UPLOAD_TYPES, key=f"{slot}_upload",
-                              help=f"JPEG, PNG, WebP, GIF, BMP or TIFF, up to {limits.upload_mb} MB")  # fmt: skip
+        up = st.file_uploader(
+            f"Upload a {title.lower()}",
+            type=UPLOAD_TYPES,
+            key=f"{slot}_upload",
+            help=f"JPEG, PNG, WebP, GIF, BMP or TIFF, up to {limits.upload_mb} MB",
+        )
         if up is not None and st.session_state.get(f"{slot}_upload_id") != up.file_id:
             st.session_state[f"{slot}_upload_id"] = up.file_id
             try:
                 if up.size > limits.upload_mb * 2**20:
                     raise ImageLoadError(f"{up.name} is {up.size / 2**20:.1f} MB; the limit is {limits.upload_mb} MB")
-                st.session_state[f"{slot}_uploaded"] = (up.name, load_image(up.getvalue(), limits.max_pixels, name=up.name))
+                st.session_state[f"{slot}_uploaded"] = (
+                    up.name,
+                    load_image(up.getvalue(), limits.max_pixels, name=up.name),
+                )
                 st.session_state.pop(f"{slot}_error", None)
             except ImageLoadError as e:
                 st.session_state[f"{slot}_error"] = f"{e} — keeping the previous image."
@@ -119,8 +137,10 @@ def queue_status(eng: Engine, job: Job) -> str | None:
     if pos:
         stats = eng.runner.stats()
         wait = eng.runner.wait_seconds(job)
-        return (f"Waiting for a free slot: you are number {pos} in the queue ({stats['running']} run(s) in progress). "
-                f"Starts in about {fmt_seconds(wait)}, done in about {fmt_seconds(wait + job.estimate)}.")  # fmt: skip
+        return (
+            f"Waiting for a free slot: you are number {pos} in the queue ({stats['running']} run(s) in progress). "
+            f"Starts in about {fmt_seconds(wait)}, done in about {fmt_seconds(wait + job.estimate)}."
+        )
     return None
 
 
@@ -173,12 +193,15 @@ def job_progress(eng: Engine, job: Job):
         st.info(queue_status(eng, job) or "Starting...")
     elif state == RUNNING and latest is not None:
         left = job.seconds_left()
-        st.progress(latest.step / latest.total,
-                    text=f"Step {latest.step} of {latest.total} · {latest.size[0]}x{latest.size[1]} px · "
-                         f"{fmt_seconds(latest.elapsed)} elapsed · about {fmt_seconds(left)} left")  # fmt: skip
+        st.progress(
+            latest.step / latest.total,
+            text=f"Step {latest.step} of {latest.total} · {latest.size[0]}x{latest.size[1]} px · "
+            f"{fmt_seconds(latest.elapsed)} elapsed · about {fmt_seconds(left)} left",
+        )
     elif state == RUNNING:
         st.progress(0.0, text="Computing the targets...")
-    if state in (QUEUED, RUNNING) and st.button("Stop", key="stop", icon=":material/stop:",
-                                                help="Stop now and keep the picture so far."):  # fmt: skip
+    if state in (QUEUED, RUNNING) and st.button(
+        "Stop", key="stop", icon=":material/stop:", help="Stop now and keep the picture so far."
+    ):
         job.cancel("stopped by you")
     return state, latest, image, history

@@ -49,8 +49,11 @@ def main():
             one_run(at)
             gc.collect()
             figures.append(rss_mb())
-        print(f"session {s + 1}: RSS after each run (MB): " + ", ".join(f"{m:.0f}" for m in figures)
-              + f"; gallery holds {len(at.session_state['gallery'])}")  # fmt: skip
+        print(
+            f"session {s + 1}: RSS after each run (MB): "
+            + ", ".join(f"{m:.0f}" for m in figures)
+            + f"; gallery holds {len(at.session_state['gallery'])}"
+        )
         del at
         gc.collect()
     print(f"after all sessions: {rss_mb():.0f} MB")

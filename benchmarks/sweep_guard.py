@@ -26,12 +26,28 @@ PAINTINGS = ("starry_night.jpg", "the_scream.jpg", "composition_vii.jpg")
 
 def sweep_settings(size: int, iterations: int):
     for init, w, opt in itertools.product(("content", "noise", "style"), (1.0, 100.0, 1e4), ("lbfgs", "adam")):
-        yield Settings(size=size, iterations=iterations, init=init, style_weight=w, optimizer=opt,
-                       lr=1.0 if opt == "lbfgs" else 0.02, preview_every=iterations)  # fmt: skip
+        yield Settings(
+            size=size,
+            iterations=iterations,
+            init=init,
+            style_weight=w,
+            optimizer=opt,
+            lr=1.0 if opt == "lbfgs" else 0.02,
+            preview_every=iterations,
+        )
     for opt in ("lbfgs", "adam"):  # style alone (the Lab's experiment 3)
-        yield Settings(size=size, iterations=iterations, init="noise", content_layers=(), tv_weight=0.0,
-                       style_weight=1.0, style_layers=("relu1_1", "relu2_1", "relu3_1"), optimizer=opt,
-                       lr=1.0 if opt == "lbfgs" else 0.02, preview_every=iterations)  # fmt: skip
+        yield Settings(
+            size=size,
+            iterations=iterations,
+            init="noise",
+            content_layers=(),
+            tv_weight=0.0,
+            style_weight=1.0,
+            style_layers=("relu1_1", "relu2_1", "relu3_1"),
+            optimizer=opt,
+            lr=1.0 if opt == "lbfgs" else 0.02,
+            preview_every=iterations,
+        )
 
 
 def final_objective(backbone, content, styles, s: Settings, image) -> float:

@@ -6,12 +6,20 @@ Names are imported on first use (PEP 562), so `import nst_core` and the CLI's --
 from importlib import import_module
 
 _WHERE = {
-    "Backbone": "backbone", "describe_device": "backbone", "load_backbone": "backbone",
-    "ImageLoadError": "errors", "NSTError": "errors", "WeightsError": "errors",
-    "load_image": "images", "png_bytes": "images",
-    "PRESETS": "settings", "Settings": "settings", "preset": "settings",
-    "Frame": "transfer", "stylize": "transfer",
-}  # fmt: skip
+    "Backbone": "backbone",
+    "describe_device": "backbone",
+    "load_backbone": "backbone",
+    "ImageLoadError": "errors",
+    "NSTError": "errors",
+    "WeightsError": "errors",
+    "load_image": "images",
+    "png_bytes": "images",
+    "PRESETS": "settings",
+    "Settings": "settings",
+    "preset": "settings",
+    "Frame": "transfer",
+    "stylize": "transfer",
+}
 __all__ = sorted(_WHERE)
 
 

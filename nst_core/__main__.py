@@ -37,8 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("styles", nargs="+", metavar="STYLE", help="one or more paintings")
     p.add_argument("--output", "-o", required=True, help="result PNG (settings embedded in its metadata)")
     p.add_argument("--gif", help="also write an animated GIF of the optimisation")
-    p.add_argument("--animation", action="append", default=[], metavar="PATH",
-                   help="also write an animation, by extension: .gif, .mp4 (H.264) or .webp (repeatable)")
+    p.add_argument(
+        "--animation",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="also write an animation, by extension: .gif, .mp4 (H.264) or .webp (repeatable)",
+    )
     p.add_argument("--intro", action="store_true", help="open animations with the photo and the painting")
     p.add_argument("--metrics", help="write losses, timings and settings as JSON")
     p.add_argument("--preset", choices=sorted(PRESETS), help="start from a named preset; other options override it")
@@ -51,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style-layers", type=_layers, help=f"default {','.join(D.style_layers)}")
     p.add_argument("--style-layer-weights", type=_floats, help="one per style layer (default: equal)")
     p.add_argument("--style-blend", type=_floats, help="one per style image (default: equal)")
-    p.add_argument("--style-scale", type=float, help=f"style image size relative to the output (default {D.style_scale})")
+    p.add_argument(
+        "--style-scale", type=float, help=f"style image size relative to the output (default {D.style_scale})"
+    )
     p.add_argument("--optimizer", choices=("lbfgs", "adam"))
     p.add_argument("--lr", type=float, help=f"step size (default {D.lr}; about 0.02 for adam)")
     p.add_argument("--init", choices=("content", "noise", "style"))
@@ -68,10 +75,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 FIELDS = [
-    "size", "iterations", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers",
-    "style_layer_weights", "style_blend", "style_scale", "optimizer", "lr", "init", "seed", "pooling",
-    "scales", "weights", "device", "preserve_colors", "preview_every",
-]  # fmt: skip
+    "size",
+    "iterations",
+    "content_weight",
+    "style_weight",
+    "tv_weight",
+    "content_layers",
+    "style_layers",
+    "style_layer_weights",
+    "style_blend",
+    "style_scale",
+    "optimizer",
+    "lr",
+    "init",
+    "seed",
+    "pooling",
+    "scales",
+    "weights",
+    "device",
+    "preserve_colors",
+    "preview_every",
+]
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -110,8 +134,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"\rstep {frame.step}/{frame.total}  {frame.size[0]}x{frame.size[1]}  "
                     f"loss {frame.losses['total']:.4g}  {frame.elapsed:.1f}s",
-                    end="", file=sys.stderr, flush=True,
-                )  # fmt: skip
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
         seconds = time.perf_counter() - t0
         if not args.quiet:
             print(file=sys.stderr)
@@ -122,9 +148,13 @@ def main(argv: list[str] | None = None) -> int:
             Path(path).write_bytes(make_animation(Path(path).suffix, gif_frames, intro))
         if args.metrics:
             metrics = {
-                "losses": history, "evaluations": len(history), "seconds": round(seconds, 3),
-                "device": meta["device"], "weights": backbone.source, "settings": settings.to_dict(),
-            }  # fmt: skip
+                "losses": history,
+                "evaluations": len(history),
+                "seconds": round(seconds, 3),
+                "device": meta["device"],
+                "weights": backbone.source,
+                "settings": settings.to_dict(),
+            }
             Path(args.metrics).write_text(json.dumps(metrics, indent=2))
     except (NSTError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

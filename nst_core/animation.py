@@ -17,8 +17,10 @@ KINDS = {"gif": "image/gif", "mp4": "video/mp4", "webp": "image/webp"}  # what m
 
 
 def _sized(frames: Sequence[Image.Image], w: int, h: int) -> list[Image.Image]:
-    return [f.convert("RGB") if f.size == (w, h) else f.convert("RGB").resize((w, h), Image.Resampling.LANCZOS)
-            for f in frames]  # fmt: skip
+    return [
+        f.convert("RGB") if f.size == (w, h) else f.convert("RGB").resize((w, h), Image.Resampling.LANCZOS)
+        for f in frames
+    ]
 
 
 def _target(final: Image.Image, max_side: int | None, even: bool = False) -> tuple[int, int]:
@@ -69,8 +71,16 @@ def _encode_gif(frames: Sequence[Image.Image], durations: list[int]) -> bytes:
 
     palette = _shared_palette(frames)
     indices = np.stack([np.asarray(f.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG)) for f in frames])
-    return iio.imwrite("<bytes>", indices, extension=".gif", mode="P", palette=palette.getpalette(),
-                       duration=_one_or_all(durations), loop=0, optimize=False)  # fmt: skip
+    return iio.imwrite(
+        "<bytes>",
+        indices,
+        extension=".gif",
+        mode="P",
+        palette=palette.getpalette(),
+        duration=_one_or_all(durations),
+        loop=0,
+        optimize=False,
+    )
 
 
 def _one_or_all(durations: list[int]) -> int | list[int]:
@@ -132,8 +142,9 @@ def make_mp4(
     seq = [intro] * round(fps * intro_s) if intro is not None else []
     seq += list(frames) + [frames[-1]] * max(0, round(fps * final_s) - 1)
     pixels = np.stack([np.asarray(f) for f in _sized(seq, w, h)])
-    return iio.imwrite("<bytes>", pixels, extension=".mp4", plugin="pyav", codec="libx264", fps=fps,
-                       out_pixel_format="yuv420p")  # fmt: skip
+    return iio.imwrite(
+        "<bytes>", pixels, extension=".mp4", plugin="pyav", codec="libx264", fps=fps, out_pixel_format="yuv420p"
+    )
 
 
 def make_webp(

@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import WeightsError
-
 from .layers import BLOCKS, CHANNELS, CONV_LAYERS, LAYER_INDEX, LAYERS  # noqa: F401 (re-exported)
 
 # Mean pixel of the original (Caffe) VGG training set, in BGR order, on a 0-255 scale.

@@ -8,9 +8,8 @@ from __future__ import annotations
 import io
 import json
 import warnings
-from pathlib import Path
-
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -49,7 +48,8 @@ def load_image(source: bytes | str | Path, max_pixels: int = MAX_PIXELS, name: s
             w, h = im.size
             if w * h > max_pixels:
                 raise ImageLoadError(
-                    f"{label} is {w}x{h} pixels ({w * h / 1e6:.0f} megapixels); the limit is {max_pixels / 1e6:.0f} megapixels"
+                    f"{label} is {w}x{h} pixels ({w * h / 1e6:.0f} megapixels); "
+                    f"the limit is {max_pixels / 1e6:.0f} megapixels"
                 )
             im.seek(0)  # first frame of an animation
             im.load()
@@ -57,11 +57,15 @@ def load_image(source: bytes | str | Path, max_pixels: int = MAX_PIXELS, name: s
     except ImageLoadError:
         raise
     except Image.DecompressionBombError:
-        raise ImageLoadError(f"{label} is too large to decode safely (limit {max_pixels / 1e6:.0f} megapixels)") from None
+        raise ImageLoadError(
+            f"{label} is too large to decode safely (limit {max_pixels / 1e6:.0f} megapixels)"
+        ) from None
     except Image.UnidentifiedImageError:
         raise ImageLoadError(f"{label} is not an image Pillow can read (JPEG, PNG, WebP, GIF, BMP, TIFF...)") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as e:
-        raise ImageLoadError(f"{label} is damaged or truncated: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        raise ImageLoadError(
+            f"{label} is damaged or truncated: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        ) from None
     rgb = to_rgb(im)
     if min(rgb.size) < MIN_SIDE:
         raise ImageLoadError(f"{label} is {rgb.width}x{rgb.height} pixels; each side must be at least {MIN_SIDE}")

@@ -190,8 +190,14 @@ class Runner:
 
     def submit(self, task: Task, label: str = "", estimate: float = 0.0, owner: str | None = None) -> Job:
         """Queue a run; raises Busy if `owner` already has one waiting or running."""
-        job = Job(task=task, label=label, estimate=estimate, max_frames=self.limits.max_frames, owner=owner,
-                  id=next(self._ids))  # fmt: skip
+        job = Job(
+            task=task,
+            label=label,
+            estimate=estimate,
+            max_frames=self.limits.max_frames,
+            owner=owner,
+            id=next(self._ids),
+        )
         with self._lock:
             if owner is not None and any(j.owner == owner and j.active for j in self._queue + list(self._running)):
                 raise Busy("you already have a run waiting or in progress: stop it (or let it finish) first")
@@ -254,8 +260,15 @@ class Runner:
             self._running.discard(job)
         job._set_state(state)
         last = job.latest
-        log.info("run %d %s: %d steps in %.2f s (%.2f s after it started)%s", job.id, state, last.step if last else 0,
-                 last.elapsed if last else 0.0, time.monotonic() - job.started, f"; {job.reason}" if job.reason else "")  # fmt: skip
+        log.info(
+            "run %d %s: %d steps in %.2f s (%.2f s after it started)%s",
+            job.id,
+            state,
+            last.step if last else 0,
+            last.elapsed if last else 0.0,
+            time.monotonic() - job.started,
+            f"; {job.reason}" if job.reason else "",
+        )
         self._dispatch()
 
     def _watchdog(self) -> None:
@@ -403,6 +416,12 @@ class Engine:
 
             pb = ProcessBackend(weights, device, limits)
             info = pb.info
-            return cls(Runner(pb, limits), CostModel(info["rate"], info["per_step"]), limits, info["device"],
-                       info["device_type"], info["weights"])  # fmt: skip
+            return cls(
+                Runner(pb, limits),
+                CostModel(info["rate"], info["per_step"]),
+                limits,
+                info["device"],
+                info["device_type"],
+                info["weights"],
+            )
         raise ValueError(f"NST_RUNNER={backend!r}: choose process or thread")

@@ -77,18 +77,41 @@ def spot_the_difference_pair(image: Image.Image, seed: int = 0) -> Image.Image:
 def pixel_match(a: Image.Image, b: Image.Image, size: int = 128, iterations: int = 60) -> Plan:
     """1. The optimiser alone: change A's pixels to reduce the plain squared difference to B."""
     b = images.fit(b, size)
-    s = Settings(size=size, iterations=iterations, content_layers=(PIXELS,), style_layers=(), style_weight=0,
-                 tv_weight=0, optimizer="adam", lr=0.02, scales=1, preview_every=max(1, iterations // 30))  # fmt: skip
+    s = Settings(
+        size=size,
+        iterations=iterations,
+        content_layers=(PIXELS,),
+        style_layers=(),
+        style_weight=0,
+        tv_weight=0,
+        optimizer="adam",
+        lr=0.02,
+        scales=1,
+        preview_every=max(1, iterations // 30),
+    )
     return Plan("A becomes B", (Cell("A, optimised towards B", s, b, init_image=a),), cols=1)
 
 
 def layer_reconstructions(content: Image.Image, size: int = 128, iterations: int = 80, layers=DEPTHS) -> Plan:
     """2. What each layer sees: from noise, match the photo's features at one layer only."""
     cells = tuple(
-        Cell(f"from {layer}", Settings(size=size, iterations=iterations, content_layers=(layer,), style_layers=(),
-             style_weight=0, tv_weight=0, init="noise", scales=1, preview_every=max(1, iterations // 10)), content)
+        Cell(
+            f"from {layer}",
+            Settings(
+                size=size,
+                iterations=iterations,
+                content_layers=(layer,),
+                style_layers=(),
+                style_weight=0,
+                tv_weight=0,
+                init="noise",
+                scales=1,
+                preview_every=max(1, iterations // 10),
+            ),
+            content,
+        )
         for layer in layers
-    )  # fmt: skip
+    )
     return Plan("Reconstructions of the photo", cells, cols=len(cells))
 
 
@@ -96,10 +119,24 @@ def style_alone(style: Image.Image, size: int = 128, iterations: int = 80, depth
     """3. Style alone: from noise, match only the Gram matrices of relu1_1 ... up to each depth."""
     style = images.fit(style, size)
     cells = tuple(
-        Cell(f"up to {depths[k]}", Settings(size=size, iterations=iterations, content_layers=(), style_layers=depths[: k + 1],
-             style_weight=1.0, tv_weight=0, init="noise", scales=1, preview_every=max(1, iterations // 10)), style, (style,))
+        Cell(
+            f"up to {depths[k]}",
+            Settings(
+                size=size,
+                iterations=iterations,
+                content_layers=(),
+                style_layers=depths[: k + 1],
+                style_weight=1.0,
+                tv_weight=0,
+                init="noise",
+                scales=1,
+                preview_every=max(1, iterations // 10),
+            ),
+            style,
+            (style,),
+        )
         for k in range(len(depths))
-    )  # fmt: skip
+    )
     return Plan("Textures of growing scale", cells, cols=len(cells))
 
 
@@ -113,11 +150,23 @@ def tradeoff_grid(
 ) -> Plan:
     """4. The content/style trade-off: rows are the style/content weight ratio, columns the style layers."""
     cells = tuple(
-        Cell(f"up to {depths[k]}", Settings(size=size, iterations=iterations, style_weight=float(w), style_layers=depths[: k + 1],
-             init="noise", scales=1, preview_every=iterations), content, (style,))
+        Cell(
+            f"up to {depths[k]}",
+            Settings(
+                size=size,
+                iterations=iterations,
+                style_weight=float(w),
+                style_layers=depths[: k + 1],
+                init="noise",
+                scales=1,
+                preview_every=iterations,
+            ),
+            content,
+            (style,),
+        )
         for w in style_weights
         for k in range(len(depths))
-    )  # fmt: skip
+    )
     rows = tuple(f"content/style 1e{-round(np.log10(w))}" if w != 1 else "content/style 1" for w in style_weights)
     return Plan("Content vs style", cells, cols=len(depths), row_labels=rows)
 
@@ -152,7 +201,9 @@ def feature_maps(backbone: Backbone, image: Image.Image, layer: str, k: int = 16
     for c in top.tolist():
         m = f[c]
         m = (m - m.min()) / (m.max() - m.min() + 1e-8)
-        tiles.append(colormap(m.cpu().numpy()).resize((96, round(96 * m.shape[0] / m.shape[1])), Image.Resampling.NEAREST))
+        tiles.append(
+            colormap(m.cpu().numpy()).resize((96, round(96 * m.shape[0] / m.shape[1])), Image.Resampling.NEAREST)
+        )
     return grid_image(tiles, [f"#{c}" for c in top.tolist()], cols=int(np.ceil(np.sqrt(k))), cell_px=96)
 
 

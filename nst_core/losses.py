@@ -65,4 +65,3 @@ def weighted_gram_target(grams: list[Tensor], blend: list[float]) -> Tensor:
     """Blend the Gram targets of several style images (weights are normalised to sum to 1)."""
     total = float(sum(blend))
     return sum(g * (w / total) for g, w in zip(grams, blend, strict=True))
-

@@ -21,7 +21,9 @@ class Settings:
     size: int = 512  # longest side of the output, in pixels
     iterations: int = 160  # objective evaluations in total, over all scales
     content_weight: float = 1.0  # alpha in Gatys et al.
-    style_weight: float = 10.0  # beta; losses are relative errors, so it means the same at any size and for any painting
+    style_weight: float = (
+        10.0  # beta; losses are relative errors, so it means the same at any size and for any painting
+    )
     tv_weight: float = 1.0  # total-variation smoothing against high-frequency noise
     content_layers: tuple[str, ...] = ("relu4_2",)
     style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
@@ -125,4 +127,3 @@ def preset(name: str) -> Settings:
         return PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}") from None
-

@@ -49,7 +49,9 @@ class Objective:
             raise ValueError(f"style_blend has {len(blend)} weights for {len(styles)} style images")
         with torch.no_grad():
             self.content_targets = self.features(content, settings.content_layers)
-            grams_per_style = [{k: losses.gram(v) for k, v in self.features(s, settings.style_layers).items()} for s in styles]
+            grams_per_style = [
+                {k: losses.gram(v) for k, v in self.features(s, settings.style_layers).items()} for s in styles
+            ]
             # Several styles: blend their Gram targets (as jcjohnson/neural-style does).
             self.style_targets = {
                 layer: losses.weighted_gram_target([g[layer] for g in grams_per_style], list(blend))
@@ -225,20 +227,21 @@ def stylize(
             x = _initial(s, c, st[0], gen)
         else:
             x = F.interpolate(x.detach(), size=c.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
-        for losses, x in optimise(objective, x, count, s):
+        for terms, best in optimise(objective, x, count, s):
             step += 1
             image = None
             if step % s.preview_every == 0 or step == s.iterations:
-                shown = images.with_colors_of(x, colour_source) if s.preserve_colors else x
+                shown = images.with_colors_of(best, colour_source) if s.preserve_colors else best
                 image = images.to_pil(shown)
             yield Frame(
                 step=step,
                 total=s.iterations,
-                losses=losses,
+                losses=terms,
                 elapsed=time.perf_counter() - start,
                 size=(c.shape[-1], c.shape[-2]),
                 image=image,
             )
+        x = best  # the next level starts from this level's best picture
 
 
 def run(content: Image.Image, styles: Sequence[Image.Image], settings: Settings | None = None, **kw) -> Frame:

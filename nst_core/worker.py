@@ -42,8 +42,9 @@ class Worker:
         ours, theirs = socket.socketpair()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "nst_core.worker", str(theirs.fileno()), *self.args],
-            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+            pass_fds=[theirs.fileno()],
+            stdin=subprocess.DEVNULL,
+        )
         theirs.close()
         self.conn = Connection(ours.detach())
         msg = self._recv(self.start_timeout, "starting")
@@ -64,7 +65,9 @@ class Worker:
             code = self.proc.wait()
             raise WorkerDied(f"the worker did not answer while {doing}; it starts again for the next run")
         why = " (killed: out of memory?)" if code == -9 else ""
-        raise WorkerDied(f"the worker process ended while {doing} (exit code {code}){why}; it starts again for the next run")
+        raise WorkerDied(
+            f"the worker process ended while {doing} (exit code {code}){why}; it starts again for the next run"
+        )
 
     def run(self, task, emit, cancelled: threading.Event) -> None:
         if self.proc.poll() is not None:
@@ -89,8 +92,10 @@ class Worker:
                     raise RunFailed(msg[1])
         except (BrokenPipeError, ConnectionResetError):
             self.close()
-            raise WorkerDied(f"the worker process ended during this run (exit code {self.proc.returncode}); "
-                             "it starts again for the next run") from None  # fmt: skip
+            raise WorkerDied(
+                f"the worker process ended during this run (exit code {self.proc.returncode}); "
+                "it starts again for the next run"
+            ) from None
         except WorkerDied:
             self.close()
             raise
@@ -156,8 +161,19 @@ def main(fd: int, weights: str, device: str, threads: int) -> None:
         backbone = load_backbone(weights, device)
         cost = CostModel.probe(backbone)
         gpus = torch.cuda.device_count() if backbone.device.type == "cuda" else 0
-        conn.send(("ready", {"device": describe_device(backbone.device), "device_type": backbone.device.type,
-                             "gpus": gpus, "weights": backbone.source, "rate": cost.rate, "per_step": cost.per_step}))  # fmt: skip
+        conn.send(
+            (
+                "ready",
+                {
+                    "device": describe_device(backbone.device),
+                    "device_type": backbone.device.type,
+                    "gpus": gpus,
+                    "weights": backbone.source,
+                    "rate": cost.rate,
+                    "per_step": cost.per_step,
+                },
+            )
+        )
     except Exception as e:
         conn.send(("error", one_line(e)))
         return

@@ -50,14 +50,17 @@ EXPLAIN = {
 
 def run_panel(eng, key: str, plan: lab.Plan, anim: bool) -> None:
     """Estimate, Run, live progress and downloads for one optimising experiment."""
-    st.caption(f"About {fmt_seconds(plan.estimate(eng.cost))} on this server{wait_note(eng)} ({plan.iterations} "
-               f"steps in all; {eng.caption}).")  # fmt: skip
+    st.caption(
+        f"About {fmt_seconds(plan.estimate(eng.cost))} on this server{wait_note(eng)} ({plan.iterations} "
+        f"steps in all; {eng.caption})."
+    )
     job = st.session_state.get("lab_job")
     if job is not None and not job.active:
         _finish(job)
         job = None
-    if st.button("Run the experiment", type="primary", icon=":material/play_arrow:", disabled=job is not None,
-                 key=f"run_{key}"):  # fmt: skip
+    if st.button(
+        "Run the experiment", type="primary", icon=":material/play_arrow:", disabled=job is not None, key=f"run_{key}"
+    ):
         job = submit(eng, plan, plan.title, plan.estimate(eng.cost))
         if job is not None:
             st.session_state.lab_job = job
@@ -68,11 +71,23 @@ def run_panel(eng, key: str, plan: lab.Plan, anim: bool) -> None:
     if result and result["key"] == key and job is None:
         st.image(result["image"], caption=result["caption"])
         c1, c2 = st.columns(2)
-        c1.download_button("Picture (PNG)", result["png"], f"lab-{key}.png", "image/png", icon=":material/download:",
-                           key=f"dl_png_{key}")  # fmt: skip
+        c1.download_button(
+            "Picture (PNG)",
+            result["png"],
+            f"lab-{key}.png",
+            "image/png",
+            icon=":material/download:",
+            key=f"dl_png_{key}",
+        )
         if result["gif"]:
-            c2.download_button("Animation (GIF)", result["gif"], f"lab-{key}.gif", "image/gif",
-                               icon=":material/download:", key=f"dl_gif_{key}")  # fmt: skip
+            c2.download_button(
+                "Animation (GIF)",
+                result["gif"],
+                f"lab-{key}.gif",
+                "image/gif",
+                icon=":material/download:",
+                key=f"dl_gif_{key}",
+            )
 
 
 def _live() -> None:
@@ -99,11 +114,13 @@ def _finish(job) -> None:
     image = last.image()
     st.session_state.pop("lab_error", None)
     st.session_state.lab_result = {
-        "key": meta["key"], "image": image, "png": png_bytes(image, {"experiment": meta["title"]}),
+        "key": meta["key"],
+        "image": image,
+        "png": png_bytes(image, {"experiment": meta["title"]}),
         "gif": make_gif([f.image() for f in frames]) if meta["anim"] else None,
         "caption": f"{meta['title']}: {last.step} of {last.total} steps in {fmt_seconds(last.elapsed)}"
-                   + (f" ({job.reason})" if job.reason else ""),
-    }  # fmt: skip
+        + (f" ({job.reason})" if job.reason else ""),
+    }
 
 
 @st.cache_resource(show_spinner="Loading VGG19 for a look inside...")
@@ -118,14 +135,22 @@ def local_backbone():
 
 
 def inside_panel(eng) -> None:
-    layer = st.selectbox("Layer", [f"relu{b}_1" for b in range(1, 6)], index=2, key="lab_layer",
-                         help="Early layers see edges and colours; deep layers see parts of objects.")  # fmt: skip
+    layer = st.selectbox(
+        "Layer",
+        [f"relu{b}_1" for b in range(1, 6)],
+        index=2,
+        key="lab_layer",
+        help="Early layers see edges and colours; deep layers see parts of objects.",
+    )
     c1, c2 = st.columns(2)
     with c1:
         image = image_picker("lab_inside", "Picture", "styles", "starry_night.jpg", help="The picture to look inside.")
     with c2:
-        mode = st.radio("Compare its Gram matrix with", ["the other half of the same painting", "another painting"],
-                        key="lab_compare")  # fmt: skip
+        mode = st.radio(
+            "Compare its Gram matrix with",
+            ["the other half of the same painting", "another painting"],
+            key="lab_compare",
+        )
         other = None
         if mode == "another painting":
             other = image_picker("lab_other", "Other painting", "styles", "the_scream.jpg", help="A second painting.")
@@ -133,8 +158,14 @@ def inside_panel(eng) -> None:
     maps = lab.feature_maps(bb, image, layer)
     st.markdown(f"**The 16 most active feature maps of {layer}** — each tile is one channel; yellow where it responds.")
     st.image(maps, width=420)
-    st.download_button("Feature maps (PNG)", png_bytes(maps), f"feature-maps-{layer}.png", "image/png",
-                       icon=":material/download:", key="dl_maps")  # fmt: skip
+    st.download_button(
+        "Feature maps (PNG)",
+        png_bytes(maps),
+        f"feature-maps-{layer}.png",
+        "image/png",
+        icon=":material/download:",
+        key="dl_maps",
+    )
     if other is None:
         a, b = lab.crops(image)
         names = ("left half", "right half")
@@ -142,16 +173,20 @@ def inside_panel(eng) -> None:
         a, b = image, other
         names = ("this painting", "the other painting")
     ga, gb = lab.gram_matrix(bb, a, layer), lab.gram_matrix(bb, b, layer)
-    st.markdown(f"**Gram matrices at {layer}** (first 64 channels, log scale) — bright where two channels fire "
-                "together. This is what the style loss compares.")  # fmt: skip
+    st.markdown(
+        f"**Gram matrices at {layer}** (first 64 channels, log scale) — bright where two channels fire "
+        "together. This is what the style loss compares."
+    )
     h1, h2 = st.columns(2)
     h1.image(lab.gram_heatmap(ga), caption=names[0], width=320)
     h2.image(lab.gram_heatmap(gb), caption=names[1], width=320)
     d = lab.gram_distance(ga, gb)
     verdict = "similar style" if d < 0.2 else "different styles"
     st.metric("Style difference (relative Gram error)", f"{d:.3f}", help="0 means identical texture statistics.")
-    st.caption(f"{verdict.capitalize()}: {d:.3f} (two halves of one painting are usually below 0.2; two different "
-               "paintings above).")  # fmt: skip
+    st.caption(
+        f"{verdict.capitalize()}: {d:.3f} (two halves of one painting are usually below 0.2; two different "
+        "paintings above)."
+    )
 
 
 def main() -> None:
@@ -166,10 +201,18 @@ def main() -> None:
     if key == "5":
         inside_panel(eng)
         return
-    size = st.slider("Size of each picture (px)", 48, 256, 128 if key != "4" else 96, step=16, key=f"lab_size_{key}",
-                     help="Small is fast; each experiment runs several optimisations.")  # fmt: skip
-    steps = st.slider("Steps per picture", 5, 300, {"1": 60, "2": 80, "3": 80, "4": 40}[key], step=5,
-                      key=f"lab_steps_{key}")  # fmt: skip
+    size = st.slider(
+        "Size of each picture (px)",
+        48,
+        256,
+        128 if key != "4" else 96,
+        step=16,
+        key=f"lab_size_{key}",
+        help="Small is fast; each experiment runs several optimisations.",
+    )
+    steps = st.slider(
+        "Steps per picture", 5, 300, {"1": 60, "2": 80, "3": 80, "4": 40}[key], step=5, key=f"lab_steps_{key}"
+    )
     if key == "1":
         c1, c2 = st.columns(2)
         with c1:
@@ -186,7 +229,9 @@ def main() -> None:
         photo = image_picker("lab_photo", "Photo", "content", "chelsea.png", help="The photo to reconstruct.")
         run_panel(eng, key, lab.layer_reconstructions(photo, size, steps), anim=True)
     elif key == "3":
-        style = image_picker("lab_style", "Painting", "styles", "starry_night.jpg", help="The painting whose texture we copy.")
+        style = image_picker(
+            "lab_style", "Painting", "styles", "starry_night.jpg", help="The painting whose texture we copy."
+        )
         run_panel(eng, key, lab.style_alone(style, size, steps), anim=True)
     else:
         c1, c2 = st.columns(2)

@@ -23,8 +23,9 @@ class Ticking:
             for i in range(1, self.n + 1):
                 time.sleep(self.delay)
                 image = IMG if i % self.image_every == 0 or i == self.n else None
-                yield Frame(i, self.n, {"content": 1.0, "style": 1.0, "tv": 0.0, "total": 2.0}, i * self.delay,
-                            (8, 8), image)  # fmt: skip
+                yield Frame(
+                    i, self.n, {"content": 1.0, "style": 1.0, "tv": 0.0, "total": 2.0}, i * self.delay, (8, 8), image
+                )
         finally:
             if self.log is not None:
                 self.log.append(("end", self.name))

@@ -160,8 +160,13 @@ def test_moving_a_slider_does_not_kill_the_run_and_stop_keeps_the_picture():
 
 def test_address_parameters_outside_the_widgets_are_clamped_not_fatal():
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    for k, v in {"size": "48", "iterations": "3", "content_layers": "conv4_2", "style_layers": "pool1,relu2_1",
-                 "style_weight": "abc"}.items():  # fmt: skip
+    for k, v in {
+        "size": "48",
+        "iterations": "3",
+        "content_layers": "conv4_2",
+        "style_layers": "pool1,relu2_1",
+        "style_weight": "abc",
+    }.items():
         at.query_params[k] = v
     at.run()
     assert not at.exception, at.exception

@@ -21,8 +21,17 @@ from PIL import Image
 from tests.conftest import ROOT, SAMPLES
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 
 def free_port() -> int:
@@ -36,10 +45,24 @@ def server():
     port = free_port()
     env = {**os.environ, "NST_HEARTBEAT_TIMEOUT": "30"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "app.py"),
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     t = time.monotonic()
     while True:
@@ -61,7 +84,9 @@ def test_upload_run_watch_and_download_the_gif(server, tmp_path):
     if not Path(CHROMIUM).exists():
         pytest.fail(f"no chromium at {CHROMIUM}: `make test` installs Debian's chromium")
     shots = os.environ.get("NST_SCREENSHOTS")
-    shot = (lambda page, name: page.screenshot(path=f"{shots}/{name}.png", full_page=True)) if shots else (lambda *a: None)
+    shot = (
+        (lambda page, name: page.screenshot(path=f"{shots}/{name}.png", full_page=True)) if shots else (lambda *a: None)
+    )
     size, steps = int(os.environ.get("NST_BROWSER_SIZE", 128)), int(os.environ.get("NST_BROWSER_STEPS", 30))
     photo = tmp_path / "my photo.jpg"
     Image.open(SAMPLES / "content" / "rocket.jpg").save(photo, quality=90)

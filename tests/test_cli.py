@@ -18,8 +18,29 @@ def cli(*args):
 
 def test_cli_end_to_end(tmp_path):
     out, gif, metrics = tmp_path / "o.png", tmp_path / "o.gif", tmp_path / "m.json"
-    r = cli(C, S, S, "-o", str(out), "--gif", str(gif), "--metrics", str(metrics), "--size", "64",
-            "--iterations", "6", "--preview-every", "2", "--style-blend", "2,1", "--seed", "3", "--device", "cpu")  # fmt: skip
+    r = cli(
+        C,
+        S,
+        S,
+        "-o",
+        str(out),
+        "--gif",
+        str(gif),
+        "--metrics",
+        str(metrics),
+        "--size",
+        "64",
+        "--iterations",
+        "6",
+        "--preview-every",
+        "2",
+        "--style-blend",
+        "2,1",
+        "--seed",
+        "3",
+        "--device",
+        "cpu",
+    )
     assert r.returncode == 0, r.stderr
     assert "step 6/6" in r.stderr
     assert Image.open(out).size == (64, 43)
@@ -37,8 +58,26 @@ def test_cli_writes_mp4_and_webp_animations_with_an_intro(tmp_path):
     import av
 
     mp4, webp = tmp_path / "o.mp4", tmp_path / "o.webp"
-    r = cli(C, S, "-o", str(tmp_path / "o.png"), "--animation", str(mp4), "--animation", str(webp), "--intro",
-            "--size", "64", "--iterations", "4", "--preview-every", "2", "--device", "cpu", "-q")  # fmt: skip
+    r = cli(
+        C,
+        S,
+        "-o",
+        str(tmp_path / "o.png"),
+        "--animation",
+        str(mp4),
+        "--animation",
+        str(webp),
+        "--intro",
+        "--size",
+        "64",
+        "--iterations",
+        "4",
+        "--preview-every",
+        "2",
+        "--device",
+        "cpu",
+        "-q",
+    )
     assert r.returncode == 0, r.stderr
     with av.open(str(mp4)) as c:
         assert c.streams.video[0].codec_context.name == "h264"
@@ -56,8 +95,14 @@ def test_cli_bad_file_is_one_line_exit_2(tmp_path):
 
 
 def test_cli_bad_options_are_one_line_exit_2(tmp_path):
-    for args in (["--size", "3"], ["--style-layers", "relu9_1"], ["--optimizer", "sgd"], ["--weights", "nowhere.pth"],
-                 ["--style-layer-weights", "a,b"], ["--animation", "out.avi"]):  # fmt: skip
+    for args in (
+        ["--size", "3"],
+        ["--style-layers", "relu9_1"],
+        ["--optimizer", "sgd"],
+        ["--weights", "nowhere.pth"],
+        ["--style-layer-weights", "a,b"],
+        ["--animation", "out.avi"],
+    ):
         r = cli(C, S, "-o", str(tmp_path / "o.png"), *args)
         assert r.returncode == 2, args
         assert "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
@@ -68,7 +113,8 @@ def test_help_and_the_server_side_modules_do_not_load_torch():
     worker's server side, images, settings) keep torch out of the Streamlit process."""
     code = (
         "import sys, runpy\n"
-        "import nst_core.jobs, nst_core.worker, nst_core.images, nst_core.settings, nst_core.schedule, nst_core.animation\n"
+        "import nst_core.jobs, nst_core.worker, nst_core.images, nst_core.settings, nst_core.schedule\n"
+        "import nst_core.animation\n"
         "from nst_core import Settings, load_image, png_bytes\n"
         "assert 'torch' not in sys.modules and 'torchvision' not in sys.modules, 'server side'\n"
         "sys.argv = ['nst_core', '--help']\n"
@@ -76,7 +122,7 @@ def test_help_and_the_server_side_modules_do_not_load_torch():
         "assert 'torch' not in sys.modules, '--help'\n"
         "import nst_core.backbone\n"
         "assert 'torchvision' not in sys.modules, 'the backbone builds VGG19 itself'\n"
-    )  # fmt: skip
+    )
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "--iterations" in r.stdout

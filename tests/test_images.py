@@ -9,8 +9,16 @@ from PIL import Image
 
 from nst_core import ImageLoadError, load_image
 from nst_core.images import (
-    fit, luminance, png_bytes, png_metadata, rgb_to_yiq, to_pil, to_tensor, with_colors_of, yiq_to_rgb,
-)  # fmt: skip
+    fit,
+    luminance,
+    png_bytes,
+    png_metadata,
+    rgb_to_yiq,
+    to_pil,
+    to_tensor,
+    with_colors_of,
+    yiq_to_rgb,
+)
 
 
 def encode(im, fmt, **kw):

@@ -5,12 +5,21 @@ import time
 
 import pytest
 
-from PIL import Image
-
 from nst_core import Settings
-from nst_core.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED, Busy, CostModel, Runner, StyleTask, ThreadBackend
+from nst_core.jobs import (
+    DONE,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    STOPPED,
+    Busy,
+    CostModel,
+    Runner,
+    Shot,
+    StyleTask,
+    ThreadBackend,
+)
 from nst_core.limits import Limits
-from nst_core.jobs import Shot
 from tests.tasks import IMG, Ticking
 
 

@@ -19,7 +19,9 @@ def cells_of(plan, backbone):
     """Run each cell alone and return its final image (what the grid shows)."""
     from nst_core.transfer import run
 
-    return [run(c.content, list(c.styles), c.settings, backbone=backbone, init_image=c.init_image).image for c in plan.cells]
+    return [
+        run(c.content, list(c.styles), c.settings, backbone=backbone, init_image=c.init_image).image for c in plan.cells
+    ]
 
 
 def test_pixel_matching_reaches_near_zero_error(backbone, content):
@@ -55,7 +57,9 @@ def test_style_alone_matches_the_grams_better_than_noise(backbone, style):
 
 
 def test_tradeoff_grid_fills_cell_by_cell(backbone, content, style):
-    plan = lab.tradeoff_grid(content, style, size=48, iterations=2, style_weights=(1, 100), depths=("relu1_1", "relu3_1"))
+    plan = lab.tradeoff_grid(
+        content, style, size=48, iterations=2, style_weights=(1, 100), depths=("relu1_1", "relu3_1")
+    )
     assert len(plan.cells) == 4 and plan.cols == 2 and plan.row_labels == ("content/style 1", "content/style 1e-2")
     frames = list(lab.run_plan(plan, backbone))
     assert [f.step for f in frames] == list(range(1, 9)) and frames[-1].total == 8

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from nst_core import Settings, stylize
-from nst_core.images import rgb_to_yiq, to_tensor, fit
+from nst_core.images import fit, rgb_to_yiq, to_tensor
 from nst_core.schedule import scale_sizes, split_iterations
 from nst_core.transfer import Objective, run
 
@@ -47,8 +47,17 @@ def test_closing_the_generator_stops_the_run(backbone, content, style):
         next(gen)
 
 
-@pytest.mark.parametrize("change", [{"optimizer": "adam", "lr": 0.05}, {"init": "style"}, {"init": "noise"},
-                                    {"pooling": "avg"}, {"style_scale": 0.5}, {"tv_weight": 0.0}])  # fmt: skip
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"optimizer": "adam", "lr": 0.05},
+        {"init": "style"},
+        {"init": "noise"},
+        {"pooling": "avg"},
+        {"style_scale": 0.5},
+        {"tv_weight": 0.0},
+    ],
+)
 def test_options_run_and_improve(backbone, content, style, change):
     frames = list(stylize(content, [style], TINY.replace(**change), backbone))
     assert len(frames) == 12 and frames[-1].losses["total"] < frames[0].losses["total"]
@@ -150,8 +159,16 @@ def test_no_run_ends_worse_than_it_was(backbone, content, paintings, init, optim
     photo = fit(content, 48)
     for painting in paintings:
         for weight in (1.0, 100.0, 1e4):
-            s = Settings(size=48, iterations=12, init=init, style_weight=weight, optimizer=optimizer, scales=1,
-                         lr=1.0 if optimizer == "lbfgs" else 0.05, preview_every=12)  # fmt: skip
+            s = Settings(
+                size=48,
+                iterations=12,
+                init=init,
+                style_weight=weight,
+                optimizer=optimizer,
+                scales=1,
+                lr=1.0 if optimizer == "lbfgs" else 0.05,
+                preview_every=12,
+            )
             frames = list(stylize(photo, [painting], s, backbone))
             totals = [f.losses["total"] for f in frames]
             c, st, _ = level_targets(photo, [painting], s, s.size)
