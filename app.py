@@ -459,9 +459,7 @@ def animation_buttons(r: dict, n: int, intro: bool, key: str) -> None:
 
     def make(kind: str):
         def data() -> bytes:
-            pictures = [f.image() for f in r["frames"][: n - 1]] + [
-                r["frames"][n - 1].image() if n < len(r["frames"]) else r["image"]
-            ]
+            pictures = [f.image() for f in r["frames"][:n]]
             card = intro_card(r["content"], r["styles"][0], pictures[-1].size) if intro else None
             return make_animation(kind, pictures, card)
 
