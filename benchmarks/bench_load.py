@@ -16,28 +16,18 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import threading
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
+sys.path.insert(0, str(ROOT))
+
+from tests.servers import CHROMIUM, FLAGS, StreamlitServer
+
+# Pages in one browser would otherwise be throttled as background tabs: each stands for a student's screen.
+PAGE_FLAGS = FLAGS + [
     "--disable-renderer-backgrounding",
     "--disable-background-timer-throttling",
     "--disable-backgrounding-occluded-windows",
@@ -74,58 +64,10 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, env: dict):
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                str(ROOT / "app.py"),
-                "--server.port",
-                str(self.port),
-                "--server.address",
-                "127.0.0.1",
-                "--server.headless",
-                "true",
-            ],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.port}"
-        t = time.monotonic()
-        while True:
-            try:
-                urllib.request.urlopen(self.url + "/_stcore/health", timeout=1)
-                return
-            except OSError:
-                assert self.proc.poll() is None and time.monotonic() - t < 120, "".join(self.lines)
-                time.sleep(0.3)
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
+class Server(StreamlitServer):
     def worker(self) -> int | None:
         kids = descendants(self.proc.pid)
         return kids[0] if kids else None
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(20)
 
 
 def one_round(browser, server: Server, n: int, size: int, iterations: int, limit: float) -> dict:
@@ -199,7 +141,7 @@ def main():
     alone = None
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=PAGE_FLAGS)
             for n in a.sessions:
                 r = one_round(browser, server, n, a.size, a.iterations, a.limit)
                 if n == 1 and alone is None:

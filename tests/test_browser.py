@@ -7,75 +7,20 @@ NST_BROWSER_SIZE / NST_BROWSER_STEPS for a bigger run than the default (the READ
 import io
 import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT, SAMPLES
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import SAMPLES
+from tests.servers import CHROMIUM, FLAGS, StreamlitServer
 
 
 @pytest.fixture(scope="module")
 def server():
-    port = free_port()
-    env = {**os.environ, "NST_HEARTBEAT_TIMEOUT": "30"}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(ROOT / "app.py"),
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.headless",
-            "true",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    t = time.monotonic()
-    while True:
-        try:
-            urllib.request.urlopen(url + "/_stcore/health", timeout=1)
-            break
-        except OSError:
-            assert proc.poll() is None, proc.stdout.read().decode()
-            assert time.monotonic() - t < 60, "streamlit did not start"
-            time.sleep(0.3)
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    srv = StreamlitServer({"NST_HEARTBEAT_TIMEOUT": "30"})
+    yield srv.url
+    srv.stop()
 
 
 def test_upload_run_watch_and_download_the_gif(server, tmp_path):
