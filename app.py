@@ -13,7 +13,7 @@ import time
 import streamlit as st
 from PIL import Image
 
-from nst_core.animation import KINDS, intro_card, make_animation, make_gif
+from nst_core.animation import KINDS, intro_card, make_animation
 from nst_core.errors import ImageLoadError
 from nst_core.images import fit, png_bytes
 from nst_core.jobs import DONE, Job, StyleTask
@@ -344,12 +344,14 @@ def finish(job: Job) -> None:
         "device": eng.caption,
     }
     image = last.image()
-    with st.spinner("Making the GIF..."):
-        gif = make_gif([f.image() for f in frames[:-1]] + [image])
+    pictures = [f.image() for f in frames[:-1]] + [image]
+    with st.spinner("Making the animations..."):  # about 3 s of CPU for a 512 px run (README)
+        animations = {kind: make_animation(kind, pictures) for kind in KINDS}
     result = {
         "image": image,
         "png": png_bytes(image, info),
-        "gif": gif,
+        "gif": animations["gif"],
+        "animations": animations,
         "frames": frames,
         "settings_json": json.dumps(info, indent=2),
         "content": meta["content"],
@@ -372,9 +374,8 @@ def finish(job: Job) -> None:
     gallery = st.session_state.setdefault("gallery", [])
     thumb = image.copy()
     thumb.thumbnail((240, 240))
-    gallery.insert(
-        0, {"thumb": thumb, "png": result["png"], "gif": gif, "label": result["label"], "id": f"{time.time():.3f}"}
-    )
+    entry = {"thumb": thumb, "png": result["png"], "animations": animations, "label": result["label"]}
+    gallery.insert(0, {**entry, "id": f"{time.time():.3f}"})
     del gallery[GALLERY_SIZE:]  # older results (and their media) are released
 
 
@@ -455,7 +456,7 @@ def results_view(r: dict) -> None:
 
 
 def animation_buttons(r: dict, n: int, intro: bool, key: str) -> None:
-    """GIF, MP4 and WebP of the first n saved steps: made when clicked (the whole run's plain GIF is ready)."""
+    """GIF, MP4 and WebP of the first n saved steps (the whole run's are made when it ends; others on click)."""
 
     def make(kind: str):
         def data() -> bytes:
@@ -463,7 +464,7 @@ def animation_buttons(r: dict, n: int, intro: bool, key: str) -> None:
             card = intro_card(r["content"], r["styles"][0], pictures[-1].size) if intro else None
             return make_animation(kind, pictures, card)
 
-        return r["gif"] if kind == "gif" and n == len(r["frames"]) and not intro else data
+        return r["animations"][kind] if n == len(r["frames"]) and not intro else data
 
     labels = {"gif": "Animation (GIF)", "mp4": "Video (MP4)", "webp": "Animation (WebP)"}
     helps = {
@@ -493,7 +494,15 @@ def gallery_view() -> None:
     for col, g in zip(cols, gallery):
         col.image(g["thumb"], caption=g["label"])
         col.download_button("PNG", g["png"], "style-transfer.png", "image/png", key=f"g_png_{g['id']}")
-        col.download_button("GIF", g["gif"], "style-transfer.gif", "image/gif", key=f"g_gif_{g['id']}")
+        for kind, mime in KINDS.items():
+            col.download_button(
+                kind.upper(),
+                g["animations"][kind],
+                f"style-transfer.{kind}",
+                mime,
+                key=f"g_{kind}_{g['id']}",
+                on_click="ignore",
+            )
 
 
 # ---------------------------------------------------------------- page

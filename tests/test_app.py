@@ -73,6 +73,8 @@ def test_a_sample_run_leaves_a_result_and_a_gif():
     labels = [b.label for b in at.get("download_button")]
     assert labels[:5] == ["Picture (PNG)", "Settings (JSON)", "Animation (GIF)", "Video (MP4)", "Animation (WebP)"]
     assert len(at.session_state["gallery"]) == 1
+    anims = at.session_state["gallery"][0]["animations"]
+    assert anims["gif"] is r["gif"] and anims["mp4"][4:8] == b"ftyp" and anims["webp"][8:12] == b"WEBP"
 
 
 def test_presets_set_the_sliders():
