@@ -13,7 +13,7 @@ import time
 import streamlit as st
 from PIL import Image
 
-from nst_core.animation import KINDS, intro_card, make_animation
+from nst_core.animation import KINDS, gif_frames, intro_card, make_animation
 from nst_core.errors import ImageLoadError
 from nst_core.images import fit, png_bytes
 from nst_core.jobs import DONE, Job, StyleTask
@@ -345,13 +345,12 @@ def finish(job: Job) -> None:
     }
     image = last.image()
     pictures = [f.image() for f in frames[:-1]] + [image]
-    with st.spinner("Making the animations..."):  # about 3 s of CPU for a 512 px run (README)
-        animations = {kind: make_animation(kind, pictures) for kind in KINDS}
+    with st.spinner("Making the GIF..."):  # MP4 and WebP are made when asked for: the server only serves
+        gif = make_animation("gif", pictures)
     result = {
         "image": image,
         "png": png_bytes(image, info),
-        "gif": animations["gif"],
-        "animations": animations,
+        "gif": gif,
         "frames": frames,
         "settings_json": json.dumps(info, indent=2),
         "content": meta["content"],
@@ -374,7 +373,7 @@ def finish(job: Job) -> None:
     gallery = st.session_state.setdefault("gallery", [])
     thumb = image.copy()
     thumb.thumbnail((240, 240))
-    entry = {"thumb": thumb, "png": result["png"], "animations": animations, "label": result["label"]}
+    entry = {"thumb": thumb, "png": result["png"], "gif": gif, "label": result["label"]}
     gallery.insert(0, {**entry, "id": f"{time.time():.3f}"})
     del gallery[GALLERY_SIZE:]  # older results (and their media) are released
 
@@ -464,7 +463,7 @@ def animation_buttons(r: dict, n: int, intro: bool, key: str) -> None:
             card = intro_card(r["content"], r["styles"][0], pictures[-1].size) if intro else None
             return make_animation(kind, pictures, card)
 
-        return r["animations"][kind] if n == len(r["frames"]) and not intro else data
+        return r["gif"] if kind == "gif" and n == len(r["frames"]) and not intro else data
 
     labels = {"gif": "Animation (GIF)", "mp4": "Video (MP4)", "webp": "Animation (WebP)"}
     helps = {
@@ -485,6 +484,13 @@ def animation_buttons(r: dict, n: int, intro: bool, key: str) -> None:
         )
 
 
+def from_gif(gif: bytes, kind: str):
+    """A gallery entry's MP4 or WebP, made when clicked from its GIF's frames (256 colours): the gallery
+    keeps no full-colour frames, which for six 512 px runs would be over 100 MB per session."""
+
+    return lambda: make_animation(kind, gif_frames(gif))
+
+
 def gallery_view() -> None:
     gallery = st.session_state.get("gallery", [])
     if len(gallery) < 2:
@@ -497,7 +503,7 @@ def gallery_view() -> None:
         for kind, mime in KINDS.items():
             col.download_button(
                 kind.upper(),
-                g["animations"][kind],
+                g["gif"] if kind == "gif" else from_gif(g["gif"], kind),
                 f"style-transfer.{kind}",
                 mime,
                 key=f"g_{kind}_{g['id']}",

@@ -171,6 +171,14 @@ def make_webp(
     return iio.imwrite("<bytes>", pixels, extension=".webp", duration=_one_or_all(durations), loop=0, quality=quality)
 
 
+def gif_frames(data: bytes) -> list[Image.Image]:
+    """The frames of a GIF, as RGB pictures."""
+    from PIL import ImageSequence
+
+    with Image.open(io.BytesIO(data)) as im:
+        return [frame.convert("RGB") for frame in ImageSequence.Iterator(im)]
+
+
 def make_animation(kind: str, frames: Sequence[Image.Image], intro: Image.Image | None = None) -> bytes:
     """`kind`: gif, mp4 or webp (a file's extension, with or without the dot)."""
     kind = kind.lower().lstrip(".")
