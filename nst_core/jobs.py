@@ -276,9 +276,7 @@ class Runner:
         while True:
             time.sleep(self._poll)
             now = time.monotonic()
-            with self._lock:
-                jobs = list(self._queue) + list(self._running)
-            for job in jobs:
+            for job in self.jobs():
                 if now - job.seen > self.limits.heartbeat_timeout:
                     job.cancel("the page was closed")
             with self._lock:
