@@ -54,12 +54,16 @@ class Worker:
         self.info = msg[1]
 
     def _recv(self, timeout: float, doing: str):
+        closed = False
         if self.conn.poll(timeout):
             try:
                 return self.conn.recv()
             except (EOFError, OSError):
-                pass
-        code = self.proc.poll()
+                closed = True  # its end of the socket closed: the process is exiting, or has exited
+        try:
+            code = self.proc.wait(5 if closed else 0)
+        except subprocess.TimeoutExpired:
+            code = None
         if code is None:
             self.proc.kill()
             code = self.proc.wait()
