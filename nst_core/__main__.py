@@ -109,11 +109,12 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .animation import KINDS, intro_card, make_animation
+
     for path in args.animation:
-        if Path(path).suffix.lower().lstrip(".") not in ("gif", "mp4", "webp"):
+        if Path(path).suffix.lower().lstrip(".") not in KINDS:
             parser.error(f"--animation {path}: the extension must be .gif, .mp4 or .webp")
     # Imported after parsing: --help and usage errors do not wait for torch.
-    from .animation import intro_card, make_animation
     from .backbone import describe_device, load_backbone
     from .images import load_image, png_bytes
     from .transfer import stylize
@@ -129,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             history.append({"step": frame.step, **frame.losses})
             if frame.image is not None:
                 last = frame.image
-                gif_frames.append(frame.image)
+                if args.gif or args.animation:
+                    gif_frames.append(frame.image)
             if not args.quiet:
                 print(
                     f"\rstep {frame.step}/{frame.total}  {frame.size[0]}x{frame.size[1]}  "

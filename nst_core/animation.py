@@ -38,13 +38,13 @@ def intro_card(photo: Image.Image, painting: Image.Image, size: tuple[int, int])
     w, h = size
     card = Image.new("RGB", size, (246, 244, 239))
     cap = max(12, h // 12)
+    draw = ImageDraw.Draw(card)
+    font = ImageFont.load_default(size=max(10, cap - 4))
     for i, (im, label) in enumerate(((photo, "photo"), (painting, "painting"))):
         t = im.convert("RGB").copy()
         t.thumbnail((w // 2 - 8, h - cap - 8), Image.Resampling.LANCZOS)
         x = i * (w // 2) + (w // 2 - t.width) // 2
         card.paste(t, (x, (h - cap - t.height) // 2))
-        draw = ImageDraw.Draw(card)
-        font = ImageFont.load_default(size=max(10, cap - 4))
         draw.text((i * (w // 2) + w // 4, h - cap // 2 - 1), label, fill=(40, 40, 40), font=font, anchor="mm")
     return card
 
@@ -86,6 +86,12 @@ def _encode_gif(frames: Sequence[Image.Image], durations: list[int]) -> bytes:
     return buf.getvalue()
 
 
+def _timeline(frames, intro, intro_ms: int, frame_ms: int, final_ms: int) -> tuple[list, list[int]]:
+    """The pictures of a GIF or WebP and how long each shows: the card, the steps, the final one held."""
+    head = [intro] if intro is not None else []
+    return head + list(frames), [intro_ms] * len(head) + [frame_ms] * (len(frames) - 1) + [final_ms]
+
+
 def _one_or_all(durations: list[int]) -> int | list[int]:
     """Pillow takes a list of durations for an animation but only a number for a single frame."""
     return durations if len(durations) > 1 else durations[0]
@@ -115,9 +121,8 @@ def make_gif(
     w, h = _target(frames[-1], max_side)
     frames = list(frames)
     while True:
-        sized = _sized(([intro] if intro is not None else []) + frames, w, h)
-        durations = ([intro_ms] if intro is not None else []) + [frame_ms] * (len(frames) - 1) + [final_ms]
-        data = _encode_gif(sized, durations)
+        seq, durations = _timeline(frames, intro, intro_ms, frame_ms, final_ms)
+        data = _encode_gif(_sized(seq, w, h), durations)
         if len(data) <= max_bytes:
             return data
         if len(frames) > 8:
@@ -165,8 +170,7 @@ def make_webp(
     if not frames:
         raise ValueError("no frames to animate")
     w, h = _target(frames[-1], max_side)
-    seq = ([intro] if intro is not None else []) + list(frames)
-    durations = ([intro_ms] if intro is not None else []) + [frame_ms] * (len(frames) - 1) + [final_ms]
+    seq, durations = _timeline(frames, intro, intro_ms, frame_ms, final_ms)
     pixels = np.stack([np.asarray(f) for f in _sized(seq, w, h)])
     return iio.imwrite("<bytes>", pixels, extension=".webp", duration=_one_or_all(durations), loop=0, quality=quality)
 

@@ -98,7 +98,6 @@ class Job:
     image: bytes | None = None  # PNG of the most recent image: the result so far
     started: float | None = None
     seen: float = field(default_factory=time.monotonic)  # last heartbeat from the page
-    version: int = 0  # bumped whenever anything a page shows changes
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     _stride: int = 1  # keep every _stride-th image frame
@@ -136,7 +135,6 @@ class Job:
     def _record(self, shot: Shot) -> None:
         with self.lock:
             self.latest = shot
-            self.version += 1
             self.history.append({"step": shot.step, **shot.losses})
             if shot.png is None:
                 return
@@ -152,7 +150,6 @@ class Job:
     def _set_state(self, state: str) -> None:
         with self.lock:
             self.state = state
-            self.version += 1
 
     def final_frames(self) -> list[Shot]:
         """Kept shots plus the last image (a stopped run ends on whatever it had)."""
