@@ -7,7 +7,9 @@ task at a time per slot and reports its frames as Shots (previews as PNG bytes, 
 
 - ThreadBackend: in this process, on the runner's thread (tests, the CLI-like use of the library);
 - ProcessBackend (nst_core.worker): in worker processes that each load VGG19 once (the app's default);
-- further backends (Ray) implement the same two members: `slots` and `run(task, emit, cancelled)`.
+- RayBackend (nst_core.ray_backend): in Ray actors on a cluster, or a local Ray instance.
+
+A backend has two members: `slots` and `run(task, emit, cancelled)`.
 
 Nothing here imports torch or Streamlit: the app's server process stays light.
 """
@@ -307,15 +309,21 @@ class ThreadBackend:
         drive(task.frames(self.backbone), emit, cancelled)
 
 
-def drive(frames: Iterator, emit: Callable[[Shot], None], cancelled) -> None:
-    """Turn frames into shots until the end or until `cancelled` (anything with is_set()); close the run."""
+def shots(frames: Iterator, cancelled) -> Iterator[Shot]:
+    """Frames as shots until the end or until `cancelled` (anything with is_set()); closes the run."""
     try:
         for frame in frames:
-            emit(Shot.of(frame))
+            yield Shot.of(frame)
             if cancelled.is_set():
                 break
     finally:
         frames.close()
+
+
+def drive(frames: Iterator, emit: Callable[[Shot], None], cancelled) -> None:
+    """shots() handed to `emit` one by one."""
+    for shot in shots(frames, cancelled):
+        emit(shot)
 
 
 class CostModel:
@@ -395,7 +403,8 @@ class Engine:
     def start(
         cls, weights: str = "original", device: str = "auto", limits: Limits | None = None, backend: str = "process"
     ) -> Engine:
-        """`backend`: process (worker processes, the default for the app) or thread (in this process)."""
+        """`backend`: process (worker processes, the app's default), ray (Ray actors: RAY_ADDRESS or a local
+        instance) or thread (in this process)."""
         limits = limits or Limits.from_env()
         if backend == "thread":
             import torch
@@ -407,16 +416,12 @@ class Engine:
             runner = Runner(ThreadBackend(bb, limits.concurrent(bb.device.type, gpus)), limits)
             return cls(runner, CostModel.probe(bb), limits, describe_device(bb.device), bb.device.type, bb.source)
         if backend == "process":
-            from .worker import ProcessBackend
-
-            pb = ProcessBackend(weights, device, limits)
-            info = pb.info
-            return cls(
-                Runner(pb, limits),
-                CostModel(info["rate"], info["per_step"]),
-                limits,
-                info["device"],
-                info["device_type"],
-                info["weights"],
-            )
-        raise ValueError(f"NST_RUNNER={backend!r}: choose process or thread")
+            from .worker import ProcessBackend as make
+        elif backend == "ray":
+            from .ray_backend import RayBackend as make
+        else:
+            raise ValueError(f"NST_RUNNER={backend!r}: choose process, ray or thread")
+        be = make(weights, device, limits)
+        info = be.info
+        cost = CostModel(info["rate"], info["per_step"])
+        return cls(Runner(be, limits), cost, limits, info["device"], info["device_type"], info["weights"])

@@ -18,6 +18,7 @@ class Limits:
     max_frames: int = 48  # preview frames kept per run (older ones are thinned out evenly)
     concurrent_cpu: int = 1  # simultaneous runs on a CPU host; others wait in a queue
     concurrent_per_gpu: int = 1  # ... per GPU
+    ray_cpus: int = 0  # CPUs per worker on a Ray cluster without GPUs (0: the smallest node's, at most 8)
     heartbeat_timeout: float = 20.0  # a run whose page has not been seen for this long is stopped
 
     @classmethod

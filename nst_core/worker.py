@@ -152,32 +152,41 @@ class ProcessBackend:
 # ---------------------------------------------------------------- the worker process itself
 
 
+def prepare(weights: str, device: str, threads: int):
+    """What every worker (a process here, a Ray actor) does once: load VGG19, probe the cost model.
+    Returns the backbone and the info the server shows and plans with."""
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    from .backbone import describe_device, load_backbone
+    from .jobs import CostModel
+
+    backbone = load_backbone(weights, device)
+    cost = CostModel.probe(backbone)
+    return backbone, {
+        "device": describe_device(backbone.device),
+        "device_type": backbone.device.type,
+        "gpus": torch.cuda.device_count() if backbone.device.type == "cuda" else 0,
+        "weights": backbone.source,
+        "rate": cost.rate,
+        "per_step": cost.per_step,
+    }
+
+
+def forget_failure(backbone) -> None:
+    """After a failed run: give its GPU memory back for the next one."""
+    if backbone.device.type == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
+
+
 def main(fd: int, weights: str, device: str, threads: int) -> None:
     conn = Connection(fd)
     try:
-        import torch
-
-        if threads > 0:
-            torch.set_num_threads(threads)
-        from .backbone import describe_device, load_backbone
-        from .jobs import CostModel
-
-        backbone = load_backbone(weights, device)
-        cost = CostModel.probe(backbone)
-        gpus = torch.cuda.device_count() if backbone.device.type == "cuda" else 0
-        conn.send(
-            (
-                "ready",
-                {
-                    "device": describe_device(backbone.device),
-                    "device_type": backbone.device.type,
-                    "gpus": gpus,
-                    "weights": backbone.source,
-                    "rate": cost.rate,
-                    "per_step": cost.per_step,
-                },
-            )
-        )
+        backbone, info = prepare(weights, device, threads)
+        conn.send(("ready", info))
     except Exception as e:
         conn.send(("error", one_line(e)))
         return
@@ -205,8 +214,7 @@ def main(fd: int, weights: str, device: str, threads: int) -> None:
         except (EOFError, BrokenPipeError, ConnectionResetError):
             return
         except Exception as e:  # the run failed; the worker carries on with the next one
-            if backbone.device.type == "cuda":
-                torch.cuda.empty_cache()
+            forget_failure(backbone)
             conn.send(("error", one_line(e)))
 
 

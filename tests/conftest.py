@@ -1,5 +1,6 @@
 """Shared fixtures: the real offline backbone (loaded once) and small sample images."""
 
+import os
 import time
 from pathlib import Path
 
@@ -7,6 +8,9 @@ import pytest
 
 from nst_core import load_backbone, load_image
 from nst_core.images import fit
+
+# A Ray instance or cluster a test starts uses 127.0.0.1 only (read when ray is first imported).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"
@@ -40,3 +44,13 @@ def rerun_until(at, done, limit: float = 60, pause: float = 0.2) -> None:
         time.sleep(pause)
         at.run()
         assert not at.exception, at.exception
+
+
+def wait(cond, timeout: float = 60.0, beat=()) -> None:
+    """Until cond() holds, sending the heartbeats of the jobs in `beat` (as their pages would)."""
+    t = time.monotonic()
+    while not cond():
+        for job in beat:
+            job.heartbeat()
+        assert time.monotonic() - t < timeout, "timed out"
+        time.sleep(0.02)

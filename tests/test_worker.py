@@ -1,6 +1,8 @@
-"""The worker-process backend (the app's default): real runs in a separate process, failures, crashes,
-stop, order and the one-run-per-session rule across the process boundary."""
+"""The backends that run outside the server, on the same tests: worker processes (the app's default) and
+Ray actors on a local Ray instance (NST_RUNNER=ray). Real runs, failures, crashes, stop, order and the
+one-run-per-session rule across the process boundary."""
 
+import re
 import time
 
 import pytest
@@ -8,24 +10,34 @@ import pytest
 from nst_core import Settings
 from nst_core.jobs import DONE, FAILED, RUNNING, STOPPED, Busy, Runner, StyleTask
 from nst_core.limits import Limits
-from nst_core.worker import ProcessBackend
+from tests.conftest import wait
 from tests.tasks import Crashing, Raising, Ticking
 
+DIED = {
+    "process": r"^the worker process ended (while running|during this run) \(exit code 9\); "
+    r"it starts again for the next run$",
+    "ray": r"^the Ray worker \(pid \d+ on 127\.0\.0\.1\) died during this run; a new one is starting$",
+}
 
-@pytest.fixture(scope="module")
-def runner():
-    backend = ProcessBackend("original", "cpu", Limits())
+
+@pytest.fixture(scope="module", params=["process", "ray"])
+def runner(request):
+    if request.param == "process":
+        from nst_core.worker import ProcessBackend
+
+        backend = ProcessBackend("original", "cpu", Limits())
+    else:
+        from nst_core.ray_backend import RayBackend
+
+        backend = RayBackend("original", "cpu", Limits(), num_cpus=2)  # a local instance, on 127.0.0.1
+    backend.name = request.param
     yield Runner(backend, Limits(heartbeat_timeout=1.0), poll=0.1)
     backend.close()
 
 
-def wait(cond, timeout=60.0, beat=()):
-    t = time.monotonic()
-    while not cond():
-        for job in beat:
-            job.heartbeat()
-        assert time.monotonic() - t < timeout, "timed out"
-        time.sleep(0.02)
+def worker_pid(backend) -> int:
+    slot = backend._idle[0]
+    return slot.proc.pid if backend.name == "process" else slot.info["pid"]
 
 
 def test_a_real_run_streams_png_previews_from_the_worker(runner, content, style):
@@ -42,20 +54,21 @@ def test_a_failing_run_is_one_line_and_the_next_run_works(runner):
     bad = runner.submit(Raising(2))
     wait(lambda: not bad.active, beat=[bad])
     assert bad.state == FAILED and bad.reason == "RuntimeError: out of memory"
+    assert len(bad.history) == 2
     good = runner.submit(Ticking(3, 0.01))
     wait(lambda: not good.active, beat=[good])
     assert good.state == DONE
 
 
 def test_a_worker_that_dies_fails_its_run_and_is_restarted(runner):
-    pid = runner.backend._idle[0].proc.pid
+    pid = worker_pid(runner.backend)
     dead = runner.submit(Crashing(2))
     wait(lambda: not dead.active, beat=[dead])
-    assert dead.state == FAILED and "worker process ended" in dead.reason and "exit code 9" in dead.reason
+    assert dead.state == FAILED and re.match(DIED[runner.backend.name], dead.reason), dead.reason
     assert len(dead.history) == 2  # what it had sent before it died is kept
     after = runner.submit(Ticking(3, 0.01))
     wait(lambda: not after.active, timeout=120, beat=[after])
-    assert after.state == DONE and runner.backend._idle[0].proc.pid != pid
+    assert after.state == DONE and worker_pid(runner.backend) != pid
 
 
 def test_stop_ends_the_run_in_the_worker_and_keeps_the_picture(runner):

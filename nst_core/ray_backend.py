@@ -1,0 +1,213 @@
+"""Runs on a Ray cluster (NST_RUNNER=ray), so that the Streamlit server stays a thin front end.
+
+RAY_ADDRESS joins a running cluster (`ray start --head` on one machine, `ray start --address=...` on the
+others). Without it a local Ray instance starts, listening on 127.0.0.1 only. Ray is an optional install:
+nothing else imports this module.
+
+Each slot is a Ray actor that loads VGG19 once (`prepare()`, as a worker process does) and runs one
+task at a time. Its `run` is a streaming generator of Shots: step, losses, and at the preview cadence a
+PNG. The server reads them as they come, so the page looks exactly as it does with the local worker
+process. Stop is a second call on the same actor (two threads: one runs, one listens), checked between
+steps, so a stopped run ends at once and keeps its picture. An actor that dies (its process killed, its
+node gone) fails its run in one line and is replaced at once; the replacement loads VGG19 while the
+queue carries on.
+
+Capacity is read from the cluster at start-up: a worker per GPU (times NST_CONCURRENT_PER_GPU), or on a
+cluster without GPUs a worker per NST_RAY_CPUS CPUs (default: all the CPUs of the smallest node, at most
+8, since one run already uses every thread it is given). The actors are spread over the nodes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from .jobs import RunFailed, one_line, shots
+from .limits import Limits
+from .worker import WorkerDied, forget_failure, prepare
+
+LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": a local Ray instance uses 127.0.0.1 only
+
+
+class RayWorker:
+    """One actor: VGG19 loaded once, one run at a time (plus a second thread for `stop`)."""
+
+    def __init__(self, weights: str, device: str, threads: int):
+        import ray
+
+        self.backbone, self.info = prepare(weights, device, threads)
+        ctx = ray.get_runtime_context()
+        self.info.update(node=ctx.get_node_id(), ip=ray.util.get_node_ip_address(), pid=os.getpid())
+        self.stopped = 0  # the id of the last run asked to stop
+
+    def ready(self) -> dict:
+        return self.info
+
+    def run(self, run_id: int, task):
+        class Cancelled:
+            def is_set(_) -> bool:
+                return self.stopped == run_id
+
+        try:
+            yield from shots(task.frames(self.backbone), Cancelled())
+        except Exception:
+            forget_failure(self.backbone)
+            raise
+
+    def stop(self, run_id: int) -> None:
+        self.stopped = run_id
+
+
+@dataclass
+class Slot:
+    actor: object  # a Ray actor handle
+    ready: object  # ObjectRef of its info, ready once VGG19 is loaded
+    info: dict | None = None  # that info, once read
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, naming RAY_ADDRESS, where ray.init would retry for minutes."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as e:
+        raise RuntimeError(f"cannot reach the Ray cluster at RAY_ADDRESS={address} ({one_line(e)})") from None
+
+
+class RayBackend:
+    """`slots` Ray actors; `run()` streams one task's shots from an idle one."""
+
+    def __init__(
+        self,
+        weights: str = "original",
+        device: str = "auto",
+        limits: Limits | None = None,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        start_timeout: float = 300.0,
+    ):
+        limits = limits or Limits()
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        if address is None:
+            os.environ.setdefault(LOOPBACK_ONLY, "0")  # read when ray is imported
+        try:
+            import ray
+        except ImportError:
+            raise RuntimeError("NST_RUNNER=ray needs Ray: pip install -r requirements-ray.txt") from None
+        self.ray, self.start_timeout = ray, start_timeout
+        self._owns = not ray.is_initialized()
+        if self._owns:
+            if address is not None:
+                check_reachable(address)
+            try:
+                ray.init(
+                    address=address,
+                    num_cpus=num_cpus if address is None else None,
+                    include_dashboard=False,
+                    # A cluster's nodes get this package from the app, so they need only its requirements.
+                    runtime_env={"py_modules": [str(Path(__file__).parent)]} if address else None,
+                )
+            except Exception as e:
+                where = f"the Ray cluster at RAY_ADDRESS={address}" if address else "a local Ray instance"
+                raise RuntimeError(f"could not start {where}: {one_line(e)}") from None
+        nodes = [n for n in ray.nodes() if n["Alive"]]
+        gpus = 0 if device == "cpu" else int(sum(n["Resources"].get("GPU", 0) for n in nodes))
+        if gpus:
+            per = max(1, limits.concurrent_per_gpu)
+            self.slots, threads = gpus * per, 0
+            self._options = {"num_gpus": 1 / per, "num_cpus": 1}
+            self.kind = "GPU"
+        else:
+            cpus = [int(n["Resources"].get("CPU", 0)) for n in nodes]
+            threads = limits.ray_cpus or min(8, min((c for c in cpus if c > 0), default=1))
+            self.slots = sum(c // threads for c in cpus)
+            self._options = {"num_cpus": threads}
+            self.kind = "CPU"
+        if self.slots == 0:
+            self.close()
+            raise RuntimeError(f"the Ray cluster has no node with {threads} free CPUs (NST_RAY_CPUS) or a GPU")
+        self._args = (weights, device, threads)
+        self._actor = ray.remote(max_concurrency=2)(RayWorker)
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._idle = [self._new_slot() for _ in range(self.slots)]
+        try:
+            infos = ray.get([s.ready for s in self._idle], timeout=start_timeout)
+        except Exception as e:
+            self.close()
+            raise RuntimeError(f"the Ray workers did not start: {self._why(e)}") from None
+        self.info = infos[0]
+        self.nodes = len({i["node"] for i in infos})
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        plural = "s" if self.slots > 1 else ""
+        spread = f" on {self.nodes} nodes" if self.nodes > 1 else ""
+        self.info["device"] = f"{self.slots} {self.kind} worker{plural}{spread} on {where} ({self.info['device']})"
+        self.runs_per_node: Counter[str] = Counter()
+
+    def _new_slot(self) -> Slot:
+        actor = self._actor.options(scheduling_strategy="SPREAD", **self._options).remote(*self._args)
+        return Slot(actor, actor.ready.remote())
+
+    @staticmethod
+    def _why(e: BaseException) -> str:
+        cause = getattr(e, "cause", None)  # a RayTaskError carries the exception raised in the actor
+        return one_line(cause) if isinstance(cause, BaseException) else one_line(e)
+
+    def run(self, task, emit, cancelled: threading.Event) -> None:
+        with self._lock:  # the runner never runs more than `slots` at once, so one is always idle
+            slot = self._idle.pop()
+        try:
+            self._run(slot, task, emit, cancelled)
+        except self.ray.exceptions.RayActorError as e:
+            where = f" (pid {slot.info['pid']} on {slot.info['ip']})" if slot.info else ""
+            self.ray.kill(slot.actor)
+            slot = self._new_slot()
+            if where:
+                raise WorkerDied(f"the Ray worker{where} died during this run; a new one is starting") from None
+            raise WorkerDied(f"the Ray worker could not start: {self._why(e)}") from None
+        finally:
+            with self._lock:
+                self._idle.append(slot)
+
+    def _run(self, slot: Slot, task, emit, cancelled: threading.Event) -> None:
+        ray = self.ray
+        try:
+            slot.info = ray.get(slot.ready, timeout=self.start_timeout)
+        except ray.exceptions.GetTimeoutError:
+            raise RunFailed(
+                f"no Ray worker started within {self.start_timeout:.0f} s: the cluster has no free {self.kind}"
+            ) from None
+        self.runs_per_node[slot.info["node"]] += 1
+        run_id = next(self._ids)
+        stream = slot.actor.run.remote(run_id, task)
+        stop_sent = False
+        while True:
+            if cancelled.is_set() and not stop_sent:
+                slot.actor.stop.remote(run_id)
+                stop_sent = True
+            done, _ = ray.wait([stream], timeout=0.1)
+            if not done:
+                continue
+            try:
+                shot = ray.get(next(stream))
+            except StopIteration:
+                return
+            except ray.exceptions.RayTaskError as e:
+                raise RunFailed(self._why(e)) from None
+            emit(shot)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = getattr(self, "_idle", []), []
+        for slot in idle:  # a busy actor ends with the connection
+            self.ray.kill(slot.actor)
+        if self._owns:
+            self.ray.shutdown()

@@ -1,0 +1,62 @@
+"""The Ray backend beyond what tests/test_worker.py runs on both backends: runs spread over the nodes of
+a cluster (ray.cluster_utils.Cluster: two simulated nodes on 127.0.0.1), and clear errors for a cluster
+that cannot be reached and for Ray not installed."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from nst_core.jobs import DONE, Runner
+from nst_core.limits import Limits
+from tests.conftest import ROOT, wait
+from tests.servers import free_port
+from tests.tasks import Ticking
+
+
+def test_an_unreachable_cluster_is_one_line_naming_ray_address():
+    from nst_core.ray_backend import RayBackend
+
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    t = time.monotonic()
+    with pytest.raises(RuntimeError, match=rf"^cannot reach the Ray cluster at RAY_ADDRESS={address} \(") as e:
+        RayBackend("original", "cpu", Limits(), address=address)
+    assert time.monotonic() - t < 10 and "\n" not in str(e.value)
+
+
+def test_without_ray_installed_the_error_says_how_to_install_it():
+    code = "import sys; sys.modules['ray'] = None\nfrom nst_core.ray_backend import RayBackend\nRayBackend()"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == (
+        "RuntimeError: NST_RUNNER=ray needs Ray: pip install -r requirements-ray.txt"
+    )
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    c.add_node(num_cpus=1)
+    c.wait_for_nodes()
+    yield c
+    c.shutdown()
+
+
+def test_runs_spread_over_the_nodes_of_a_cluster(cluster):
+    from nst_core.ray_backend import RayBackend
+
+    # Joined like a remote cluster: RAY_ADDRESS, and this package shipped to the nodes by Ray.
+    backend = RayBackend("original", "cpu", Limits(ray_cpus=1), address=cluster.address)
+    try:
+        assert backend.slots == 2 and backend.nodes == 2
+        assert backend.info["device"].startswith(f"2 CPU workers on 2 nodes on the Ray cluster at {cluster.address}")
+        runner = Runner(backend, Limits(heartbeat_timeout=5.0), poll=0.1)
+        jobs = [runner.submit(Ticking(40, 0.02), owner=f"tab-{i}") for i in range(2)]
+        wait(lambda: not any(j.active for j in jobs), beat=jobs)
+        assert [j.state for j in jobs] == [DONE, DONE] and all(len(j.history) == 40 for j in jobs)
+        assert sorted(backend.runs_per_node.values()) == [1, 1]  # one run on each node
+    finally:
+        backend.close()
