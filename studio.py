@@ -14,7 +14,7 @@ from PIL import Image
 
 from nst_core.errors import ImageLoadError
 from nst_core.images import load_image
-from nst_core.jobs import QUEUED, RUNNING, Busy, Engine, Job
+from nst_core.jobs import QUEUED, RUNNING, Busy, Engine, Job, one_line
 
 ROOT = Path(__file__).resolve().parent
 SAMPLES = ROOT / "samples"
@@ -22,21 +22,34 @@ UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
 
 
 @st.cache_resource(
-    show_spinner="Starting the worker and loading VGG19 (once per server)...", on_release=lambda eng: eng.close()
+    show_spinner="Starting the workers and loading VGG19 (once per server)...", on_release=lambda eng: eng.close()
 )
-def engine() -> Engine:
-    """One runner (with its worker processes) and one cost model per server, shared by all sessions."""
+def _engine() -> Engine:
     log = logging.getLogger("nst_core")
     if not log.handlers:  # one line per finished run in the server's log
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
-    return Engine.start(
-        os.environ.get("NST_WEIGHTS", "original"),
-        os.environ.get("NST_DEVICE", "auto"),
-        backend=os.environ.get("NST_RUNNER", "process"),
-    )
+    try:
+        return Engine.start(
+            os.environ.get("NST_WEIGHTS", "original"),
+            os.environ.get("NST_DEVICE", "auto"),
+            backend=os.environ.get("NST_RUNNER", "process"),
+        )
+    except Exception as e:
+        log.error("the runner could not start: %s", one_line(e))
+        raise
+
+
+def engine() -> Engine:
+    """One runner (with its workers) and one cost model per server, shared by all sessions. If it cannot
+    start (a Ray cluster out of reach, say), the page says why in one line; the next visit tries again."""
+    try:
+        return _engine()
+    except Exception as e:
+        st.error(f"The server could not start its runner: {one_line(e)}")
+        st.stop()
 
 
 def session_id() -> str:

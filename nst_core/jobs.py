@@ -43,6 +43,10 @@ class RunFailed(RuntimeError):
     """A run failed where it ran (a worker); the message is already the one line for the page."""
 
 
+class StartFailed(RuntimeError):
+    """The workers could not start (a cluster out of reach, say); the message is the one line for people."""
+
+
 @dataclass(frozen=True)
 class Shot:
     """A frame as it crosses to the page: the step's numbers and, at the preview cadence, a PNG."""
@@ -165,7 +169,7 @@ class Job:
 
 def one_line(e: BaseException) -> str:
     text = str(e).strip()
-    if isinstance(e, RunFailed):
+    if isinstance(e, (RunFailed, StartFailed)):
         return text
     return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
 

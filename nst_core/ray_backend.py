@@ -19,15 +19,19 @@ cluster without GPUs a worker per NST_RAY_CPUS CPUs (default: all the CPUs of th
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import itertools
 import os
+import signal
 import socket
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from .jobs import RunFailed, one_line, shots
+from .jobs import RunFailed, StartFailed, one_line, shots
 from .limits import Limits
 from .worker import WorkerDied, forget_failure, prepare
 
@@ -79,7 +83,7 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
         with socket.create_connection((host, int(port)), timeout=timeout):
             pass
     except (OSError, ValueError) as e:
-        raise RuntimeError(f"cannot reach the Ray cluster at RAY_ADDRESS={address} ({one_line(e)})") from None
+        raise StartFailed(f"cannot reach the Ray cluster at RAY_ADDRESS={address} ({one_line(e)})") from None
 
 
 class RayBackend:
@@ -101,9 +105,10 @@ class RayBackend:
         try:
             import ray
         except ImportError:
-            raise RuntimeError("NST_RUNNER=ray needs Ray: pip install -r requirements-ray.txt") from None
+            raise StartFailed("NST_RUNNER=ray needs Ray: pip install -r requirements-ray.txt") from None
         self.ray, self.start_timeout = ray, start_timeout
-        self._owns = not ray.is_initialized()
+        self._owns = not ray.is_initialized()  # then this backend connects, and disconnects in close()
+        self._local = address is None
         if self._owns:
             if address is not None:
                 check_reachable(address)
@@ -117,7 +122,8 @@ class RayBackend:
                 )
             except Exception as e:
                 where = f"the Ray cluster at RAY_ADDRESS={address}" if address else "a local Ray instance"
-                raise RuntimeError(f"could not start {where}: {one_line(e)}") from None
+                raise StartFailed(f"could not start {where}: {one_line(e)}") from None
+            atexit.register(self.close)  # a server that exits (Ctrl-C, SIGTERM) ends its local instance too
         nodes = [n for n in ray.nodes() if n["Alive"]]
         gpus = 0 if device == "cpu" else int(sum(n["Resources"].get("GPU", 0) for n in nodes))
         if gpus:
@@ -133,7 +139,7 @@ class RayBackend:
             self.kind = "CPU"
         if self.slots == 0:
             self.close()
-            raise RuntimeError(f"the Ray cluster has no node with {threads} free CPUs (NST_RAY_CPUS) or a GPU")
+            raise StartFailed(f"the Ray cluster has no node with {threads} free CPUs (NST_RAY_CPUS) or a GPU")
         self._args = (weights, device, threads)
         self._actor = ray.remote(max_concurrency=2)(RayWorker)
         self._lock = threading.Lock()
@@ -143,7 +149,7 @@ class RayBackend:
             infos = ray.get([s.ready for s in self._idle], timeout=start_timeout)
         except Exception as e:
             self.close()
-            raise RuntimeError(f"the Ray workers did not start: {self._why(e)}") from None
+            raise StartFailed(f"the Ray workers did not start: {self._why(e)}") from None
         self.info = infos[0]
         self.nodes = len({i["node"] for i in infos})
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
@@ -205,9 +211,58 @@ class RayBackend:
             emit(shot)
 
     def close(self) -> None:
+        """Kill the idle actors (a busy one ends with the connection); end the local instance we started."""
         with self._lock:
             idle, self._idle = getattr(self, "_idle", []), []
-        for slot in idle:  # a busy actor ends with the connection
+        for slot in idle:
             self.ray.kill(slot.actor)
-        if self._owns:
+        if self._owns and self.ray.is_initialized():
+            ours = _ray_processes(os.getpid()) if self._local else []
             self.ray.shutdown()
+            _reap(ours)
+
+
+def _ray_processes(pid: int) -> list[int]:
+    """Ray's processes under `pid` (Linux /proc; elsewhere none): its own binaries and scripts, its
+    workers (named ray::...), and nothing else this process started."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return [p for p in found if _is_ray(p)]
+
+
+def _is_ray(pid: int) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return argv[0].startswith(b"ray::") or any(b"/ray/" in a for a in argv)
+
+
+def _reap(pids: list[int], grace: float = 3.0) -> None:
+    """Ray 2.60's ray.shutdown() ends the raylet, but its dashboard and runtime-env agents log "Raylet is
+    dead! Exiting" and then hang on, one pair per instance (seen here). Whatever of the local instance is
+    still there after `grace` seconds is killed."""
+    deadline = time.monotonic() + grace
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if Path(f"/proc/{p}").exists() and not _zombie(p)]
+        time.sleep(0.1)
+    for p in pids:
+        with contextlib.suppress(OSError):
+            os.kill(p, signal.SIGKILL)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False

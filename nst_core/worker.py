@@ -19,7 +19,7 @@ import sys
 import threading
 from multiprocessing.connection import Connection
 
-from .jobs import RunFailed, drive, one_line
+from .jobs import RunFailed, StartFailed, drive, one_line
 from .limits import Limits
 
 
@@ -50,7 +50,7 @@ class Worker:
         msg = self._recv(self.start_timeout, "starting")
         if msg[0] == "error":
             self.close()
-            raise RuntimeError(f"the worker could not start: {msg[1]}")
+            raise StartFailed(f"the worker could not start: {msg[1]}")
         self.info = msg[1]
 
     def _recv(self, timeout: float, doing: str):

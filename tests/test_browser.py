@@ -16,9 +16,11 @@ from tests.conftest import SAMPLES
 from tests.servers import CHROMIUM, FLAGS, StreamlitServer
 
 
-@pytest.fixture(scope="module")
-def server():
-    srv = StreamlitServer({"NST_HEARTBEAT_TIMEOUT": "30"})
+@pytest.fixture(scope="module", params=["process", "ray"])
+def server(request):
+    """The app with its default runner (worker processes), then once more with NST_RUNNER=ray (a local Ray
+    instance started by the server, on 127.0.0.1)."""
+    srv = StreamlitServer({"NST_HEARTBEAT_TIMEOUT": "30", "NST_RUNNER": request.param})
     yield srv.url
     srv.stop()
 

@@ -2,13 +2,14 @@
 a cluster (ray.cluster_utils.Cluster: two simulated nodes on 127.0.0.1), and clear errors for a cluster
 that cannot be reached and for Ray not installed."""
 
+import os
 import subprocess
 import sys
 import time
 
 import pytest
 
-from nst_core.jobs import DONE, Runner
+from nst_core.jobs import DONE, Runner, StartFailed
 from nst_core.limits import Limits
 from tests.conftest import ROOT, wait
 from tests.servers import free_port
@@ -20,7 +21,7 @@ def test_an_unreachable_cluster_is_one_line_naming_ray_address():
 
     address = f"127.0.0.1:{free_port()}"  # nothing listens there
     t = time.monotonic()
-    with pytest.raises(RuntimeError, match=rf"^cannot reach the Ray cluster at RAY_ADDRESS={address} \(") as e:
+    with pytest.raises(StartFailed, match=rf"^cannot reach the Ray cluster at RAY_ADDRESS={address} \(") as e:
         RayBackend("original", "cpu", Limits(), address=address)
     assert time.monotonic() - t < 10 and "\n" not in str(e.value)
 
@@ -30,7 +31,7 @@ def test_without_ray_installed_the_error_says_how_to_install_it():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
     assert out.stderr.strip().splitlines()[-1] == (
-        "RuntimeError: NST_RUNNER=ray needs Ray: pip install -r requirements-ray.txt"
+        "nst_core.jobs.StartFailed: NST_RUNNER=ray needs Ray: pip install -r requirements-ray.txt"
     )
 
 
@@ -60,3 +61,22 @@ def test_runs_spread_over_the_nodes_of_a_cluster(cluster):
         assert sorted(backend.runs_per_node.values()) == [1, 1]  # one run on each node
     finally:
         backend.close()
+
+
+def test_the_page_says_in_one_line_that_the_cluster_cannot_be_reached():
+    # Its own process: the engine is cached once per server, and this server's engine must fail.
+    code = (
+        "from streamlit.testing.v1 import AppTest\n"
+        "at = AppTest.from_file('app.py', default_timeout=60)\n"
+        "at.run()\n"
+        "assert not at.exception, at.exception\n"
+        "print('\\n'.join(e.value for e in at.error))\n"
+    )
+    address = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "NST_RUNNER": "ray", "RAY_ADDRESS": address}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(
+        f"The server could not start its runner: cannot reach the Ray cluster at RAY_ADDRESS={address} ("
+    )
+    assert len(out.stdout.strip().splitlines()) == 1
