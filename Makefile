@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 
-.PHONY: run test demo bench browser
+.PHONY: run run-ray test demo bench browser
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -15,7 +15,11 @@ $(VENV)/.runtime: requirements.txt | $(BIN)/python
 	$(BIN)/pip install -q -r requirements.txt
 	touch $@
 
-$(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
+$(VENV)/.ray: requirements-ray.txt $(VENV)/.runtime
+	$(BIN)/pip install -q -r requirements-ray.txt
+	touch $@
+
+$(VENV)/.dev: requirements-dev.txt requirements-ray.txt $(VENV)/.runtime
 	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@
 
@@ -27,6 +31,10 @@ browser:
 
 run: $(VENV)/.runtime
 	$(BIN)/streamlit run app.py --server.port $(PORT)
+
+# Runs on Ray (README "More than one server"): RAY_ADDRESS joins a cluster, else a local instance starts.
+run-ray: $(VENV)/.ray
+	NST_RUNNER=ray $(BIN)/streamlit run app.py --server.port $(PORT)
 
 test: $(VENV)/.dev browser
 	$(BIN)/ruff check .

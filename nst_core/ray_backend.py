@@ -36,6 +36,8 @@ from .limits import Limits
 from .worker import WorkerDied, forget_failure, prepare
 
 LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": a local Ray instance uses 127.0.0.1 only
+TOKEN_VARS = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")  # the cluster's token, or a file holding it
+DEFAULT_TOKEN = Path.home() / ".ray" / "auth_token"  # where `ray start --head` writes it
 
 
 class RayWorker:
@@ -102,6 +104,10 @@ class RayBackend:
         address = address or os.environ.get("RAY_ADDRESS") or None
         if address is None:
             os.environ.setdefault(LOOPBACK_ONLY, "0")  # read when ray is imported
+        elif any(map(os.environ.get, TOKEN_VARS)) or DEFAULT_TOKEN.exists():
+            # `ray start --head` turns token authentication on by default, but a client joining it sends its
+            # token only in token mode: with the head's token here, use it.
+            os.environ.setdefault("RAY_AUTH_MODE", "token")
         try:
             import ray
         except ImportError:
@@ -121,8 +127,16 @@ class RayBackend:
                     runtime_env={"py_modules": [str(Path(__file__).parent)]} if address else None,
                 )
             except Exception as e:
-                where = f"the Ray cluster at RAY_ADDRESS={address}" if address else "a local Ray instance"
-                raise StartFailed(f"could not start {where}: {one_line(e)}") from None
+                if address is None:
+                    raise StartFailed(f"could not start a local Ray instance: {one_line(e)}") from None
+                hint = (
+                    ""
+                    if os.environ.get("RAY_AUTH_MODE") == "token"
+                    else " (a cluster with token authentication needs its token here: RAY_AUTH_TOKEN, or the "
+                    "head's ~/.ray/auth_token copied to this machine)"
+                )
+                why = f"could not join the Ray cluster at RAY_ADDRESS={address}: {one_line(e)}{hint}"
+                raise StartFailed(why) from None
             atexit.register(self.close)  # a server that exits (Ctrl-C, SIGTERM) ends its local instance too
         nodes = [n for n in ray.nodes() if n["Alive"]]
         gpus = 0 if device == "cpu" else int(sum(n["Resources"].get("GPU", 0) for n in nodes))
