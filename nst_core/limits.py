@@ -20,6 +20,10 @@ class Limits:
     concurrent_per_gpu: int = 1  # ... per GPU
     ray_cpus: int = 0  # CPUs per worker on a Ray cluster without GPUs (0: the smallest node's, at most 8)
     heartbeat_timeout: float = 20.0  # a run whose page has not been seen for this long is stopped
+    room_hours: float = 24.0  # a class room and everything shared in it are deleted this long after it opens
+    room_entries: int = 100  # pictures per class wall
+    room_entry_mb: float = 12.0  # picture + animation, per shared result
+    max_rooms: int = 50  # open class rooms per server
 
     @classmethod
     def from_env(cls, env=os.environ) -> Limits:

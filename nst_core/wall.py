@@ -1,0 +1,385 @@
+"""The class wall's storage: rooms, and the results students share to them (no Streamlit, no torch).
+
+SQLite in WAL mode in a data directory (NST_DATA_DIR): one row per room and per shared result; the
+pictures themselves are files beside the database (rooms/<code>/<id>.png, .gif and a .jpg thumbnail),
+written before their row is committed and deleted after it is. Every call opens its own connection, so
+any number of sessions (threads, or server processes) can share at once; limits are checked inside the
+same write transaction, so they hold under concurrency too.
+
+A room has a short code for students (six letters and digits, read aloud without confusion: no 0/O or
+1/I/L) and a long secret for its teacher, of which only a hash is stored. Rooms and everything in them are
+deleted once their retention period (NST_ROOM_HOURS, default 24) is over. Only what a student shares is
+stored: the result picture, its animation, its settings and an optional name, never the uploaded photo.
+
+The schema has a version (`PRAGMA user_version`) and a list of migrations; a database written by a newer
+version of the app is refused with a clear message rather than misread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import hmac
+import io
+import json
+import re
+import secrets
+import shutil
+import sqlite3
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from .errors import NSTError
+from .limits import Limits
+
+ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # 31 symbols: 31^6 = 887 million codes
+CODE_LENGTH = 6
+NAME_LENGTH = 40
+THUMB = 320  # px, the wall's tiles
+
+# Migration i takes the schema from version i to i + 1; append, never edit.
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE rooms (
+            code TEXT PRIMARY KEY,
+            teacher_hash TEXT NOT NULL,
+            title TEXT NOT NULL DEFAULT '',
+            created REAL NOT NULL,
+            expires REAL NOT NULL,
+            closed INTEGER NOT NULL DEFAULT 0
+        )""",
+        """CREATE TABLE entries (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            room TEXT NOT NULL REFERENCES rooms(code) ON DELETE CASCADE,
+            name TEXT NOT NULL DEFAULT '',
+            painting TEXT NOT NULL DEFAULT '',
+            settings TEXT NOT NULL DEFAULT '{}',
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            bytes INTEGER NOT NULL,
+            has_gif INTEGER NOT NULL,
+            created REAL NOT NULL
+        )""",
+        "CREATE INDEX entries_by_room ON entries(room, id)",
+    ],
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class WallError(NSTError):
+    """A room that does not exist, a wrong teacher link, a limit reached: one line for the page."""
+
+
+@dataclass(frozen=True)
+class Room:
+    code: str
+    title: str
+    created: float
+    expires: float
+    closed: bool
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: int
+    room: str
+    name: str
+    painting: str
+    settings: dict
+    size: tuple[int, int]
+    bytes: int
+    has_gif: bool
+    created: float
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def normalise_code(code: str) -> str:
+    """'k7qf 3m' -> 'K7QF3M'."""
+    return re.sub(r"[\s-]", "", code or "").upper()
+
+
+def clean_name(name: str) -> str:
+    """A first name or nickname: printable, one line, at most NAME_LENGTH characters."""
+    return "".join(ch for ch in (name or "") if ch.isprintable()).strip()[:NAME_LENGTH]
+
+
+class Wall:
+    def __init__(self, directory: str | Path, limits: Limits | None = None, clock: Callable[[], float] = time.time):
+        self.dir = Path(directory)
+        self.limits = limits or Limits()
+        self.clock = clock
+        self.db = self.dir / "wall.sqlite3"
+        try:
+            (self.dir / "rooms").mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise WallError(f"cannot use the data directory {self.dir} (NST_DATA_DIR): {e.strerror}") from None
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            self._migrate(db)
+
+    # ------------------------------------------------------------ plumbing
+
+    @contextlib.contextmanager
+    def _connect(self):
+        db = sqlite3.connect(self.db, timeout=30, isolation_level=None)  # autocommit; BEGIN where needed
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA foreign_keys=ON")
+        try:
+            yield db
+        finally:
+            db.close()
+
+    @contextlib.contextmanager
+    def _write(self):
+        """One write transaction: taken at once (BEGIN IMMEDIATE), so that checks and writes are atomic."""
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def _migrate(self, db) -> None:
+        db.execute("BEGIN IMMEDIATE")  # two servers starting at once: one migrates, the other waits
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise WallError(
+                    f"{self.db} was written by a newer version of the app (schema {version}; this one knows "
+                    f"up to {SCHEMA_VERSION}): update the app or point NST_DATA_DIR elsewhere"
+                )
+            for v in range(version, SCHEMA_VERSION):
+                for statement in MIGRATIONS[v]:
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {v + 1}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _files(self, code: str, entry_id: int) -> dict[str, Path]:
+        folder = self.dir / "rooms" / code
+        return {kind: folder / f"{entry_id}.{kind}" for kind in ("png", "gif", "jpg")}
+
+    @staticmethod
+    def _room(row) -> Room:
+        return Room(row["code"], row["title"], row["created"], row["expires"], bool(row["closed"]))
+
+    # ------------------------------------------------------------ rooms
+
+    def open_room(self, title: str = "") -> tuple[Room, str]:
+        """A new room and its teacher key (shown once; only its hash is kept)."""
+        self.expire()
+        key = secrets.token_urlsafe(24)
+        now = self.clock()
+        with self._write() as db:
+            active = db.execute("SELECT COUNT(*) FROM rooms WHERE expires > ?", (now,)).fetchone()[0]
+            if active >= self.limits.max_rooms:
+                raise WallError(
+                    f"this server already has {active} open rooms, its limit (NST_MAX_ROOMS): "
+                    "try again when one has been deleted or has expired"
+                )
+            while True:
+                code = "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
+                if db.execute("SELECT 1 FROM rooms WHERE code = ?", (code,)).fetchone() is None:
+                    break
+            expires = now + self.limits.room_hours * 3600
+            db.execute(
+                "INSERT INTO rooms (code, teacher_hash, title, created, expires) VALUES (?, ?, ?, ?, ?)",
+                (code, _hash(key), clean_name(title), now, expires),
+            )
+        return Room(code, clean_name(title), now, expires, False), key
+
+    def room(self, code: str) -> Room:
+        """The open (not expired) room with this code, or a WallError that says so."""
+        code = normalise_code(code)
+        row = None
+        if re.fullmatch(f"[{ALPHABET}]{{{CODE_LENGTH}}}", code):
+            with self._connect() as db:
+                row = db.execute("SELECT * FROM rooms WHERE code = ? AND expires > ?", (code, self.clock())).fetchone()
+        if row is None:
+            raise WallError(
+                f"there is no room {code or '(empty)'}: check the code with your teacher "
+                f"(rooms are deleted {self.limits.room_hours:g} hours after they open)"
+            )
+        return self._room(row)
+
+    def teacher(self, code: str, key: str) -> Room:
+        """The room, if `key` is its teacher key; otherwise a WallError (and nothing of the room)."""
+        code = normalise_code(code)
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM rooms WHERE code = ? AND expires > ?", (code, self.clock())).fetchone()
+        if row is None or not hmac.compare_digest(row["teacher_hash"], _hash(key or "")):
+            raise WallError(f"this teacher link is not valid for room {code}, or the room has been deleted")
+        return self._room(row)
+
+    def close_room(self, code: str, key: str) -> None:
+        """No more shares; the wall stays until the room expires."""
+        room = self.teacher(code, key)
+        with self._write() as db:
+            db.execute("UPDATE rooms SET closed = 1 WHERE code = ?", (room.code,))
+
+    def delete_room(self, code: str, key: str) -> None:
+        room = self.teacher(code, key)
+        self._delete([room.code])
+
+    def _delete(self, codes: list[str]) -> None:
+        with self._write() as db:
+            db.executemany("DELETE FROM rooms WHERE code = ?", [(c,) for c in codes])  # entries cascade
+        for code in codes:
+            shutil.rmtree(self.dir / "rooms" / code, ignore_errors=True)
+
+    def expire(self) -> int:
+        """Delete rooms past their retention period, with their entries and files; returns how many.
+        Also removes folders that no room owns (a share interrupted between its files and its row)."""
+        with self._connect() as db:
+            old = [r[0] for r in db.execute("SELECT code FROM rooms WHERE expires <= ?", (self.clock(),))]
+            live = {r[0] for r in db.execute("SELECT code FROM rooms")}
+        if old:
+            self._delete(old)
+        for folder in (self.dir / "rooms").iterdir():
+            if folder.name not in live and folder.name not in old:
+                shutil.rmtree(folder, ignore_errors=True)
+        return len(old)
+
+    # ------------------------------------------------------------ entries
+
+    def share(
+        self, code: str, png: bytes, gif: bytes | None = None, name: str = "", painting: str = "", settings=None
+    ) -> Entry:
+        """Put a finished result on the room's wall. Raises WallError when the room is gone or closed,
+        full, or the result is larger than a wall takes."""
+        room = self.room(code)
+        size = len(png) + len(gif or b"")
+        cap = self.limits.room_entry_mb * 1e6
+        if size > cap:
+            raise WallError(
+                f"this result is {size / 1e6:.3g} MB and a class wall takes up to {cap / 1e6:g} MB per picture "
+                "(NST_ROOM_ENTRY_MB): share a smaller run"
+            )
+        try:
+            with Image.open(io.BytesIO(png)) as im:
+                im.load()
+                picture = im.convert("RGB")
+        except Exception:
+            raise WallError("the result is not a readable PNG") from None
+        thumb = picture.copy()
+        thumb.thumbnail((THUMB, THUMB), Image.Resampling.LANCZOS)
+        jpg = io.BytesIO()
+        thumb.save(jpg, "JPEG", quality=85)
+        now = self.clock()
+        files: dict[str, Path] = {}
+        try:
+            with self._write() as db:
+                row = db.execute("SELECT closed, expires FROM rooms WHERE code = ?", (room.code,)).fetchone()
+                if row is None or row["expires"] <= now:
+                    raise WallError(f"room {room.code} has just been deleted")
+                if row["closed"]:
+                    raise WallError(f"room {room.code} is closed: its teacher no longer takes new pictures")
+                count = db.execute("SELECT COUNT(*) FROM entries WHERE room = ?", (room.code,)).fetchone()[0]
+                if count >= self.limits.room_entries:
+                    raise WallError(
+                        f"the wall of room {room.code} is full ({count} pictures, the limit: NST_ROOM_ENTRIES)"
+                    )
+                cur = db.execute(
+                    "INSERT INTO entries (room, name, painting, settings, width, height, bytes, has_gif, created)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        room.code,
+                        clean_name(name),
+                        painting[:200],
+                        json.dumps(settings or {}),
+                        picture.width,
+                        picture.height,
+                        size,
+                        gif is not None,
+                        now,
+                    ),
+                )
+                entry_id = cur.lastrowid
+                files = self._files(room.code, entry_id)
+                files["png"].parent.mkdir(parents=True, exist_ok=True)
+                for kind, data in (("png", png), ("gif", gif), ("jpg", jpg.getvalue())):
+                    if data is not None:
+                        tmp = files[kind].with_suffix(".tmp")
+                        tmp.write_bytes(data)
+                        tmp.replace(files[kind])
+        except BaseException:
+            for path in files.values():  # the row was rolled back: so are its files
+                path.unlink(missing_ok=True)
+            raise
+        return Entry(
+            entry_id,
+            room.code,
+            clean_name(name),
+            painting[:200],
+            settings or {},
+            picture.size,
+            size,
+            gif is not None,
+            now,
+        )
+
+    def entries(self, code: str, after: int = 0) -> list[Entry]:
+        """The room's entries, newest first (only those with id > after, if given)."""
+        room = self.room(code)
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT * FROM entries WHERE room = ? AND id > ? ORDER BY id DESC", (room.code, after)
+            ).fetchall()
+        return [
+            Entry(
+                r["id"],
+                r["room"],
+                r["name"],
+                r["painting"],
+                json.loads(r["settings"]),
+                (r["width"], r["height"]),
+                r["bytes"],
+                bool(r["has_gif"]),
+                r["created"],
+            )
+            for r in rows
+        ]
+
+    def file(self, entry: Entry, kind: str) -> bytes:
+        """'png' (the picture), 'gif' (its animation) or 'jpg' (the wall's thumbnail)."""
+        return self._files(entry.room, entry.id)[kind].read_bytes()
+
+    def remove(self, code: str, key: str, entry_id: int) -> None:
+        room = self.teacher(code, key)
+        with self._write() as db:
+            db.execute("DELETE FROM entries WHERE room = ? AND id = ?", (room.code, entry_id))
+        for path in self._files(room.code, entry_id).values():
+            path.unlink(missing_ok=True)
+
+    def zip_bytes(self, code: str, key: str) -> bytes:
+        """Every picture of the wall as PNG, and settings.csv with a row per picture."""
+        room = self.teacher(code, key)
+        entries = sorted(self.entries(room.code), key=lambda e: e.id)
+        keys = sorted({k for e in entries for k in e.settings})
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:  # PNGs are compressed already
+            table = io.StringIO()
+            out = csv.writer(table)
+            out.writerow(["file", "name", "painting", "shared_utc", *keys])
+            for e in entries:
+                slug = re.sub(r"[^A-Za-z0-9]+", "-", e.name).strip("-")[:20] or "anonymous"
+                fname = f"{e.id:03d}-{slug}.png"
+                z.writestr(fname, self.file(e, "png"))
+                shared = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.created))
+                values = [" ".join(map(str, v)) if isinstance(v, list) else v for v in map(e.settings.get, keys)]
+                out.writerow([fname, e.name, e.painting, shared, *values])
+            z.writestr("settings.csv", table.getvalue())
+        return buf.getvalue()
