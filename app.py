@@ -19,7 +19,19 @@ from nst_core.images import fit, png_bytes
 from nst_core.jobs import DONE, Job, StyleTask
 from nst_core.layers import RELU_LAYERS
 from nst_core.settings import PRESETS, Settings
-from studio import SAMPLES, engine, fmt_seconds, image_picker, job_progress, poll, show_png, submit, wait_note
+from nst_core.wall import NAME_LENGTH, WallError
+from studio import (
+    SAMPLES,
+    class_wall,
+    engine,
+    fmt_seconds,
+    image_picker,
+    job_progress,
+    poll,
+    show_png,
+    submit,
+    wait_note,
+)
 
 D = Settings()
 GALLERY_SIZE = 6
@@ -356,6 +368,7 @@ def finish(job: Job) -> None:
         "content": meta["content"],
         "styles": meta["styles"],
         "label": meta["labels"][0] + " × " + " + ".join(meta["labels"][1:]),
+        "paintings": " + ".join(meta["labels"][1:]),
         "history": list(job.history),
         "info": info,
         "stopped": job.state != DONE,
@@ -417,6 +430,8 @@ def results_view(r: dict) -> None:
         help="One and a half seconds of the two pictures side by side, so a shared clip explains itself.",
     )
     animation_buttons(r, len(r["frames"]), intro, "all")
+    if st.session_state.get("room"):
+        share_view(r)
     tab1, tab2, tab3 = st.tabs(["Before / after", "Every saved step", "Losses"])
     with tab1:
         split = st.slider(
@@ -511,6 +526,45 @@ def gallery_view() -> None:
             )
 
 
+# ---------------------------------------------------------------- the class wall (pages/2_Class.py)
+
+
+def class_room() -> None:
+    """A room link (?room=CODE) puts this tab in that class: its results can be shared to the room's wall."""
+    code = st.query_params.get("room")
+    if code and code != st.session_state.get("room"):
+        try:
+            st.session_state.room = class_wall().room(code).code
+        except WallError as e:
+            st.warning(f"Not in a class: {e}.")
+            return
+    if st.session_state.get("room"):
+        code = st.session_state.room
+        st.info(
+            f"You are in class room **{code}**: when your picture is done you can share it to the "
+            f"[class wall](Class?room={code}) (only the picture, its animation and its settings, never your photo)."
+        )
+
+
+def share_view(r: dict) -> None:
+    """Opt-in: the result, its GIF and its settings go to the room's wall, under a name if one is given."""
+    code = st.session_state.room
+    if r.get("shared"):
+        st.success(f"Shared to the wall of room {code}{' as ' + r['shared'] if r['shared'] != '-' else ''}.")
+        return
+    with st.form("share", border=True):
+        name = st.text_input("Your first name or a nickname (optional)", max_chars=NAME_LENGTH, key="share_name")
+        if st.form_submit_button("Share to the class wall", icon=":material/groups:"):
+            settings = {**r["info"]["settings"], "steps": r["info"]["steps"], "seconds": r["info"]["seconds"]}
+            try:
+                entry = class_wall().share(code, r["png"], r["gif"], name, r["paintings"], settings)
+            except WallError as e:
+                st.error(f"Not shared: {e}.")
+            else:
+                r["shared"] = entry.name or "-"
+                st.rerun()
+
+
 # ---------------------------------------------------------------- page
 
 
@@ -521,6 +575,7 @@ def main() -> None:
         "Paint a photo in the style of a painting, live. The method: Gatys, Ecker & Bethge (2015), "
         "on a VGG19 network trained on ImageNet."
     )
+    class_room()
     with st.sidebar:
         st.header("Settings")
         settings = settings_ui(eng.limits, eng.device_type)
@@ -580,5 +635,6 @@ st.navigation(
     [
         st.Page(main, title="Studio", icon=":material/palette:", default=True),
         st.Page("pages/1_Lab.py", title="Lab", icon=":material/science:", url_path="Lab"),
+        st.Page("pages/2_Class.py", title="Class", icon=":material/groups:", url_path="Class"),
     ]
 ).run()

@@ -52,6 +52,32 @@ def engine() -> Engine:
         st.stop()
 
 
+@st.cache_resource
+def _class_wall():
+    from nst_core.limits import Limits
+    from nst_core.wall import Wall
+
+    return Wall(os.environ.get("NST_DATA_DIR") or ROOT / "data", Limits.from_env())
+
+
+def class_wall():
+    """The class wall's storage (nst_core.wall), one per server; a data directory that cannot be used is
+    one line on the page."""
+    from nst_core.wall import WallError
+
+    try:
+        return _class_wall()
+    except (WallError, ValueError) as e:
+        st.error(f"The class wall is not available: {e}.")
+        st.stop()
+
+
+def sentence(e: BaseException) -> str:
+    """A one-line error as a sentence: capital first letter, full stop."""
+    text = str(e).strip().rstrip(".")
+    return text[:1].upper() + text[1:] + "."
+
+
 def session_id() -> str:
     """This browser tab's session: it may have one run waiting or running, on any page."""
     from streamlit.runtime.scriptrunner import get_script_run_ctx

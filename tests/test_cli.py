@@ -110,11 +110,11 @@ def test_cli_bad_options_are_one_line_exit_2(tmp_path):
 
 def test_help_and_the_server_side_modules_do_not_load_torch():
     """--help answers without importing torch (about 2 s), and the web server's modules (the runner, the
-    worker's server side, images, settings) keep torch out of the Streamlit process."""
+    worker's and Ray's server side, images, settings, the class wall) keep torch out of the Streamlit process."""
     code = (
         "import sys, runpy\n"
         "import nst_core.jobs, nst_core.worker, nst_core.images, nst_core.settings, nst_core.schedule\n"
-        "import nst_core.animation\n"
+        "import nst_core.animation, nst_core.wall, nst_core.ray_backend\n"
         "from nst_core import Settings, load_image, png_bytes\n"
         "assert 'torch' not in sys.modules and 'torchvision' not in sys.modules, 'server side'\n"
         "sys.argv = ['nst_core', '--help']\n"

@@ -1,0 +1,178 @@
+"""The class wall: a teacher opens a room; students share their results to its wall, which updates live.
+
+/Class                      open a room (teacher) or join one (student)
+/Class?room=CODE            the room's wall (for students, or a projector)
+/Class?room=CODE&key=KEY    the same wall for its teacher: remove pictures, download a ZIP, close, delete
+/?room=CODE                 the studio, with a "Share to the class wall" button under each result
+"""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from nst_core.wall import Entry, Wall, WallError
+from studio import class_wall, sentence
+
+st.set_page_config(page_title="Class · Neural Style Studio", page_icon=":material/groups:", layout="wide")
+COLUMNS = 4
+REFRESH = 3  # seconds between looks at the wall
+
+
+def base_url() -> str:
+    """This app's address as the browser sees it ('' in tests without a browser: links stay relative)."""
+    url = (st.context.url or "").rstrip("/")
+    return url.removesuffix("/Class")
+
+
+@st.cache_data(max_entries=2000, show_spinner=False)
+def thumbnail(_wall: Wall, entry: Entry) -> bytes:
+    return _wall.file(entry, "jpg")  # entries never change, so their tiles are read once
+
+
+def settings_line(s: dict) -> str:
+    parts = [f"{s['size']} px" if "size" in s else "", f"{s['steps']} steps" if "steps" in s else ""]
+    if "style_weight" in s:
+        parts.append(f"style {s['style_weight']:g}")
+    if s.get("preserve_colors"):
+        parts.append("photo's colours")
+    return " · ".join(p for p in parts if p)
+
+
+def retention(wall: Wall) -> str:
+    return (
+        f"Rooms and everything shared in them are deleted {wall.limits.room_hours:g} hours after the room opens. "
+        "Only the result pictures, their animations, their settings and the names students type are stored, "
+        "never their photos."
+    )
+
+
+def start_page(wall: Wall) -> None:
+    st.title("Class wall")
+    st.write(
+        "A teacher opens a room and shares its link. Each student makes a picture in the Studio and shares it to "
+        "the room's wall, where everyone sees all of them side by side: the same photo under different weights, "
+        "the same painting on thirty photos."
+    )
+    left, right = st.columns(2)
+    with left.form("open"):
+        st.subheader("Open a room (teacher)")
+        title = st.text_input("Name of the class (optional)", max_chars=40, placeholder="e.g. Art 2B")
+        if st.form_submit_button("Open a room", type="primary", icon=":material/add:"):
+            try:
+                room, key = wall.open_room(title)
+            except WallError as e:
+                st.error(sentence(e))
+            else:
+                st.query_params.from_dict({"room": room.code, "key": key})
+                st.rerun()
+    with right.form("join"):
+        st.subheader("Join a room (student)")
+        code = st.text_input("Room code", max_chars=12, placeholder="e.g. K7QF3M")
+        if st.form_submit_button("See the wall", icon=":material/groups:"):
+            try:
+                room = wall.room(code)
+            except WallError as e:
+                st.error(sentence(e))
+            else:
+                st.query_params.from_dict({"room": room.code})
+                st.rerun()
+    st.caption(retention(wall))
+
+
+def teacher_panel(wall: Wall, code: str, key: str) -> None:
+    base = base_url()
+    st.success(
+        f"**Room {code} is open.** Students go to **{base}/?room={code}** to make and share their pictures; "
+        f"the wall alone (for a projector) is **{base}/Class?room={code}**. This page's address is your private "
+        "teacher link: keep it to come back and moderate."
+    )
+    c1, c2, c3 = st.columns(3)
+    c1.download_button(
+        "Download the wall (ZIP)",
+        lambda: wall.zip_bytes(code, key),
+        f"class-wall-{code}.zip",
+        "application/zip",
+        icon=":material/download:",
+        help="Every picture as PNG and settings.csv with a row per picture.",
+        on_click="ignore",
+    )
+    room = wall.teacher(code, key)
+    if not room.closed and c2.button("Close the room", icon=":material/lock:", help="No more pictures can be shared."):
+        wall.close_room(code, key)
+        st.rerun()
+    with c3.popover("Delete the room now", icon=":material/delete:"):
+        st.write("Deletes the room, its wall and every picture on it, for everyone. This cannot be undone.")
+        if st.button("Delete everything", type="primary", key="delete_room"):
+            wall.delete_room(code, key)
+            st.query_params.clear()
+            st.rerun()
+
+
+def wall_view() -> None:
+    """The wall, redrawn every REFRESH seconds (an st.fragment): new pictures appear without a reload."""
+    wall, code, key = class_wall(), st.query_params.get("room", ""), st.query_params.get("key")
+    try:
+        room = wall.teacher(code, key) if key else wall.room(code)
+        entries = wall.entries(room.code)
+    except WallError as e:
+        st.error(sentence(e))
+        return
+    state = "closed: no new pictures" if room.closed else f"open: share from {base_url()}/?room={room.code}"
+    st.caption(f"{len(entries)} picture{'s' * (len(entries) != 1)} · room {room.code} is {state}")
+    chosen = next((e for e in entries if e.id == st.session_state.get("wall_open")), None)
+    if chosen is not None:
+        with st.container(border=True):
+            a, b = st.columns(2)
+            a.image(wall.file(chosen, "png"), caption=f"{chosen.name or 'anonymous'} · {chosen.painting}")
+            if chosen.has_gif:
+                b.image(wall.file(chosen, "gif"), caption="The optimisation")
+            b.caption(settings_line(chosen.settings))
+            b.download_button("Picture (PNG)", wall.file(chosen, "png"), f"wall-{chosen.id}.png", "image/png")
+            if b.button("Close", key="wall_close", icon=":material/close:"):
+                st.session_state.wall_open = None
+                st.rerun(scope="fragment")
+    cols = st.columns(COLUMNS)
+    for i, e in enumerate(entries):
+        with cols[i % COLUMNS]:
+            st.image(thumbnail(wall, e), width="stretch")
+            st.markdown(f"**{e.name or 'anonymous'}** · {e.painting}")
+            st.caption(f"{settings_line(e.settings)} · {time.strftime('%H:%M', time.localtime(e.created))}")
+            v, r = st.columns(2)
+            if v.button("View", key=f"view_{e.id}", icon=":material/open_in_full:"):
+                st.session_state.wall_open = e.id
+                st.rerun(scope="fragment")
+            if key and r.button("Remove", key=f"remove_{e.id}", icon=":material/delete:"):
+                wall.remove(room.code, key, e.id)
+                st.rerun(scope="fragment")
+    if not entries:
+        st.info("No pictures yet: they appear here as students share them.")
+
+
+def room_page(wall: Wall, code: str, key: str | None) -> None:
+    try:
+        room = wall.teacher(code, key) if key else wall.room(code)
+    except WallError as e:
+        st.title("Class wall")
+        st.error(sentence(e))
+        if st.button("Open or join another room"):
+            st.query_params.clear()
+            st.rerun()
+        return
+    st.title(f"Class wall · {room.title or 'room ' + room.code}")
+    if key:
+        teacher_panel(wall, room.code, key)
+    elif not room.closed:
+        st.markdown(f"[Make a picture for this wall]({base_url() or '.'}/?room={room.code})")
+    st.fragment(wall_view, run_every=REFRESH)()
+    st.caption(retention(wall))
+
+
+wall = class_wall()
+wall.expire()
+code = st.query_params.get("room")
+if code:
+    room_page(wall, code, st.query_params.get("key"))
+else:
+    start_page(wall)

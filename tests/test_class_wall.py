@@ -1,0 +1,131 @@
+"""The class wall end to end in a real browser: a teacher opens a room, two students (separate browser
+sessions) run and share, the teacher's wall shows both without a reload, removes one and downloads the ZIP.
+Plus the pages' messages for a wrong room code or teacher key (AppTest)."""
+
+import csv
+import io
+import os
+import re
+import zipfile
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from nst_core.wall import Wall
+from tests.conftest import ROOT
+from tests.servers import CHROMIUM, FLAGS, StreamlitServer
+
+
+def test_a_teacher_opens_a_room_and_the_wall_fills_live(tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no chromium at {CHROMIUM}: `make test` installs Debian's chromium")
+    shots = os.environ.get("NST_SCREENSHOTS")
+    data = tmp_path / "data"
+    srv = StreamlitServer({"NST_DATA_DIR": str(data), "NST_HEARTBEAT_TIMEOUT": "30"})
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            teacher = browser.new_context(viewport={"width": 1400, "height": 1600}, accept_downloads=True).new_page()
+            teacher.goto(srv.url + "/Class", wait_until="domcontentloaded")
+            teacher.get_by_role("button", name="Open a room").click()
+            expect(teacher.get_by_text(re.compile(r"Room [A-Z2-9]{6} is open"))).to_be_visible(timeout=60_000)
+            query = parse_qs(urlparse(teacher.url).query)
+            code, key = query["room"][0], query["key"][0]
+            assert len(key) >= 32
+            expect(teacher.get_by_text("No pictures yet")).to_be_visible()
+            # The link the page gives the students is the one they use.
+            expect(teacher.get_by_text(f"{srv.url}/?room={code}").first).to_be_visible()
+
+            students = {}
+            for name in ("Ana", "Ben"):  # two sessions, both press Run at once: one waits for the other
+                page = browser.new_context(viewport={"width": 1400, "height": 2000}).new_page()
+                page.goto(f"{srv.url}/?room={code}&size=64&iterations=10", wait_until="domcontentloaded")
+                expect(page.get_by_text(f"You are in class room {code}")).to_be_visible(timeout=60_000)
+                page.get_by_role("button", name="Run").click()
+                students[name] = page
+            for name, page in students.items():
+                expect(page.get_by_text("Done: 10 steps")).to_be_visible(timeout=120_000)
+                page.get_by_label("Your first name or a nickname (optional)").fill(name)
+                page.get_by_role("button", name="Share to the class wall").click()
+                expect(page.get_by_text(f"Shared to the wall of room {code} as {name}.")).to_be_visible()
+
+            # The teacher's page was never reloaded: the wall polls.
+            tiles = teacher.locator("[data-testid=stColumn]")
+            for name in ("Ana", "Ben"):
+                expect(teacher.get_by_text(f"{name} · Starry Night")).to_be_visible(timeout=15_000)
+            expect(teacher.get_by_text(re.compile(r"^2 pictures · room"))).to_be_visible()
+            if shots:
+                teacher.screenshot(path=f"{shots}/class-wall.png", full_page=True)
+            tiles.filter(has_text="Ben · Starry Night").get_by_role("button", name="Remove").click()
+            expect(teacher.get_by_text("Ben · Starry Night")).to_have_count(0, timeout=15_000)
+            expect(teacher.get_by_text(re.compile(r"^1 picture · room"))).to_be_visible()
+            with teacher.expect_download(timeout=30_000) as dl:
+                teacher.get_by_role("button", name="Download the wall (ZIP)").click()
+            archive = tmp_path / "wall.zip"
+            dl.value.save_as(archive)
+            browser.close()
+    finally:
+        srv.stop()
+    z = zipfile.ZipFile(archive)
+    [png] = [n for n in z.namelist() if n.endswith(".png")]
+    [row] = list(csv.DictReader(io.StringIO(z.read("settings.csv").decode())))
+    assert row["file"] == png and row["name"] == "Ana" and row["painting"] == "Starry Night"
+    assert row["size"] == "64" and row["steps"] == "10"
+    assert Image.open(io.BytesIO(z.read(png))).size == (64, 43)
+    # What is stored: the result, its animation, its thumbnail; no photo.
+    [entry] = Wall(data).entries(code)
+    assert sorted(p.suffix for p in (data / "rooms" / code).iterdir()) == [".gif", ".jpg", ".png"]
+    assert entry.name == "Ana"
+
+
+def texts(at: AppTest) -> list[str]:
+    return [e.value for kind in ("markdown", "caption", "error", "success", "info") for e in at.get(kind)]
+
+
+@pytest.fixture
+def data(tmp_path, monkeypatch):
+    """A data directory of its own for the pages run here (the wall is cached once per server)."""
+    from studio import _class_wall
+
+    monkeypatch.setenv("NST_DATA_DIR", str(tmp_path / "data"))
+    _class_wall.clear()
+    yield tmp_path / "data"
+    _class_wall.clear()
+
+
+def run_page(params: dict) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "pages" / "2_Class.py"), default_timeout=60)
+    at.query_params.update(params)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_wrong_codes_and_keys_show_a_message_and_nothing_of_the_room(data):
+    wall = Wall(data)
+    room, key = wall.open_room("Art 2B")
+    wall.share(room.code, small_png(), name="Ana", painting="The Scream")
+    at = run_page({"room": "ZZZZZZ" if room.code != "ZZZZZZ" else "YYYYYY"})
+    assert [e.value for e in at.error][0].startswith("There is no room")
+    assert not any("The Scream" in t for t in texts(at))
+    at = run_page({"room": room.code, "key": "not-the-key"})
+    assert [e.value for e in at.error] == [
+        f"This teacher link is not valid for room {room.code}, or the room has been deleted."
+    ]
+    assert not any("Ana" in t for t in texts(at)) and not at.get("download_button")
+    at = run_page({"room": room.code.lower()})  # the student's view: the wall, no teacher tools
+    assert not at.error and "**Ana** · The Scream" in texts(at)
+    assert not [b for b in at.button if b.label == "Remove"]
+    at = run_page({"room": room.code, "key": key})
+    assert not at.error and [b.label for b in at.button if b.label == "Remove"] == ["Remove"]
+
+
+def small_png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 24), (200, 40, 40)).save(buf, "PNG")
+    return buf.getvalue()
