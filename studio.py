@@ -52,6 +52,9 @@ def engine() -> Engine:
         st.stop()
 
 
+engine.clear = _engine.clear  # a new engine at the next call (tests, a changed configuration)
+
+
 @st.cache_resource
 def _class_wall():
     from nst_core.limits import Limits
