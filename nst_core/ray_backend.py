@@ -36,8 +36,6 @@ from .limits import Limits
 from .worker import WorkerDied, forget_failure, prepare
 
 LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": a local Ray instance uses 127.0.0.1 only
-TOKEN_VARS = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")  # the cluster's token, or a file holding it
-DEFAULT_TOKEN = Path.home() / ".ray" / "auth_token"  # where `ray start --head` writes it
 
 
 class RayWorker:
@@ -104,10 +102,6 @@ class RayBackend:
         address = address or os.environ.get("RAY_ADDRESS") or None
         if address is None:
             os.environ.setdefault(LOOPBACK_ONLY, "0")  # read when ray is imported
-        elif any(map(os.environ.get, TOKEN_VARS)) or DEFAULT_TOKEN.exists():
-            # `ray start --head` turns token authentication on by default, but a client joining it sends its
-            # token only in token mode: with the head's token here, use it.
-            os.environ.setdefault("RAY_AUTH_MODE", "token")
         try:
             import ray
         except ImportError:
@@ -129,11 +123,14 @@ class RayBackend:
             except Exception as e:
                 if address is None:
                     raise StartFailed(f"could not start a local Ray instance: {one_line(e)}") from None
+                # `ray start --head` turns token authentication on by default; a client sends the token only
+                # when told to. (Guessing from a token file on disk is wrong: a driver in token mode breaks
+                # its actors on a cluster without it, seen here.)
                 hint = (
                     ""
                     if os.environ.get("RAY_AUTH_MODE") == "token"
-                    else " (a cluster with token authentication needs its token here: RAY_AUTH_TOKEN, or the "
-                    "head's ~/.ray/auth_token copied to this machine)"
+                    else " (a cluster with token authentication, Ray's default, needs RAY_AUTH_MODE=token and its "
+                    "token here: the head's ~/.ray/auth_token, or RAY_AUTH_TOKEN)"
                 )
                 why = f"could not join the Ray cluster at RAY_ADDRESS={address}: {one_line(e)}{hint}"
                 raise StartFailed(why) from None
@@ -183,7 +180,10 @@ class RayBackend:
 
     def run(self, task, emit, cancelled: threading.Event) -> None:
         with self._lock:  # the runner never runs more than `slots` at once, so one is always idle
-            slot = self._idle.pop()
+            # An actor that has loaded VGG19 first: a replacement may still be loading, or find no room.
+            done, _ = self.ray.wait([s.ready for s in self._idle], num_returns=len(self._idle), timeout=0)
+            slot = next((s for s in self._idle if s.ready in done), self._idle[-1])
+            self._idle.remove(slot)
         try:
             self._run(slot, task, emit, cancelled)
         except self.ray.exceptions.RayActorError as e:

@@ -41,7 +41,8 @@ def test_upload_run_watch_and_download_the_gif(server, tmp_path):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 2400}, accept_downloads=True)
         page.goto(server + f"/?size={size}&iterations={steps}", wait_until="domcontentloaded")
-        expect(page.get_by_text("Neural Style Studio").first).to_be_visible(timeout=60_000)
+        # The first visit starts the engine (with NST_RUNNER=ray: a Ray instance, then an actor loading VGG19).
+        expect(page.get_by_text("Neural Style Studio").first).to_be_visible(timeout=180_000)
         expect(page.get_by_text("Estimated time on this server")).to_be_visible(timeout=60_000)
         # Upload our own photo instead of the sample.
         page.get_by_text("Upload", exact=True).first.click()

@@ -1,15 +1,16 @@
 """The Ray backend beyond what tests/test_worker.py runs on both backends: runs spread over the nodes of
-a cluster (ray.cluster_utils.Cluster: two simulated nodes on 127.0.0.1), and clear errors for a cluster
-that cannot be reached and for Ray not installed."""
+a cluster (ray.cluster_utils.Cluster: two simulated nodes on 127.0.0.1), a node that dies, and clear
+errors for a cluster that cannot be reached and for Ray not installed."""
 
 import os
+import re
 import subprocess
 import sys
 import time
 
 import pytest
 
-from nst_core.jobs import DONE, Runner, StartFailed
+from nst_core.jobs import DONE, FAILED, STOPPED, Runner, StartFailed
 from nst_core.limits import Limits
 from tests.conftest import ROOT, wait
 from tests.servers import free_port
@@ -80,3 +81,27 @@ def test_the_page_says_in_one_line_that_the_cluster_cannot_be_reached():
         f"The server could not start its runner: cannot reach the Ray cluster at RAY_ADDRESS={address} ("
     )
     assert len(out.stdout.strip().splitlines()) == 1
+
+
+def test_a_node_that_dies_fails_its_run_in_one_line_and_the_other_node_carries_on(cluster):
+    from nst_core.ray_backend import RayBackend
+
+    backend = RayBackend("original", "cpu", Limits(ray_cpus=1), address=cluster.address)
+    try:
+        runner = Runner(backend, Limits(heartbeat_timeout=5.0), poll=0.1)
+        jobs = [runner.submit(Ticking(100_000, 0.02), owner=f"tab-{i}") for i in range(2)]
+        wait(lambda: all(len(j.history) >= 3 for j in jobs), beat=jobs)
+        cluster.remove_node(next(iter(cluster.worker_nodes)))  # the node without the head's services
+        wait(lambda: any(not j.active for j in jobs), beat=jobs)
+        [lost] = [j for j in jobs if not j.active]
+        [alive] = [j for j in jobs if j.active]
+        assert lost.state == FAILED and lost.history  # what it had sent is kept
+        assert re.match(r"^the Ray worker \(pid \d+ on 127\.0\.0\.1\) died during this run; a new one", lost.reason)
+        alive.cancel("stopped by you")
+        wait(lambda: not alive.active, beat=[alive])
+        assert alive.state == STOPPED and alive.finished_ok
+        after = runner.submit(Ticking(3, 0.01))  # on the surviving actor, not the replacement with no node
+        wait(lambda: not after.active, beat=[after])
+        assert after.state == DONE
+    finally:
+        backend.close()
