@@ -125,11 +125,16 @@ def wall_view() -> None:
     if chosen is not None:
         with st.container(border=True):
             a, b = st.columns(2)
-            a.image(wall.file(chosen, "png"), caption=f"{chosen.name or 'anonymous'} · {chosen.painting}")
+            png = wall.file(chosen, "png")
+            a.image(png, caption=f"{chosen.name or 'anonymous'} · {chosen.painting}", width="stretch")
+            a.caption(settings_line(chosen.settings))
+            a.download_button("Picture (PNG)", png, f"wall-{chosen.id}.png", "image/png", icon=":material/download:")
             if chosen.has_gif:
-                b.image(wall.file(chosen, "gif"), caption="The optimisation")
-            b.caption(settings_line(chosen.settings))
-            b.download_button("Picture (PNG)", wall.file(chosen, "png"), f"wall-{chosen.id}.png", "image/png")
+                gif = wall.file(chosen, "gif")
+                b.image(gif, caption="The optimisation, step by step", width="stretch")
+                b.download_button(
+                    "Animation (GIF)", gif, f"wall-{chosen.id}.gif", "image/gif", icon=":material/download:"
+                )
             if b.button("Close", key="wall_close", icon=":material/close:"):
                 st.session_state.wall_open = None
                 st.rerun(scope="fragment")
