@@ -353,6 +353,13 @@ class Wall:
             for r in rows
         ]
 
+    def version(self, code: str) -> tuple:
+        """Changes whenever the room's wall does (a share, a removal, closing): cheap enough to poll."""
+        room = self.room(code)
+        with self._connect() as db:
+            count, last = db.execute("SELECT COUNT(*), MAX(id) FROM entries WHERE room = ?", (room.code,)).fetchone()
+        return count, last, room.closed
+
     def file(self, entry: Entry, kind: str) -> bytes:
         """'png' (the picture), 'gif' (its animation) or 'jpg' (the wall's thumbnail)."""
         return self._files(entry.room, entry.id)[kind].read_bytes()

@@ -110,15 +110,22 @@ def teacher_panel(wall: Wall, code: str, key: str) -> None:
             st.rerun()
 
 
-def wall_view() -> None:
-    """The wall, redrawn every REFRESH seconds (an st.fragment): new pictures appear without a reload."""
-    wall, code, key = class_wall(), st.query_params.get("room", ""), st.query_params.get("key")
+def watch(code: str) -> None:
+    """Every REFRESH seconds (an st.fragment): has the wall changed since this page drew it? Then draw it
+    again (a full rerun). Drawing thirty pages' tiles every 3 s instead cost the server 30 ms per page
+    and poll, and their browsers more (benchmarks/bench_wall.py)."""
     try:
-        room = wall.teacher(code, key) if key else wall.room(code)
-        entries = wall.entries(room.code)
-    except WallError as e:
-        st.error(sentence(e))
-        return
+        version = class_wall().version(code)
+    except WallError:
+        version = None  # deleted or expired: the full run says so
+    if version != st.session_state.get("wall_seen"):
+        st.rerun()
+
+
+def wall_view(wall: Wall, room, key: str | None) -> None:
+    """The room's pictures, newest first; new ones appear without a reload (see watch())."""
+    st.session_state.wall_seen = wall.version(room.code)  # before reading: a share in between is drawn next time
+    entries = wall.entries(room.code)
     state = "closed: no new pictures" if room.closed else f"open: share from {base_url()}/?room={room.code}"
     st.caption(f"{len(entries)} picture{'s' * (len(entries) != 1)} · room {room.code} is {state}")
     chosen = next((e for e in entries if e.id == st.session_state.get("wall_open")), None)
@@ -137,7 +144,7 @@ def wall_view() -> None:
                 )
             if b.button("Close", key="wall_close", icon=":material/close:"):
                 st.session_state.wall_open = None
-                st.rerun(scope="fragment")
+                st.rerun()
     cols = st.columns(COLUMNS)
     for i, e in enumerate(entries):
         with cols[i % COLUMNS]:
@@ -147,10 +154,10 @@ def wall_view() -> None:
             v, r = st.columns(2)
             if v.button("View", key=f"view_{e.id}", icon=":material/open_in_full:"):
                 st.session_state.wall_open = e.id
-                st.rerun(scope="fragment")
+                st.rerun()
             if key and r.button("Remove", key=f"remove_{e.id}", icon=":material/delete:"):
                 wall.remove(room.code, key, e.id)
-                st.rerun(scope="fragment")
+                st.rerun()
     if not entries:
         st.info("No pictures yet: they appear here as students share them.")
 
@@ -170,7 +177,8 @@ def room_page(wall: Wall, code: str, key: str | None) -> None:
         teacher_panel(wall, room.code, key)
     elif not room.closed:
         st.markdown(f"[Make a picture for this wall]({base_url() or '.'}/?room={room.code})")
-    st.fragment(wall_view, run_every=REFRESH)()
+    wall_view(wall, room, key)
+    st.fragment(watch, run_every=REFRESH)(room.code)
     st.caption(retention(wall))
 
 
