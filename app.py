@@ -531,10 +531,10 @@ def gallery_view() -> None:
 
 def class_room() -> None:
     """A room link (?room=CODE) puts this tab in that class: its results can be shared to the room's wall."""
-    code = st.query_params.get("room")
+    code, wall = st.query_params.get("room"), class_wall()  # its clean-up (every 10 minutes) starts here
     if code and code != st.session_state.get("room"):
         try:
-            st.session_state.room = class_wall().room(code).code
+            st.session_state.room = wall.room(code).code
         except WallError as e:
             st.warning(f"Not in a class: {e}.")
             return

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import logging
 import os
 import re
+import threading
+import time
 from pathlib import Path
 
 import streamlit as st
@@ -60,7 +63,16 @@ def _class_wall():
     from nst_core.limits import Limits
     from nst_core.wall import Wall
 
-    return Wall(os.environ.get("NST_DATA_DIR") or ROOT / "data", Limits.from_env())
+    wall = Wall(os.environ.get("NST_DATA_DIR") or ROOT / "data", Limits.from_env())
+
+    def clean_up() -> None:  # rooms past their time go even when nobody opens a page
+        while True:
+            with contextlib.suppress(Exception):
+                wall.expire()
+            time.sleep(600)
+
+    threading.Thread(target=clean_up, name="nst-wall-expiry", daemon=True).start()
+    return wall
 
 
 def class_wall():

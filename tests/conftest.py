@@ -1,6 +1,7 @@
 """Shared fixtures: the real offline backbone (loaded once) and small sample images."""
 
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from nst_core.images import fit
 
 # A Ray instance or cluster a test starts uses 127.0.0.1 only (read when ray is first imported).
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# The pages' class wall (and the servers the tests start) write here, not into the checkout's data/.
+os.environ.setdefault("NST_DATA_DIR", tempfile.mkdtemp(prefix="nst-test-data-"))
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"
