@@ -2,7 +2,7 @@
 
 RAY_ADDRESS joins a running cluster (`ray start --head` on one machine, `ray start --address=...` on the
 others). Without it a local Ray instance starts, listening on 127.0.0.1 only. Ray is an optional install:
-nothing else imports this module.
+this module is imported only for NST_RUNNER=ray.
 
 Each slot is a Ray actor that loads VGG19 once (`prepare()`, as a worker process does) and runs one
 task at a time. Its `run` is a streaming generator of Shots: step, losses, and at the preview cadence a
@@ -240,12 +240,10 @@ def _ray_processes(pid: int) -> list[int]:
     """Ray's processes under `pid` (Linux /proc; elsewhere none): its own binaries and scripts, its
     workers (named ray::...), and nothing else this process started."""
     children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(stat.parent.name))
+    for proc in Path("/proc").glob("[0-9]*"):
+        fields = _stat(int(proc.name))
+        if fields:
+            children.setdefault(int(fields[1]), []).append(int(proc.name))
     found, todo = [], [pid]
     while todo:
         kids = children.get(todo.pop(), [])
@@ -268,15 +266,16 @@ def _reap(pids: list[int], grace: float = 3.0) -> None:
     still there after `grace` seconds is killed."""
     deadline = time.monotonic() + grace
     while pids and time.monotonic() < deadline:
-        pids = [p for p in pids if Path(f"/proc/{p}").exists() and not _zombie(p)]
+        pids = [p for p in pids if (f := _stat(p)) and f[0] != "Z"]  # not gone, not dead-but-unreaped
         time.sleep(0.1)
     for p in pids:
         with contextlib.suppress(OSError):
             os.kill(p, signal.SIGKILL)
 
 
-def _zombie(pid: int) -> bool:
+def _stat(pid: int) -> list[str]:
+    """/proc/PID/stat after the command name: state, parent pid, ... ([] if there is no such process)."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return False
+        return []

@@ -261,6 +261,7 @@ class Wall:
         """Put a finished result on the room's wall. Raises WallError when the room is gone or closed,
         full, or the result is larger than a wall takes."""
         room = self.room(code)
+        name, painting, settings = clean_name(name), painting[:200], settings or {}
         size = len(png) + len(gif or b"")
         cap = self.limits.room_entry_mb * 1e6
         if size > cap:
@@ -297,9 +298,9 @@ class Wall:
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         room.code,
-                        clean_name(name),
-                        painting[:200],
-                        json.dumps(settings or {}),
+                        name,
+                        painting,
+                        json.dumps(settings),
                         picture.width,
                         picture.height,
                         size,
@@ -319,17 +320,7 @@ class Wall:
             for path in files.values():  # the row was rolled back: so are its files
                 path.unlink(missing_ok=True)
             raise
-        return Entry(
-            entry_id,
-            room.code,
-            clean_name(name),
-            painting[:200],
-            settings or {},
-            picture.size,
-            size,
-            gif is not None,
-            now,
-        )
+        return Entry(entry_id, room.code, name, painting, settings, picture.size, size, gif is not None, now)
 
     def entries(self, code: str, after: int = 0) -> list[Entry]:
         """The room's entries, newest first (only those with id > after, if given)."""
