@@ -27,6 +27,7 @@ from studio import (
     fmt_seconds,
     image_picker,
     job_progress,
+    open_class_wall,
     poll,
     show_png,
     submit,
@@ -531,7 +532,13 @@ def gallery_view() -> None:
 
 def class_room() -> None:
     """A room link (?room=CODE) puts this tab in that class: its results can be shared to the room's wall."""
-    code, wall = st.query_params.get("room"), class_wall()  # its clean-up (every 10 minutes) starts here
+    code = st.query_params.get("room")
+    try:
+        wall = open_class_wall()  # its clean-up (every 10 minutes) starts here
+    except (WallError, ValueError) as e:  # the studio works without it
+        if code:
+            st.warning(f"Not in a class: the class wall is not available on this server ({e}).")
+        return
     if code and code != st.session_state.get("room"):
         try:
             st.session_state.room = wall.room(code).code

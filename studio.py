@@ -59,7 +59,8 @@ engine.clear = _engine.clear  # a new engine at the next call (tests, a changed 
 
 
 @st.cache_resource
-def _class_wall():
+def open_class_wall():
+    """The class wall's storage (nst_core.wall), one per server; raises if its data directory is unusable."""
     from nst_core.limits import Limits
     from nst_core.wall import Wall
 
@@ -76,12 +77,11 @@ def _class_wall():
 
 
 def class_wall():
-    """The class wall's storage (nst_core.wall), one per server; a data directory that cannot be used is
-    one line on the page."""
+    """open_class_wall(), or one line on the page (and nothing more of it) if the data directory is unusable."""
     from nst_core.wall import WallError
 
     try:
-        return _class_wall()
+        return open_class_wall()
     except (WallError, ValueError) as e:
         st.error(f"The class wall is not available: {e}.")
         st.stop()

@@ -90,12 +90,12 @@ def texts(at: AppTest) -> list[str]:
 @pytest.fixture
 def data(tmp_path, monkeypatch):
     """A data directory of its own for the pages run here (the wall is cached once per server)."""
-    from studio import _class_wall
+    from studio import open_class_wall
 
     monkeypatch.setenv("NST_DATA_DIR", str(tmp_path / "data"))
-    _class_wall.clear()
+    open_class_wall.clear()
     yield tmp_path / "data"
-    _class_wall.clear()
+    open_class_wall.clear()
 
 
 def run_page(params: dict) -> AppTest:
@@ -129,3 +129,25 @@ def small_png() -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (32, 24), (200, 40, 40)).save(buf, "PNG")
     return buf.getvalue()
+
+
+def test_an_unusable_data_directory_leaves_the_studio_working(tmp_path, monkeypatch):
+    from studio import open_class_wall
+
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the data directory should be")
+    monkeypatch.setenv("NST_DATA_DIR", str(blocker))
+    open_class_wall.clear()
+    try:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+        at.query_params["room"] = "K7QF3M"
+        at.run()
+        assert not at.exception and not at.error
+        assert [w.value for w in at.warning][0].startswith(
+            f"Not in a class: the class wall is not available on this server (cannot use the data directory {blocker}"
+        )
+        assert at.button(key="run")  # the studio itself is all there
+        at = run_page({"room": "K7QF3M"})
+        assert [e.value for e in at.error][0].startswith("The class wall is not available: cannot use the data")
+    finally:
+        open_class_wall.clear()
