@@ -81,8 +81,9 @@ def start_page(wall: Wall) -> None:
     st.caption(retention(wall))
 
 
-def teacher_panel(wall: Wall, code: str, key: str) -> None:
-    base = base_url()
+def teacher_panel(wall: Wall, room, key: str) -> None:
+    """For the room's teacher (room_page has checked the key): the links, the ZIP, close, delete."""
+    code, base = room.code, base_url()
     st.success(
         f"**Room {code} is open.** Students go to **{base}/?room={code}** to make and share their pictures; "
         f"the wall alone (for a projector) is **{base}/Class?room={code}**. This page's address is your private "
@@ -98,7 +99,6 @@ def teacher_panel(wall: Wall, code: str, key: str) -> None:
         help="Every picture as PNG and settings.csv with a row per picture.",
         on_click="ignore",
     )
-    room = wall.teacher(code, key)
     if not room.closed and c2.button("Close the room", icon=":material/lock:", help="No more pictures can be shared."):
         wall.close_room(code, key)
         st.rerun()
@@ -174,7 +174,7 @@ def room_page(wall: Wall, code: str, key: str | None) -> None:
         return
     st.title(f"Class wall · {room.title or 'room ' + room.code}")
     if key:
-        teacher_panel(wall, room.code, key)
+        teacher_panel(wall, room, key)
     elif not room.closed:
         st.markdown(f"[Make a picture for this wall]({base_url() or '.'}/?room={room.code})")
     wall_view(wall, room, key)
@@ -182,8 +182,7 @@ def room_page(wall: Wall, code: str, key: str | None) -> None:
     st.caption(retention(wall))
 
 
-wall = class_wall()
-wall.expire()
+wall = class_wall()  # expired rooms are out of reach at once; their files go with the clean-up thread
 code = st.query_params.get("room")
 if code:
     room_page(wall, code, st.query_params.get("key"))

@@ -17,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 from nst_core.wall import Wall
 from tests.conftest import ROOT
 from tests.servers import CHROMIUM, FLAGS, StreamlitServer
+from tests.test_wall import picture
 
 
 def test_a_teacher_opens_a_room_and_the_wall_fills_live(tmp_path):
@@ -109,7 +110,7 @@ def run_page(params: dict) -> AppTest:
 def test_wrong_codes_and_keys_show_a_message_and_nothing_of_the_room(data):
     wall = Wall(data)
     room, key = wall.open_room("Art 2B")
-    wall.share(room.code, small_png(), name="Ana", painting="The Scream")
+    wall.share(room.code, picture((200, 40, 40)), name="Ana", painting="The Scream")
     at = run_page({"room": "ZZZZZZ" if room.code != "ZZZZZZ" else "YYYYYY"})
     assert [e.value for e in at.error][0].startswith("There is no room")
     assert not any("The Scream" in t for t in texts(at))
@@ -123,12 +124,6 @@ def test_wrong_codes_and_keys_show_a_message_and_nothing_of_the_room(data):
     assert not [b for b in at.button if b.label == "Remove"]
     at = run_page({"room": room.code, "key": key})
     assert not at.error and [b.label for b in at.button if b.label == "Remove"] == ["Remove"]
-
-
-def small_png() -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (32, 24), (200, 40, 40)).save(buf, "PNG")
-    return buf.getvalue()
 
 
 def test_an_unusable_data_directory_leaves_the_studio_working(tmp_path, monkeypatch):
