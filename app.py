@@ -64,6 +64,7 @@ def _widget_values(s: Settings, limits, device_type: str) -> dict:
         "init": s.init,
         "seed": s.seed,
         "pooling": s.pooling,
+        "precision": s.precision,
         "preserve_colors": s.preserve_colors,
         "style_scale": s.style_scale,
         "scales": s.scales,
@@ -227,6 +228,14 @@ def settings_ui(limits, device_type: str) -> Settings | None:
             horizontal=True,
             help="Average pooling (as in the paper) gives slightly smoother results.",
         )
+        st.radio(
+            "Arithmetic",
+            ["auto", "float32", "bfloat16"],
+            key=k("precision"),
+            horizontal=True,
+            help="How VGG19 computes. auto: bfloat16 where the hardware has it (GPUs, recent x86 CPUs: about "
+            "twice as fast), float32 elsewhere. The sidebar says which this server uses.",
+        )
         st.checkbox(
             "Keep the photo's colours",
             key=k("preserve_colors"),
@@ -264,6 +273,7 @@ def settings_ui(limits, device_type: str) -> Settings | None:
             init=v["init"],
             seed=int(v["seed"]),
             pooling=v["pooling"],
+            precision=v["precision"],
             preserve_colors=bool(v["preserve_colors"]),
             style_scale=float(v["style_scale"]),
             scales=int(v["scales"]),

@@ -67,7 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scales", type=int, help=f"coarse-to-fine levels (default {D.scales}; 1 = single scale)")
     p.add_argument("--weights", help="original (default, offline) | torchvision | PATH to a state dict")
     p.add_argument("--device", help="auto (default) | cpu | cuda | mps")
-    p.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA (faster, slightly less exact)")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "float32", "bfloat16"),
+        help="arithmetic of the VGG19 passes (default auto: bfloat16 where the hardware has it)",
+    )
     p.add_argument("--preserve-colors", action="store_true", default=None, help="keep the photo's colours")
     p.add_argument("--preview-every", type=int, help="GIF frame every N steps")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress line")
@@ -93,6 +97,7 @@ FIELDS = [
     "scales",
     "weights",
     "device",
+    "precision",
     "preserve_colors",
     "preview_every",
 ]
@@ -123,11 +128,13 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_from_args(args)
         content = load_image(args.content)
         styles = [load_image(s) for s in args.styles]
-        backbone = load_backbone(settings.weights, settings.device, seed=settings.seed, amp=args.amp)
+        backbone = load_backbone(settings.weights, settings.device, seed=settings.seed)
         history, gif_frames, last = [], [], None
         t0 = time.perf_counter()
         for frame in stylize(content, styles, settings, backbone):
-            history.append({"step": frame.step, **frame.losses})
+            history.append(
+                {"step": frame.step, "size": list(frame.size), "elapsed": round(frame.elapsed, 3), **frame.losses}
+            )
             if frame.image is not None:
                 last = frame.image
                 if args.gif or args.animation:

@@ -46,19 +46,41 @@ def default_device() -> torch.device:
 
 
 def describe_device(device: torch.device) -> str:
-    """Human-readable device, e.g. 'GPU: NVIDIA H100' or 'CPU, 2 threads'."""
+    """Human-readable device, e.g. 'GPU: NVIDIA H100' or 'CPU, 2 threads, bf16'."""
     if device.type == "cuda":
         return f"GPU: {torch.cuda.get_device_name(device)}"
     if device.type == "mps":
         return "GPU: Apple MPS"
     n = torch.get_num_threads()
-    return f"CPU, {n} thread{'s' if n > 1 else ''}"
+    return f"CPU, {n} thread{'s' if n > 1 else ''}" + (", bf16" if native_bf16(device) else "")
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
+    """The CPU's feature flags as Linux lists them (empty elsewhere)."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether the device computes bfloat16 convolutions in hardware: a GPU that supports bf16, or an x86 CPU
+    with AVX512-BF16 or AMX. Measured on a 2-core AMD EPYC with AVX512-BF16 (benchmarks/bench_precision.py): a
+    512 px evaluation takes about half the time of float32. CPUs without these instructions emulate bf16, which is
+    no faster, so they stay on float32; ARM's bf16 is not measured yet and stays on float32 too."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 class Backbone(nn.Module):
     """Frozen VGG19 features. Shared read-only between runs and sessions: nothing here mutates it."""
 
-    def __init__(self, features: nn.Sequential, preprocess: str, source: str, device: torch.device, amp: bool = False):
+    def __init__(self, features: nn.Sequential, preprocess: str, source: str, device: torch.device):
         super().__init__()
         # Non-inplace ReLUs so that a conv output handed to the caller is never overwritten.
         layers = [nn.ReLU(inplace=False) if isinstance(m, nn.ReLU) else m for m in features]
@@ -66,8 +88,7 @@ class Backbone(nn.Module):
         self.preprocess_kind = preprocess  # "caffe" or "imagenet"
         self.source = source  # a short description of where the weights came from
         self.device = device
-        # bf16 autocast is opt-in (CUDA only): not yet measured against full precision on a GPU.
-        self.amp = amp and device.type == "cuda"
+        self.native_bf16 = native_bf16(device)  # what precision="auto" uses (see Settings.precision)
         if preprocess == "caffe":
             # The caffe weights see BGR pixels on a 0-255 scale minus the mean pixel: (255 x - mean).
             mean = torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1) / 255.0
@@ -77,9 +98,10 @@ class Backbone(nn.Module):
             std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
         self.register_buffer("mean", mean)
         self.register_buffer("std", std)
-        self.to(device)
+        # channels_last: measured 0.88x the time of a 512 px evaluation on the CPU (float32 and bf16 alike);
+        # the usual layout for cuDNN too.
+        self.to(device).to(memory_format=torch.channels_last)
         if device.type == "cuda":
-            self.to(memory_format=torch.channels_last)
             torch.backends.cudnn.benchmark = True
         self.eval().requires_grad_(False)
 
@@ -88,18 +110,23 @@ class Backbone(nn.Module):
             x = x.flip(1)  # RGB -> BGR
         return (x - self.mean) / self.std
 
-    def extract(self, x: Tensor, layers, pooling: str = "max") -> dict[str, Tensor]:
-        """Features of an RGB [0, 1] batch at the named layers; runs only as deep as the deepest one."""
+    def uses_bf16(self, precision: str) -> bool:
+        """Settings.precision resolved on this device: auto means bf16 where the hardware has it."""
+        return precision == "bfloat16" or (precision == "auto" and self.native_bf16)
+
+    def extract(self, x: Tensor, layers, pooling: str = "max", bf16: bool = False) -> dict[str, Tensor]:
+        """Features of an RGB [0, 1] batch at the named layers; runs only as deep as the deepest one.
+
+        bf16: the convolutions run in bfloat16 (autocast), the features come back in float32 for the losses.
+        """
         unknown = [n for n in layers if n not in LAYER_INDEX]
         if unknown:
             raise ValueError(f"unknown layer {unknown[0]!r}; choose from {', '.join(LAYERS)}")
         wanted = set(layers)
         last = max(LAYER_INDEX[n] for n in wanted)
-        h = self.preprocess(x.to(self.device))
-        if self.device.type == "cuda":
-            h = h.contiguous(memory_format=torch.channels_last)
+        h = self.preprocess(x.to(self.device)).contiguous(memory_format=torch.channels_last)
         out: dict[str, Tensor] = {}
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
             for i, module in enumerate(self.features[: last + 1]):
                 if pooling == "avg" and isinstance(module, nn.MaxPool2d):
                     # Gatys et al. found average pooling gives slightly smoother results.
@@ -178,9 +205,7 @@ def describe_weights(spec: str) -> str:
     }.get(spec, f"VGG19 weights from {spec}")
 
 
-def load_backbone(
-    weights: str = "original", device: str | torch.device | None = None, seed: int = 0, amp: bool = False
-) -> Backbone:
+def load_backbone(weights: str = "original", device: str | torch.device | None = None, seed: int = 0) -> Backbone:
     """Build the frozen backbone. `weights`: original | torchvision | random | PATH to a state dict."""
     dev = torch.device(device) if device not in (None, "auto") else default_device()
     if weights == "original":
@@ -203,4 +228,4 @@ def load_backbone(
         if not isinstance(state, dict):
             raise WeightsError(f"{path} does not hold a state dict")
         features, prep = _features_from_state_dict(state, str(path)), "imagenet"
-    return Backbone(features, prep, describe_weights(weights), dev, amp=amp)
+    return Backbone(features, prep, describe_weights(weights), dev)

@@ -38,6 +38,9 @@ class Settings:
     pooling: Literal["max", "avg"] = "max"
     weights: str = "original"  # original | torchvision | random | path to a state dict
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    # Arithmetic of the VGG19 passes. auto: bfloat16 where the hardware has it (GPUs, x86 CPUs with AVX512-BF16
+    # or AMX: about half the time), float32 elsewhere. The losses are always summed in float32.
+    precision: Literal["auto", "float32", "bfloat16"] = "auto"
     preserve_colors: bool = False  # transfer luminance only; keep the content's colours
     scales: int = 3  # coarse-to-fine levels, each twice the size of the one before (1 = single scale)
     min_scale_size: int = 64  # no level is smaller than this (levels below it are skipped)
@@ -81,6 +84,8 @@ class Settings:
             bad("lbfgs_history", "must be between 1 and 200")
         if self.init not in ("content", "noise", "style"):
             bad("init", "choose content, noise or style")
+        if self.precision not in ("auto", "float32", "bfloat16"):
+            bad("precision", "choose auto, float32 or bfloat16")
         if self.pooling not in ("max", "avg"):
             bad("pooling", "choose max or avg")
         if not 1 <= self.scales <= 6:

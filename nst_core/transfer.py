@@ -41,6 +41,7 @@ class Objective:
 
     def __init__(self, backbone: Backbone, settings: Settings, content: Tensor, styles: Sequence[Tensor]):
         self.backbone, self.s = backbone, settings
+        self.bf16 = backbone.uses_bf16(settings.precision)
         layer_w = settings.style_layer_weights or (1.0,) * len(settings.style_layers)
         norm = sum(layer_w) or 1.0  # a weighted mean over layers: adding a layer does not change the scale
         self.layer_weights = {l: w / norm for l, w in zip(settings.style_layers, layer_w, strict=True)}
@@ -62,7 +63,7 @@ class Objective:
     def features(self, x: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
         """Backbone features, plus the pseudo-layer "pixels" (the image itself: plain pixel matching)."""
         deep = [l for l in layers if l != PIXELS]
-        out = self.backbone.extract(x, deep, self.s.pooling) if deep else {}
+        out = self.backbone.extract(x, deep, self.s.pooling, self.bf16) if deep else {}
         if PIXELS in layers:
             out[PIXELS] = x
         return out

@@ -52,6 +52,7 @@ def test_page_renders_with_the_defaults_of_settings():
     assert at.multiselect(key="w_style_layers").value == list(D.style_layers)
     assert at.selectbox(key="w_content_layer").value == D.content_layers[0]
     assert at.radio(key="w_optimizer").value == D.optimizer
+    assert at.radio(key="w_precision").value == D.precision == "auto"
     assert at.selectbox(key="w_init").value == D.init
     assert at.number_input(key="w_seed").value == D.seed
     assert any("Estimated time on this server" in c.value for c in at.caption)
@@ -129,9 +130,11 @@ def test_address_parameters_prefill_the_controls():
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.query_params["size"] = "96"
     at.query_params["iterations"] = "20"
+    at.query_params["precision"] = "float32"
     at.run()
     assert slider(at, "Output size (longest side, px)").value == 96
     assert slider(at, "Iterations").value == 20
+    assert at.radio(key="w_precision").value == "float32"
 
 
 def test_a_run_that_ends_between_reruns_is_not_lost():

@@ -40,6 +40,8 @@ def test_cli_end_to_end(tmp_path):
         "3",
         "--device",
         "cpu",
+        "--precision",
+        "float32",
     )
     assert r.returncode == 0, r.stderr
     assert "step 6/6" in r.stderr
@@ -49,7 +51,9 @@ def test_cli_end_to_end(tmp_path):
         assert g.n_frames == 3 and g.info["loop"] == 0
     m = json.loads(metrics.read_text())
     assert m["evaluations"] == 6 and [x["step"] for x in m["losses"]] == list(range(1, 7))
-    assert set(m["losses"][0]) == {"step", "content", "style", "tv", "total"}
+    assert set(m["losses"][0]) == {"step", "size", "elapsed", "content", "style", "tv", "total"}
+    assert all(x["size"] == [64, 43] for x in m["losses"])  # one level: none is smaller than 64 px
+    assert m["settings"]["precision"] == "float32"
     assert m["device"].startswith("CPU") and "original" in m["weights"] and m["settings"]["size"] == 64
     assert m["seconds"] > 0
 

@@ -81,14 +81,16 @@ def test_preserve_colors_keeps_the_content_chrominance(backbone, content, style)
     o = rgb_to_yiq(to_tensor(out.image))
     plain = rgb_to_yiq(to_tensor(run(content, [style], TINY.replace(style_weight=100), backbone=backbone).image))
     chroma_err = (o[:, 1:] - c[:, 1:]).abs().mean()
-    assert chroma_err < 0.02 < (plain[:, 1:] - c[:, 1:]).abs().mean()
+    # Kept by construction (up to 8-bit rounding), where a plain run moves the colours (0.016 to 0.026 here).
+    assert chroma_err < 1e-3 < 0.005 < (plain[:, 1:] - c[:, 1:]).abs().mean()
 
 
 def test_coarse_to_fine_schedule(backbone, content, style):
     assert scale_sizes(Settings(size=512)) == [128, 256, 512]
     assert scale_sizes(Settings(size=512, scales=1)) == [512]
     assert scale_sizes(Settings(size=200)) == [100, 200] and scale_sizes(Settings(size=100)) == [100]
-    assert split_iterations(200, 3) == [114, 57, 29] and sum(split_iterations(7, 3)) == 7
+    assert split_iterations(160, 3) == [57, 38, 65] and split_iterations(200, 3) == [72, 48, 80]
+    assert split_iterations(100, 2) == [60, 40] and sum(split_iterations(7, 3)) == 7
     assert split_iterations(2, 3).count(0) == 1 and split_iterations(1, 1) == [1]
     s = Settings(size=64, min_scale_size=32, iterations=9, preview_every=3)
     frames = list(stylize(content, [style], s, backbone))
@@ -144,12 +146,14 @@ def paintings():
     return [fit(load_image(SAMPLES / "styles" / p), 48) for p in PAINTINGS]
 
 
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 @pytest.mark.parametrize("init", ["content", "noise", "style"])
-def test_no_run_ends_worse_than_it_was(backbone, content, paintings, init, optimizer):
+def test_no_run_ends_worse_than_it_was(backbone, content, paintings, init, optimizer, precision):
     """Over inits x style weights x optimisers x three paintings: the image a run returns (evaluated afresh,
     as the saved 8-bit picture) is within 1.2x of the best evaluation of the run and below its start.
-    Wide margins on purpose: a guard makes this hold on any CPU, however chaotic the trajectory.
+    Wide margins on purpose: a guard makes this hold on any CPU, however chaotic the trajectory. In float32
+    and in bfloat16 (emulated where the CPU lacks it), whatever "auto" picks on this machine.
 
     From the style image the start is the style term's exact optimum (the init is the style target
     itself); at style weight 1e4 the best trade-off is then less than one 8-bit level away from it, so
@@ -165,6 +169,7 @@ def test_no_run_ends_worse_than_it_was(backbone, content, paintings, init, optim
                 init=init,
                 style_weight=weight,
                 optimizer=optimizer,
+                precision=precision,
                 scales=1,
                 lr=1.0 if optimizer == "lbfgs" else 0.05,
                 preview_every=12,
