@@ -24,7 +24,7 @@ PHOTOS = ("chelsea.png", "astronaut.png")
 PAINTINGS = ("starry_night.jpg", "the_scream.jpg", "composition_vii.jpg")
 
 
-def sweep_settings(size: int, iterations: int):
+def sweep_settings(size: int, iterations: int, precision: str = "auto"):
     for init, w, opt in itertools.product(("content", "noise", "style"), (1.0, 100.0, 1e4), ("lbfgs", "adam")):
         yield Settings(
             size=size,
@@ -34,6 +34,7 @@ def sweep_settings(size: int, iterations: int):
             optimizer=opt,
             lr=1.0 if opt == "lbfgs" else 0.02,
             preview_every=iterations,
+            precision=precision,
         )
     for opt in ("lbfgs", "adam"):  # style alone (the Lab's experiment 3)
         yield Settings(
@@ -47,6 +48,7 @@ def sweep_settings(size: int, iterations: int):
             optimizer=opt,
             lr=1.0 if opt == "lbfgs" else 0.02,
             preview_every=iterations,
+            precision=precision,
         )
 
 
@@ -67,13 +69,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=96)
     ap.add_argument("--iterations", type=int, default=60)
+    ap.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"))
     a = ap.parse_args()
     bb = load_backbone("original", "cpu")
+    print(f"precision {a.precision} (bfloat16 on this CPU: {bb.uses_bf16(a.precision)})")
     photos = [fit(load_image(ROOT / "samples/content" / p), a.size) for p in PHOTOS]
     paintings = [fit(load_image(ROOT / "samples/styles" / p), a.size) for p in PAINTINGS]
     t0, bad, n, worst = time.perf_counter(), [], 0, 0.0
     for photo, painting in itertools.product(photos, paintings):
-        for s in sweep_settings(a.size, a.iterations):
+        for s in sweep_settings(a.size, a.iterations, a.precision):
             r = check(bb, photo, [painting], s)
             n += 1
             ratio = r["final"] / r["best"]
