@@ -150,7 +150,11 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - t0
         if not args.quiet:
             print(file=sys.stderr)
-        meta = {"settings": settings.to_dict(), "weights": backbone.source, "device": describe_device(backbone.device)}
+        meta = {
+            "settings": settings.to_dict(),
+            "weights": backbone.source,
+            "device": describe_device(backbone.device, backbone.uses_bf16(settings.precision)),
+        }
         Path(args.output).write_bytes(png_bytes(last, meta))
         intro = intro_card(content, styles[0], last.size) if args.intro else None
         for path in ([args.gif] if args.gif else []) + args.animation:

@@ -45,14 +45,17 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
-def describe_device(device: torch.device) -> str:
-    """Human-readable device, e.g. 'GPU: NVIDIA H100' or 'CPU, 2 threads, bf16'."""
+def describe_device(device: torch.device, bf16: bool | None = None) -> str:
+    """Human-readable device, e.g. 'GPU: NVIDIA H100' or 'CPU, 2 threads, bf16'.
+
+    bf16: whether a run used bfloat16 passes; None describes what precision="auto" does on this device."""
     if device.type == "cuda":
         return f"GPU: {torch.cuda.get_device_name(device)}"
     if device.type == "mps":
         return "GPU: Apple MPS"
     n = torch.get_num_threads()
-    return f"CPU, {n} thread{'s' if n > 1 else ''}" + (", bf16" if native_bf16(device) else "")
+    bf16 = native_bf16(device) if bf16 is None else bf16
+    return f"CPU, {n} thread{'s' if n > 1 else ''}" + (", bf16" if bf16 else "")
 
 
 def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
