@@ -131,3 +131,18 @@ def test_help_and_the_server_side_modules_do_not_load_torch():
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "--iterations" in r.stdout
+
+
+def test_a_run_does_not_import_torch_dynamo():
+    """torch.optim imports torch._dynamo (about 1 s of a CLI run's start-up) on an optimiser's first use unless
+    nst_core.transfer pre-fills its cache; this checks that the L-BFGS run stays clear of it."""
+    code = (
+        "import sys\n"
+        "from PIL import Image\n"
+        "from nst_core import Settings\nfrom nst_core.transfer import run\n"
+        "im = Image.new('RGB', (32, 32), 'red')\n"
+        "run(im, [Image.new('RGB', (32, 32), 'blue')], Settings(size=32, iterations=3, weights='random'))\n"
+        "assert 'torch._dynamo' not in sys.modules, 'torch._dynamo was imported'\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
