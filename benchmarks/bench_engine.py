@@ -26,7 +26,6 @@ sys.path.insert(0, str(ROOT))
 
 from nst_core import Settings, load_backbone, load_image  # noqa: E402
 from nst_core.images import fit, to_tensor  # noqa: E402
-from nst_core.losses import gram  # noqa: E402
 from nst_core.transfer import Objective  # noqa: E402
 
 CONTENT = ROOT / "samples" / "content" / "astronaut.png"
@@ -78,26 +77,6 @@ def overhead(bb, size=256):
     )
 
 
-def pastiche_objective(bb, image_path: Path, size=256) -> float:
-    """pastiche 1.6.0's default objective (content 0.01 * MSE on relu4_2; style: sum over relu1_1..relu5_1
-    of 10/C^2 * MSE of Grams divided by H*W; no TV), on caffe-scale features, evaluated with our backbone
-    (the test suite checks that its features equal pastiche's)."""
-    layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
-    x = to_tensor(load_image(image_path))
-    h, w = x.shape[-2:]
-    c = to_tensor(load_image(CONTENT).resize((w, h)))
-    # pastiche resizes the style to the content's pixel count.
-    st_im = load_image(STYLE)
-    sh = round((h * w * st_im.height / st_im.width) ** 0.5)
-    st = to_tensor(st_im.resize((round(st_im.width / st_im.height * sh), sh)))
-    with torch.no_grad():
-        fx, fc, fs = bb.extract(x, layers + ["relu4_2"]), bb.extract(c, ["relu4_2"]), bb.extract(st, layers)
-        loss = 0.01 * torch.nn.functional.mse_loss(fx["relu4_2"], fc["relu4_2"])
-        for l in layers:
-            loss = loss + 10 / fx[l].shape[1] ** 2 * torch.nn.functional.mse_loss(gram(fx[l]), gram(fs[l]))
-    return float(loss)
-
-
 # Runs a module as __main__ and reports that process's own peak RSS (KB) on its last stderr line.
 _PEAK = (
     "import resource, runpy, sys\n"
@@ -137,7 +116,9 @@ def versus_pastiche(bb, tmp: Path):
         ],
     )
     t_o, _ = run_cli("nst_core", [str(CONTENT), str(STYLE), "--size", "256", "-q", "--device", "cpu", "-o", str(ours)])
-    l_p, l_o = pastiche_objective(bb, theirs), pastiche_objective(bb, ours)
+    from benchmarks.bench_quality import pastiche_terms  # (it imports this module)
+
+    l_p, l_o = (sum(pastiche_terms(bb, f, CONTENT, STYLE)) for f in (theirs, ours))
     print(
         f"[vs pastiche] 256px: pastiche 100 steps {t_p:.1f} s wall, loss {l_p:.4g}; "
         f"ours (defaults) {t_o:.1f} s wall, loss {l_o:.4g}  -> time ratio {t_o / t_p:.2f}, "
