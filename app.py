@@ -18,7 +18,7 @@ from nst_core.errors import ImageLoadError
 from nst_core.images import fit, png_bytes
 from nst_core.jobs import DONE, Job, StyleTask
 from nst_core.layers import RELU_LAYERS
-from nst_core.settings import PRESETS, Settings
+from nst_core.settings import PRECISIONS, PRESETS, Settings
 from nst_core.wall import NAME_LENGTH, WallError
 from studio import (
     SAMPLES,
@@ -230,7 +230,7 @@ def settings_ui(limits, device_type: str) -> Settings | None:
         )
         st.radio(
             "Arithmetic",
-            ["auto", "float32", "bfloat16"],
+            list(PRECISIONS),
             key=k("precision"),
             horizontal=True,
             help="How VGG19 computes. auto: bfloat16 where the hardware has it (GPUs, recent x86 CPUs: about "

@@ -86,7 +86,7 @@ def same_objective(bb, content_path: Path, style_path: Path, size: int, tmp: Pat
     uses them unchanged: the Gram differences left near convergence are small enough that another resampling of
     the painting changes the style term by up to 40%. The coarse levels use the same weights (they only make the
     start of the top level)."""
-    h, w = to_tensor(images.fit(load_image(content_path), size)).shape[-2:]
+    w, h = images.fit(load_image(content_path), size).size
     content, style = pastiche_inputs(content_path, style_path, h, w)
     paths = tmp / "content_px.png", tmp / "style_px.png"
     content.save(paths[0])
@@ -191,27 +191,24 @@ def main():
                 (n, t, pastiche_terms(bb, f, content, style))
                 for n, t, f in pastiche_points(content, style, a.size, tmp)
             ]
-            series = {"ours (defaults)": []}
+            inputs = {"ours (defaults)": (content, style, [])}  # series: (photo, painting, CLI options)
             if a.same_objective:
-                series["ours (pastiche's objective)"] = []
-                same = same_objective(bb, content, style, a.size, tmp)
+                inputs["ours (pastiche's objective)"] = same_objective(bb, content, style, a.size, tmp)
+            series = {name: [] for name in inputs}
             for b in a.budgets:  # the series alternate, so a slow spell of the machine hits both
-                for name, pts in series.items():
-                    if "objective" in name:
-                        t, f = our_point(same[0], same[1], a.size, b, tmp, *same[2])
-                    else:
-                        t, f = our_point(content, style, a.size, b, tmp)
-                    pts.append((b, t, pastiche_terms(bb, f, content, style)))
-        print(f"{photo} x {painting}" + (f" (same objective: {' '.join(same[2])})" if a.same_objective else ""))
+                for name, (c_path, s_path, options) in inputs.items():
+                    t, f = our_point(c_path, s_path, a.size, b, tmp, *options)
+                    series[name].append((b, t, pastiche_terms(bb, f, content, style)))
+        print(f"{photo} x {painting}" + "".join(f" ({name}: {' '.join(o)})" for name, (*_, o) in inputs.items() if o))
         for name, pts in {"pastiche": theirs, **series}.items():
             print("  " + name + ": " + "; ".join(f"{n} steps {t:.1f} s c={c:.4g} s={s:.4g}" for n, t, (c, s) in pts))
         for name, ours in series.items():
             for n, t, (c, s) in theirs:
                 for test, better_than in CRITERIA.items():
-                    wins = [(t2, b) for b, t2, (c2, s2) in ours if better_than((c2, s2), (c, s))]
-                    ratio = min(wins)[0] / t if wins else float("inf")
+                    t2, b = min(((t2, b) for b, t2, cs in ours if better_than(cs, (c, s))), default=(None, None))
+                    ratio = t2 / t if t2 is not None else float("inf")
                     worst[name, test] = max(worst.get((name, test), 0.0), ratio)
-                    found = f"{min(wins)[1]} steps in {min(wins)[0]:.1f} s, {ratio:.2f}x its time" if wins else "none"
+                    found = f"{b} steps in {t2:.1f} s, {ratio:.2f}x its time" if t2 is not None else "none"
                     print(f"  {name} vs pastiche {n} steps ({t:.1f} s), {test}: {found}")
     for (name, test), ratio in worst.items():
         print(f"{name}, {test}: worst time ratio over all pastiche points {ratio:.2f}x")

@@ -18,6 +18,7 @@ sys.path.insert(0, str(ROOT))
 
 from nst_core import Settings, load_backbone, load_image, stylize  # noqa: E402
 from nst_core.images import fit, to_tensor  # noqa: E402
+from nst_core.settings import PRECISIONS  # noqa: E402
 from nst_core.transfer import Objective, level_targets  # noqa: E402
 
 PHOTOS = ("chelsea.png", "astronaut.png")
@@ -69,7 +70,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=96)
     ap.add_argument("--iterations", type=int, default=60)
-    ap.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"))
+    ap.add_argument("--precision", default="auto", choices=PRECISIONS)
     a = ap.parse_args()
     bb = load_backbone("original", "cpu")
     print(f"precision {a.precision} (bfloat16 on this CPU: {bb.uses_bf16(a.precision)})")

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from .errors import NSTError
-from .settings import PRESETS, Settings, preset
+from .settings import PRECISIONS, PRESETS, Settings, preset
 
 D = Settings()
 
@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto (default) | cpu | cuda | mps")
     p.add_argument(
         "--precision",
-        choices=("auto", "float32", "bfloat16"),
+        choices=PRECISIONS,
         help="arithmetic of the VGG19 passes (default auto: bfloat16 where the hardware has it)",
     )
     p.add_argument("--preserve-colors", action="store_true", default=None, help="keep the photo's colours")

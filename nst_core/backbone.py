@@ -45,16 +45,15 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
-def describe_device(device: torch.device, bf16: bool | None = None) -> str:
+def describe_device(device: torch.device, bf16: bool) -> str:
     """Human-readable device, e.g. 'GPU: NVIDIA H100' or 'CPU, 2 threads, bf16'.
 
-    bf16: whether a run used bfloat16 passes; None describes what precision="auto" does on this device."""
+    bf16: whether the runs use bfloat16 passes (Backbone.native_bf16 for precision="auto", or what one run used)."""
     if device.type == "cuda":
         return f"GPU: {torch.cuda.get_device_name(device)}"
     if device.type == "mps":
         return "GPU: Apple MPS"
     n = torch.get_num_threads()
-    bf16 = native_bf16(device) if bf16 is None else bf16
     return f"CPU, {n} thread{'s' if n > 1 else ''}" + (", bf16" if bf16 else "")
 
 

@@ -418,7 +418,14 @@ class Engine:
             bb = load_backbone(weights, device)
             gpus = torch.cuda.device_count() if bb.device.type == "cuda" else 0
             runner = Runner(ThreadBackend(bb, limits.concurrent(bb.device.type, gpus)), limits)
-            return cls(runner, CostModel.probe(bb), limits, describe_device(bb.device), bb.device.type, bb.source)
+            return cls(
+                runner,
+                CostModel.probe(bb),
+                limits,
+                describe_device(bb.device, bb.native_bf16),
+                bb.device.type,
+                bb.source,
+            )
         if backend == "process":
             from .worker import ProcessBackend as make
         elif backend == "ray":

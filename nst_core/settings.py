@@ -8,11 +8,13 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from .layers import LAYER_INDEX
 
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+Precision = Literal["auto", "float32", "bfloat16"]
+PRECISIONS = get_args(Precision)  # the choices every front end offers
 PIXELS = "pixels"  # a pseudo content layer: the image itself (plain pixel matching, used by the Lab)
 
 
@@ -40,7 +42,7 @@ class Settings:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     # Arithmetic of the VGG19 passes. auto: bfloat16 where the hardware has it (GPUs, x86 CPUs with AVX512-BF16
     # or AMX: about half the time), float32 elsewhere. The losses are always summed in float32.
-    precision: Literal["auto", "float32", "bfloat16"] = "auto"
+    precision: Precision = "auto"
     preserve_colors: bool = False  # transfer luminance only; keep the content's colours
     scales: int = 3  # coarse-to-fine levels, each twice the size of the one before (1 = single scale)
     min_scale_size: int = 64  # no level is smaller than this (levels below it are skipped)
@@ -84,7 +86,7 @@ class Settings:
             bad("lbfgs_history", "must be between 1 and 200")
         if self.init not in ("content", "noise", "style"):
             bad("init", "choose content, noise or style")
-        if self.precision not in ("auto", "float32", "bfloat16"):
+        if self.precision not in PRECISIONS:
             bad("precision", "choose auto, float32 or bfloat16")
         if self.pooling not in ("max", "avg"):
             bad("pooling", "choose max or avg")

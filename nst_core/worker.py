@@ -165,7 +165,7 @@ def prepare(weights: str, device: str, threads: int):
     backbone = load_backbone(weights, device)
     cost = CostModel.probe(backbone)
     return backbone, {
-        "device": describe_device(backbone.device),
+        "device": describe_device(backbone.device, backbone.native_bf16),
         "device_type": backbone.device.type,
         "gpus": torch.cuda.device_count() if backbone.device.type == "cuda" else 0,
         "weights": backbone.source,

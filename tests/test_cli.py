@@ -13,7 +13,12 @@ C, S = str(SAMPLES / "content" / "coffee.png"), str(SAMPLES / "styles" / "wave_c
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "nst_core", *args], capture_output=True, text=True, cwd=ROOT)
+    return python("-m", "nst_core", *args)
+
+
+def python(*args):
+    """A fresh Python process in the project root (`python("-c", code)`, `python("-m", module, ...)`)."""
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT)
 
 
 def test_cli_end_to_end(tmp_path):
@@ -128,7 +133,7 @@ def test_help_and_the_server_side_modules_do_not_load_torch():
         "import nst_core.backbone\n"
         "assert 'torchvision' not in sys.modules, 'the backbone builds VGG19 itself'\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    r = python("-c", code)
     assert r.returncode == 0, r.stderr
     assert "--iterations" in r.stdout
 
@@ -144,5 +149,5 @@ def test_a_run_does_not_import_torch_dynamo():
         "run(im, [Image.new('RGB', (32, 32), 'blue')], Settings(size=32, iterations=3, weights='random'))\n"
         "assert 'torch._dynamo' not in sys.modules, 'torch._dynamo was imported'\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    r = python("-c", code)
     assert r.returncode == 0, r.stderr
