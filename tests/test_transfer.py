@@ -208,3 +208,22 @@ def test_a_blow_up_puts_the_optimiser_back_on_the_best_point(backbone, content, 
     best_before = min(totals[:4])
     assert totals[5] <= 1.5 * best_before  # restarted from the best point, not from the NaN one
     assert all(torch.isfinite(img).all() for _, img in seen) and min(totals[5:]) < best_before
+
+
+def test_each_level_after_the_first_starts_with_the_curvature_of_the_level_before(backbone, content, paintings):
+    """Curvature: the first L-BFGS step of a finer level is a quasi-Newton step scaled from the coarser level's
+    inverse Hessian, not torch's cautious first step, which moves the loss by at most 1.1% at a finer level
+    (measured over four paintings x three inits, with or without this carry-over; the coarsest level, which
+    has nothing to carry, moves 1-6%). With the carry the second evaluation of a finer level is 9.5-67% away
+    from the first, and lower in 23 of those 24 levels (here: 5 of 6, the sixth 21% higher, as a full
+    step can be). The bounds sit between the two, with room on both sides."""
+    moves = []
+    for painting in paintings:
+        s = Settings(size=96, iterations=24, min_scale_size=24, preview_every=24)
+        levels: dict[tuple[int, int], list[float]] = {}
+        for f in stylize(content, [painting], s, backbone):
+            levels.setdefault(f.size, []).append(f.losses["total"])
+        assert len(levels) == 3
+        moves += [totals[1] / totals[0] for totals in list(levels.values())[1:]]
+    assert all(abs(m - 1) > 0.05 for m in moves), moves
+    assert sum(m < 0.95 for m in moves) >= 4, moves
