@@ -16,6 +16,7 @@ engines on one. Both tests (CRITERIA) are printed: on one objective, "both losse
 unconverged pastiche run is still near the photo), so the objective itself is the test of speed there.
 
     .venv/bin/python benchmarks/bench_quality.py [--size 256] [--budgets 40 80 160] [--same-objective]
+        [--pairs chelsea.png:the_scream.jpg ...]
 """
 
 from __future__ import annotations
@@ -38,11 +39,7 @@ from nst_core import images, load_backbone, load_image  # noqa: E402
 from nst_core.images import to_tensor  # noqa: E402
 from nst_core.losses import gram  # noqa: E402
 
-PAIRS = [
-    ("astronaut.png", "starry_night.jpg"),
-    ("chelsea.png", "the_scream.jpg"),
-    ("rocket.jpg", "composition_vii.jpg"),
-]
+PAIRS = ["astronaut.png:starry_night.jpg", "chelsea.png:the_scream.jpg", "rocket.jpg:composition_vii.jpg"]
 STYLE_LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
 # When one of our points counts as better than a pastiche point, both scored under pastiche's objective:
 # the issue's test, and the objective itself (content + style), the measure an optimiser is judged by.
@@ -179,11 +176,12 @@ def main():
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--budgets", type=int, nargs="+", default=[40, 80, 160])
     ap.add_argument("--same-objective", action="store_true", help="also run ours on pastiche's own objective")
+    ap.add_argument("--pairs", nargs="+", default=PAIRS, help="photo:painting")
     a = ap.parse_args()
     print(f"machine: {machine()}; {a.size} px; scored under pastiche's objective (content, style)")
     bb = load_backbone("original", "cpu")
     worst: dict[tuple[str, str], float] = {}
-    for photo, painting in PAIRS:
+    for photo, painting in (p.split(":") for p in a.pairs):
         content, style = ROOT / "samples/content" / photo, ROOT / "samples/styles" / painting
         with tempfile.TemporaryDirectory() as d:
             tmp = Path(d)
