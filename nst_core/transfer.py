@@ -206,9 +206,9 @@ def optimise(
         if s.optimizer == "adam":
             with torch.no_grad():
                 u.clamp_(0, 1)  # projected Adam: its moment estimates stay valid under a projection
-        if lbfgs_carry and i == steps - 1:
-            curvature.remember(opt, u)
         yield losses, best if best is not None else x0
+    if lbfgs_carry:
+        curvature.remember(opt, u)
 
 
 def _restart(

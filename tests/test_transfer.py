@@ -214,7 +214,7 @@ def test_each_level_after_the_first_starts_with_the_curvature_of_the_level_befor
     """Curvature: the first L-BFGS step of a finer level is a quasi-Newton step scaled from the coarser level's
     inverse Hessian, not torch's cautious first step, which moves the loss by at most 1.1% at a finer level
     (measured over four paintings x three inits, with or without this carry-over; the coarsest level, which
-    has nothing to carry, moves 1-6%). With the carry the second evaluation of a finer level is 9.5-67% away
+    has nothing to carry, moves 1-6%). With the carry the second evaluation of a finer level is 9.5-72% away
     from the first, and lower in 23 of those 24 levels (here: 5 of 6, the sixth 21% higher, as a full
     step can be). The bounds sit between the two, with room on both sides."""
     moves = []
