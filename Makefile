@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 
-.PHONY: run run-ray test demo bench browser
+.PHONY: run run-ray test test-fast test-cpus demo bench browser
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -40,6 +40,20 @@ test: $(VENV)/.dev browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q tests
+
+# The development loop: no browser, no Ray, no sweeps (well under a minute on 2 cores).
+test-fast: $(VENV)/.dev
+	$(BIN)/python -m pytest -q -m "not browser and not ray and not sweep" tests
+
+# The numerics-sensitive tests (optimiser, schedule, Lab, backbone) under other CPUs' kernels: ONEDNN_MAX_CPU_ISA
+# holds oneDNN to older instructions, with their own rounding ("native": no cap, as `make test` runs them).
+CAPS ?= native AVX2 AVX512_CORE
+test-cpus: $(VENV)/.dev
+	@for cap in $(CAPS); do \
+	  echo "== numerics tests, ONEDNN_MAX_CPU_ISA=$$cap"; \
+	  if [ $$cap = native ]; then env -u ONEDNN_MAX_CPU_ISA $(BIN)/python -m pytest -q -m numerics tests || exit 1; \
+	  else ONEDNN_MAX_CPU_ISA=$$cap $(BIN)/python -m pytest -q -m numerics tests || exit 1; fi; \
+	done
 
 # The command line on a sample (writes out/demo.png and out/demo.gif).
 demo: $(VENV)/.runtime

@@ -335,10 +335,10 @@ def live_view() -> None:
     eng, job = engine(), st.session_state.get("job")
     if job is None:
         return
-    state, latest, image, history = job_progress(eng, job)
+    state, latest, image, image_step, history = job_progress(eng, job)
     cols = st.columns([3, 2])
     if image is not None:
-        show_png(cols[0], image, 480, caption=f"Step {latest.step}" if latest else None)
+        show_png(cols[0], image, 480, caption=f"Step {image_step}")
     with cols[1]:
         loss_chart(history)
     if not job.active:

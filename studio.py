@@ -240,7 +240,7 @@ def poll(view, job: Job) -> None:
 def job_progress(eng: Engine, job: Job):
     """Queue place or progress bar, and a Stop button; returns the job's snapshot. Call it while polling."""
     job.heartbeat()
-    state, latest, image, history = job.snapshot()
+    state, latest, image, image_step, history = job.snapshot()
     if state != QUEUED and st.session_state.get("poll_queued"):
         st.rerun()  # it has started: poll faster from now on (a full rerun makes the fragment anew)
     if state == QUEUED:
@@ -258,4 +258,4 @@ def job_progress(eng: Engine, job: Job):
         "Stop", key="stop", icon=":material/stop:", help="Stop now and keep the picture so far."
     ):
         job.cancel("stopped by you")
-    return state, latest, image, history
+    return state, latest, image, image_step, history

@@ -6,6 +6,7 @@ were trained with, so nothing outside this file knows about BGR or ImageNet stat
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -69,14 +70,50 @@ def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
     return set()
 
 
-def native_bf16(device: torch.device) -> bool:
+# oneDNN's instruction-set levels, lowest first (its ONEDNN_MAX_CPU_ISA values; the AVX10 names are aliases).
+ONEDNN_ISAS = (
+    "SSE41",
+    "AVX",
+    "AVX2",
+    "AVX2_VNNI",
+    "AVX2_VNNI_2",
+    "AVX512_CORE",
+    "AVX512_CORE_VNNI",
+    "AVX512_CORE_BF16",
+    "AVX512_CORE_FP16",
+    "AVX512_CORE_AMX",
+    "AVX512_CORE_AMX_FP16",
+)
+_ISA_ALIASES = {"AVX10_1_512": "AVX512_CORE_FP16", "AVX10_1_512_AMX": "AVX512_CORE_AMX"}
+_ISA_ALIASES["AVX10_1_512_AMX_FP16"] = "AVX512_CORE_AMX_FP16"
+
+
+def isa_cap(env=os.environ) -> int:
+    """The rank in ONEDNN_ISAS of the cap ONEDNN_MAX_CPU_ISA (or its old name DNNL_MAX_CPU_ISA) puts on oneDNN's
+    kernels; no cap (unset, ALL, DEFAULT or a name oneDNN does not know either) is the top rank."""
+    raw = (env.get("ONEDNN_MAX_CPU_ISA") or env.get("DNNL_MAX_CPU_ISA") or "ALL").strip().upper()
+    name = _ISA_ALIASES.get(raw, raw)
+    return ONEDNN_ISAS.index(name) if name in ONEDNN_ISAS else len(ONEDNN_ISAS)
+
+
+def native_bf16(device: torch.device, flags: set[str] | None = None, env=os.environ) -> bool:
     """Whether the device computes bfloat16 convolutions in hardware: a GPU that supports bf16, or an x86 CPU
-    with AVX512-BF16 or AMX. Measured on a 2-core AMD EPYC with AVX512-BF16 (benchmarks/bench_precision.py): a
-    512 px evaluation takes about half the time of float32. CPUs without these instructions emulate bf16, which is
-    no faster, so they stay on float32; ARM's bf16 is not measured yet and stays on float32 too."""
+    with AVX512-BF16 or AMX whose oneDNN may use them. Measured on a 2-core AMD EPYC with AVX512-BF16
+    (benchmarks/bench_precision.py): a 512 px evaluation takes about half the time of float32. CPUs without
+    these instructions emulate bf16, which is no faster, so they stay on float32; so does a CPU whose oneDNN is
+    held below them by ONEDNN_MAX_CPU_ISA (how one machine shows another CPU's kernels: then a run is as fast
+    as on that CPU too). ARM's bf16 is not measured yet and stays on float32.
+
+    `flags` (the CPU's, from /proc/cpuinfo by default) and `env` are there for tests."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    if device.type != "cpu":
+        return False
+    flags = cpu_flags() if flags is None else flags
+    cap = isa_cap(env)
+    avx512 = "avx512_bf16" in flags and cap >= ONEDNN_ISAS.index("AVX512_CORE_BF16")
+    amx = "amx_bf16" in flags and cap >= ONEDNN_ISAS.index("AVX512_CORE_AMX")
+    return avx512 or amx
 
 
 class Backbone(nn.Module):

@@ -101,13 +101,18 @@ class Job:
     frames: list[Shot] = field(default_factory=list)  # shots with images, thinned to max_frames
     history: list[dict] = field(default_factory=list)  # {step, content, style, tv, total} per step
     latest: Shot | None = None  # the most recent shot (with or without image)
-    image: bytes | None = None  # PNG of the most recent image: the result so far
+    pictured: Shot | None = None  # the most recent shot with an image: the result so far
     started: float | None = None
     seen: float = field(default_factory=time.monotonic)  # last heartbeat from the page
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     _stride: int = 1  # keep every _stride-th image frame
     _images_seen: int = 0
+
+    @property
+    def image(self) -> bytes | None:
+        """PNG of the most recent image."""
+        return self.pictured.png if self.pictured is not None else None
 
     @property
     def finished_ok(self) -> bool:
@@ -134,9 +139,11 @@ class Job:
             self.reason = reason
             self._cancel.set()
 
-    def snapshot(self) -> tuple[str, Shot | None, bytes | None, list[dict]]:
+    def snapshot(self) -> tuple[str, Shot | None, bytes | None, int, list[dict]]:
+        """state, the latest shot, the latest image (PNG) and its step, the losses of every step so far."""
         with self.lock:
-            return self.state, self.latest, self.image, list(self.history)
+            step = self.pictured.step if self.pictured is not None else 0
+            return self.state, self.latest, self.image, step, list(self.history)
 
     def _record(self, shot: Shot) -> None:
         with self.lock:
@@ -144,7 +151,7 @@ class Job:
             self.history.append({"step": shot.step, **shot.losses})
             if shot.png is None:
                 return
-            self.image = shot.png
+            self.pictured = shot
             self._images_seen += 1
             if shot.done or (self._images_seen - 1) % self._stride == 0:
                 self.frames.append(shot)
@@ -161,9 +168,8 @@ class Job:
         """Kept shots plus the last image (a stopped run ends on whatever it had)."""
         with self.lock:
             frames = list(self.frames)
-            if self.latest is not None and self.image is not None and (not frames or frames[-1].png is not self.image):
-                last = self.latest
-                frames.append(Shot(last.step, last.total, last.losses, last.elapsed, last.size, self.image))
+            if self.pictured is not None and (not frames or frames[-1] is not self.pictured):
+                frames.append(self.pictured)
             return frames
 
 

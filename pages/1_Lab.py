@@ -94,7 +94,7 @@ def _live() -> None:
     eng, job = engine(), st.session_state.get("lab_job")
     if job is None:
         return
-    _, _, image, _ = job_progress(eng, job)
+    _, _, image, _, _ = job_progress(eng, job)
     if image is not None:
         show_png(st, image, 1200)
     if not job.active:

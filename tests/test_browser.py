@@ -1,7 +1,6 @@
 """One real-browser test: `streamlit run app.py` driven by headless Chromium through Playwright.
 
-Set NST_SCREENSHOTS=DIR to keep screenshots of the page before, during and after the run, and
-NST_BROWSER_SIZE / NST_BROWSER_STEPS for a bigger run than the default (the README's pictures).
+Set NST_SCREENSHOTS=DIR to keep screenshots of the page before, during and after the run (the README's pictures).
 """
 
 import io
@@ -15,14 +14,29 @@ from PIL import Image
 from tests.conftest import SAMPLES
 from tests.servers import CHROMIUM, FLAGS, StreamlitServer
 
+pytestmark = pytest.mark.browser
+
 
 @pytest.fixture(scope="module", params=["process", "ray"])
 def server(request):
     """The app with its default runner (worker processes), then once more with NST_RUNNER=ray (a local Ray
-    instance started by the server, on 127.0.0.1)."""
-    srv = StreamlitServer({"NST_HEARTBEAT_TIMEOUT": "30", "NST_RUNNER": request.param})
+    instance started by the server, on 127.0.0.1). Runs may be as long as the test needs (NST_MAX_ITERATIONS)."""
+    env = {"NST_HEARTBEAT_TIMEOUT": "30", "NST_RUNNER": request.param, "NST_MAX_ITERATIONS": "100000"}
+    srv = StreamlitServer(env)
     yield srv.url
     srv.stop()
+
+
+def seconds(text: str) -> float:
+    """'about 1 min 05 s' -> 65 (the page's fmt_seconds)."""
+    m = re.search(r"about (?:(\d+) min )?(\d+) s", text)
+    return 60 * int(m.group(1) or 0) + int(m.group(2))
+
+
+# The watched run lasts about this many of the page's 1 s polls on this machine, by the server's own cost model
+# (a GPU or a fast CPU gets more steps), and the test stops it once it has seen what it must: so nothing here
+# races the page's poll against the run's speed.
+WATCHED_SECONDS = 60
 
 
 def test_upload_run_watch_and_download_the_gif(server, tmp_path):
@@ -34,27 +48,38 @@ def test_upload_run_watch_and_download_the_gif(server, tmp_path):
     shot = (
         (lambda page, name: page.screenshot(path=f"{shots}/{name}.png", full_page=True)) if shots else (lambda *a: None)
     )
-    size, steps = int(os.environ.get("NST_BROWSER_SIZE", 128)), int(os.environ.get("NST_BROWSER_STEPS", 30))
+    size = 128
     photo = tmp_path / "my photo.jpg"
     Image.open(SAMPLES / "content" / "rocket.jpg").save(photo, quality=90)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 2400}, accept_downloads=True)
-        page.goto(server + f"/?size={size}&iterations={steps}", wait_until="domcontentloaded")
+        # One level (scales=1), so that every saved picture, and the animations, are the full size.
+        page.goto(server + f"/?size={size}&iterations=1000&scales=1", wait_until="domcontentloaded")
         # The first visit starts the engine (with NST_RUNNER=ray: a Ray instance, then an actor loading VGG19).
         expect(page.get_by_text("Neural Style Studio").first).to_be_visible(timeout=180_000)
-        expect(page.get_by_text("Estimated time on this server")).to_be_visible(timeout=60_000)
+        estimate = page.get_by_text("Estimated time on this server")
+        expect(estimate).to_be_visible(timeout=60_000)
+        per_step = max(seconds(estimate.inner_text()), 1) / 1000
+        steps = max(200, round(WATCHED_SECONDS / per_step / 40) * 40)  # a preview every steps / 40
+        page.goto(server + f"/?size={size}&iterations={steps}&scales=1", wait_until="domcontentloaded")
+        expect(page.get_by_text(f"for {steps} steps at {size} px")).to_be_visible(timeout=60_000)
         # Upload our own photo instead of the sample.
         page.get_by_text("Upload", exact=True).first.click()
         page.locator("input[type=file]").first.set_input_files(str(photo))
         expect(page.get_by_text("my photo.jpg (640x427)")).to_be_visible(timeout=30_000)
         shot(page, "1-before")
         page.get_by_role("button", name="Run").click()
-        # An intermediate frame: the preview image of a step before the last, with the progress bar.
+        # Live: the progress bar, then the preview of a step with at least three pictures saved before it.
         expect(page.get_by_text(re.compile(rf"Step \d+ of {steps} ·"))).to_be_visible(timeout=60_000)
-        page.get_by_text(re.compile(rf"^Step (?!{steps}$)\d+$")).first.wait_for(timeout=60_000)
+        every = steps // 40
+        third = "|".join(str(k * every) for k in range(3, 40))
+        page.get_by_text(re.compile(rf"^Step ({third})$")).first.wait_for(timeout=120_000)
         shot(page, "2-during")
-        expect(page.get_by_text(re.compile(rf"Done: {steps} steps"))).to_be_visible(timeout=600_000)
+        page.get_by_role("button", name="Stop").click()
+        expect(page.get_by_text(re.compile(rf"Run stopped by you at step \d+ of {steps}"))).to_be_visible(
+            timeout=60_000
+        )
         page.wait_for_timeout(1000)  # let the result images load
         shot(page, "3-after")
         with page.expect_download(timeout=30_000) as dl:
@@ -65,6 +90,13 @@ def test_upload_run_watch_and_download_the_gif(server, tmp_path):
             page.get_by_role("button", name="Video (MP4)").first.click()
         mp4 = tmp_path / "run.mp4"
         dl.value.save_as(mp4)
+        # A run to its end, in a new tab on the sample photo.
+        done = browser.new_page(viewport={"width": 1400, "height": 2400})
+        done.goto(server + "/?size=64&iterations=10", wait_until="domcontentloaded")
+        expect(done.get_by_text("for 10 steps at 64 px")).to_be_visible(timeout=60_000)
+        done.get_by_role("button", name="Run").click()
+        expect(done.get_by_text("Done: 10 steps")).to_be_visible(timeout=600_000)
+        expect(done.get_by_role("button", name="Animation (GIF)")).to_be_visible()
         # The pages have names, and the Lab keeps its address for classroom links.
         nav = page.locator("[data-testid=stSidebarNav]")
         expect(nav.get_by_text("Studio", exact=True)).to_be_visible()

@@ -20,6 +20,7 @@ from tests.servers import CHROMIUM, FLAGS, StreamlitServer
 from tests.test_wall import picture
 
 
+@pytest.mark.browser
 def test_a_teacher_opens_a_room_and_the_wall_fills_live(tmp_path):
     from playwright.sync_api import expect, sync_playwright
 

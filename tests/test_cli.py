@@ -104,7 +104,11 @@ def test_cli_bad_file_is_one_line_exit_2(tmp_path):
     assert not (tmp_path / "o.png").exists()
 
 
-def test_cli_bad_options_are_one_line_exit_2(tmp_path):
+def test_cli_bad_options_are_one_line_exit_2(tmp_path, capsys):
+    """In this process (the same main() as `python -m nst_core`; test_cli_bad_file_is_one_line_exit_2 runs the
+    real process): an exception that escaped main() would fail the test."""
+    from nst_core.__main__ import main
+
     for args in (
         ["--size", "3"],
         ["--style-layers", "relu9_1"],
@@ -113,9 +117,14 @@ def test_cli_bad_options_are_one_line_exit_2(tmp_path):
         ["--style-layer-weights", "a,b"],
         ["--animation", "out.avi"],
     ):
-        r = cli(C, S, "-o", str(tmp_path / "o.png"), *args)
-        assert r.returncode == 2, args
-        assert "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
+        try:
+            code = main([C, S, "-o", str(tmp_path / "o.png"), "-q", *args])
+        except SystemExit as e:  # argparse's own errors
+            code = e.code
+        err = capsys.readouterr().err
+        assert code == 2, args
+        assert err.strip().count("\n") == 0 and err.startswith(("error: ", "python -m nst_core: error: ")), err
+    assert not (tmp_path / "o.png").exists()
 
 
 def test_help_and_the_server_side_modules_do_not_load_torch():

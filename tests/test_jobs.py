@@ -20,6 +20,7 @@ from nst_core.jobs import (
     ThreadBackend,
 )
 from nst_core.limits import Limits
+from nst_core.transfer import Frame
 from tests.tasks import IMG, Ticking
 
 
@@ -168,17 +169,32 @@ def test_time_left_uses_the_estimate_while_the_straight_line_is_too_hopeful():
     assert job.seconds_left() == 4.0
 
 
+class Held:
+    """One frame (step 5 of 10, 2 s into the run by its own clock), then nothing until released: its time left
+    stays fixed however fast or slow this machine is."""
+
+    def __init__(self):
+        self.release = threading.Event()
+
+    def frames(self, backbone):
+        yield Frame(5, 10, {"content": 1.0, "style": 1.0, "tv": 0.0, "total": 2.0}, 2.0, (8, 8), IMG)
+        self.release.wait(60)
+
+
 def test_one_session_has_one_run_at_a_time_and_the_queue_knows_its_wait():
     r = runner(concurrency=1)
-    first = r.submit(ticking(1000, 0.02), estimate=10.0, owner="tab-a")  # 20 s: still running when checked
+    held = Held()
+    first = r.submit(held, estimate=10.0, owner="tab-a")
     with pytest.raises(Busy, match="already have a run"):
         r.submit(ticking(3), owner="tab-a")
     second = r.submit(ticking(3), estimate=4.0, owner="tab-b")
     third = r.submit(ticking(3), estimate=4.0, owner="tab-c")
-    wait(lambda: first.state == RUNNING)
-    # third waits for what is left of first (its estimate less the few seconds it has run) plus all of second
-    assert r.wait_seconds(second) <= 10.0 and 10.0 <= r.wait_seconds(third) <= 14.0
-    assert r.wait_seconds() >= r.wait_seconds(third) + 4.0 - 0.1
+    wait(lambda: first.latest is not None)
+    # first has 8 s left (its 10 s estimate less the 2 s it has run); second waits for that, third for it and
+    # all of second, and a run submitted now for all three
+    assert first.seconds_left() == 8.0
+    assert r.wait_seconds(second) == 8.0 and r.wait_seconds(third) == 12.0 and r.wait_seconds() == 16.0
+    held.release.set()
     first.cancel()
     wait(lambda: not first.active)
     again = r.submit(ticking(3), owner="tab-a")  # once it has ended, the same tab may run again

@@ -10,6 +10,8 @@ from nst_core.losses import gram
 from nst_core.transfer import Objective
 from tests.conftest import SAMPLES
 
+pytestmark = pytest.mark.numerics  # make test-cpus runs these under other CPUs' kernels too
+
 
 def last_image(frames):
     return [f for f in frames if f.image is not None][-1]

@@ -1,5 +1,6 @@
 """The Lab page through AppTest: every experiment renders; one runs at tiny size to a result."""
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import ROOT, rerun_until
@@ -12,14 +13,29 @@ def lab_page() -> AppTest:
     return at
 
 
+# A phrase from each experiment's own paragraph for the class.
+EXPLAINS = {
+    "1": "picture **A**",
+    "2": "relu4_2",
+    "3": "*Gram matrices*",
+    "4": "as in the paper's figure",
+    "5": "**Feature maps**",
+}
+
+
 def test_every_experiment_renders_with_its_explanation_and_estimate():
     at = lab_page()
+    shown = {}
     for option in at.radio(key="lab_experiment").options:
         at.radio(key="lab_experiment").set_value(option).run()
         assert not at.exception, (option, at.exception)
-        assert len(at.markdown[0].value) > 200  # the paragraph for the class
-        if not option.startswith("5"):
+        key = option.split(".")[0]
+        [paragraph] = [m.value for m in at.markdown if any(phrase in m.value for phrase in EXPLAINS.values())]
+        assert EXPLAINS[key] in paragraph, option  # this experiment's explanation, not another's
+        shown[key] = paragraph
+        if key != "5":
             assert any(c.value.startswith("About ") and "on this server" in c.value for c in at.caption), option
+    assert len(set(shown.values())) == len(EXPLAINS)
 
 
 def test_reconstruction_experiment_runs_at_tiny_size():
@@ -36,6 +52,7 @@ def test_reconstruction_experiment_runs_at_tiny_size():
     assert [b.label for b in at.get("download_button")] == ["Picture (PNG)", "Animation (GIF)"]
 
 
+@pytest.mark.numerics
 def test_inside_the_network_compares_gram_matrices():
     at = lab_page()
     at.radio(key="lab_experiment").set_value("5. Inside the network").run()

@@ -1,8 +1,11 @@
 """The maths of the objective against references."""
 
+import pytest
 import torch
 
 from nst_core import losses
+
+pytestmark = pytest.mark.numerics  # make test-cpus runs these under other CPUs' kernels too
 
 
 def test_gram_matches_einsum():

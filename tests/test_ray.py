@@ -16,6 +16,8 @@ from tests.conftest import ROOT, wait
 from tests.servers import free_port
 from tests.tasks import Ticking
 
+pytestmark = pytest.mark.ray
+
 
 def test_an_unreachable_cluster_is_one_line_naming_ray_address():
     from nst_core.ray_backend import RayBackend

@@ -1,5 +1,7 @@
 """Real runs of the generator on the CPU with the original weights, at tiny sizes."""
 
+import statistics
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +10,8 @@ from nst_core import Settings, stylize
 from nst_core.images import fit, rgb_to_yiq, to_tensor
 from nst_core.schedule import scale_sizes, split_iterations
 from nst_core.transfer import Objective, run
+
+pytestmark = pytest.mark.numerics  # make test-cpus runs these under other CPUs' kernels too
 
 TINY = Settings(size=64, iterations=12, preview_every=4)
 
@@ -82,7 +86,8 @@ def test_preserve_colors_keeps_the_content_chrominance(backbone, content, style)
     plain = rgb_to_yiq(to_tensor(run(content, [style], TINY.replace(style_weight=100), backbone=backbone).image))
     chroma_err = (o[:, 1:] - c[:, 1:]).abs().mean()
     # Kept by construction (up to 8-bit rounding), where a plain run moves the colours (0.016 to 0.026 here).
-    assert chroma_err < 1e-3 < 0.005 < (plain[:, 1:] - c[:, 1:]).abs().mean()
+    assert chroma_err < 1e-3
+    assert (plain[:, 1:] - c[:, 1:]).abs().mean() > 0.005
 
 
 def test_coarse_to_fine_schedule(backbone, content, style):
@@ -146,6 +151,7 @@ def paintings():
     return [fit(load_image(SAMPLES / "styles" / p), 48) for p in PAINTINGS]
 
 
+@pytest.mark.sweep
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 @pytest.mark.parametrize("init", ["content", "noise", "style"])
@@ -210,20 +216,80 @@ def test_a_blow_up_puts_the_optimiser_back_on_the_best_point(backbone, content, 
     assert all(torch.isfinite(img).all() for _, img in seen) and min(totals[5:]) < best_before
 
 
-def test_each_level_after_the_first_starts_with_the_curvature_of_the_level_before(backbone, content, paintings):
-    """Curvature: the first L-BFGS step of a finer level is a quasi-Newton step scaled from the coarser level's
-    inverse Hessian, not torch's cautious first step, which moves the loss by at most 1.1% at a finer level
-    (measured over four paintings x three inits, with or without this carry-over; the coarsest level, which
-    has nothing to carry, moves 1-6%). With the carry the second evaluation of a finer level is 9.5-72% away
-    from the first, and lower in 23 of those 24 levels (here: 5 of 6, the sixth 21% higher, as a full
-    step can be). The bounds sit between the two, with room on both sides."""
-    moves = []
-    for painting in paintings:
-        s = Settings(size=96, iterations=24, min_scale_size=24, preview_every=24)
-        levels: dict[tuple[int, int], list[float]] = {}
-        for f in stylize(content, [painting], s, backbone):
-            levels.setdefault(f.size, []).append(f.losses["total"])
-        assert len(levels) == 3
-        moves += [totals[1] / totals[0] for totals in list(levels.values())[1:]]
-    assert all(abs(m - 1) > 0.05 for m in moves), moves
-    assert sum(m < 0.95 for m in moves) >= 4, moves
+def test_a_carried_curvature_makes_the_first_step_a_quasi_newton_step(backbone, content, style):
+    """Curvature, the mechanism: given the coarser level's inverse-Hessian scale gamma, the first L-BFGS step of a
+    level is -gamma * (its pixels / the coarser level's pixels) * gradient, not torch's cautious first step. The
+    second evaluation is compared with the point computed here from the same gradient: the same arithmetic on
+    any CPU, so the tolerance is float32 rounding."""
+    from nst_core.transfer import Curvature, box, optimise
+
+    s = Settings(size=48, iterations=2, scales=1, precision="float32")
+    x0 = to_tensor(fit(content, 48))
+    objective = Objective(backbone, s, x0, [to_tensor(fit(style, 48))])
+    seen = []
+
+    def recording(x):
+        seen.append(x.detach().clone())
+        return objective(x)
+
+    u = x0.clone().requires_grad_(True)
+    objective(box(u))["total"].backward()
+    pixels = x0.shape[-1] * x0.shape[-2]
+    curvature = Curvature(gamma=0.5, pixels=pixels // 4)  # a level of a quarter of the pixels, before this one
+    step = curvature.first_step(pixels)
+    assert step == pytest.approx(2.0)
+    list(optimise(recording, x0, 2, s, curvature))
+    torch.testing.assert_close(seen[0], x0)
+    torch.testing.assert_close(seen[1], box(x0 - step * u.grad), rtol=1e-4, atol=1e-5)
+    # ... and it hands this level's own scale on to the next: measured from its curvature pair, positive
+    assert curvature.gamma is not None and curvature.gamma > 0 and curvature.pixels == pixels
+    # Without a carried curvature the first step is torch's: min(1, 1/|g|_1) * lr along -g, a tiny one here.
+    seen.clear()
+    list(optimise(recording, x0, 2, s))
+    cautious = min(1.0, 1.0 / float(u.grad.abs().sum())) * s.lr
+    torch.testing.assert_close(seen[1], box(x0 - cautious * u.grad), rtol=1e-4, atol=1e-5)
+    assert cautious < 0.01 * step
+
+
+def test_each_level_after_the_first_starts_with_the_curvature_of_the_level_before(
+    backbone, content, paintings, monkeypatch
+):
+    """Curvature, in a run: every level after the first takes its first step from the scale the level before
+    measured (the coarsest has none to take), and that step matters. torch's cautious first step moves a finer
+    level's loss by at most 1.1% (measured over four paintings x three inits); the carried one moved it 3-72%
+    (3% on an Intel Xeon with AMX, 9.5% and more on an AMD EPYC). A single level's move depends on the CPU's
+    rounding of a chaotic trajectory, so the assertion is on the median of six levels against the median
+    without the carry-over, with a factor of three where about twenty is measured."""
+    from nst_core.transfer import Curvature
+
+    asked = []
+    real_first_step = Curvature.first_step
+
+    def first_step(self, pixels):
+        step = real_first_step(self, pixels)
+        asked.append((pixels, self.pixels, step))
+        return step
+
+    monkeypatch.setattr(Curvature, "first_step", first_step)
+
+    def moves() -> list[float]:
+        out = []
+        for painting in paintings:
+            s = Settings(size=96, iterations=24, min_scale_size=24, preview_every=24, precision="float32")
+            levels: dict[tuple[int, int], list[float]] = {}
+            for f in stylize(content, [painting], s, backbone):
+                levels.setdefault(f.size, []).append(f.losses["total"])
+            assert len(levels) == 3
+            out += [abs(totals[1] / totals[0] - 1) for totals in list(levels.values())[1:]]
+        return out
+
+    carried = moves()
+    # Per run: the 24 px level has nothing to carry; the 48 and 96 px levels start from the level before's scale.
+    assert len(asked) == 9
+    for i in range(0, 9, 3):
+        (p1, _, none), (p2, from2, step2), (p3, from3, step3) = asked[i : i + 3]
+        assert none is None and step2 > 0 and step3 > 0
+        assert from2 == p1 and from3 == p2 and p1 < p2 < p3
+    monkeypatch.setattr(Curvature, "first_step", lambda self, pixels: None)  # torch's cautious first step
+    cautious = moves()
+    assert statistics.median(carried) > 3 * statistics.median(cautious), (carried, cautious)

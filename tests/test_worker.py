@@ -11,7 +11,7 @@ from nst_core import Settings
 from nst_core.jobs import DONE, FAILED, RUNNING, STOPPED, Busy, Runner, StyleTask
 from nst_core.limits import Limits
 from tests.conftest import wait
-from tests.tasks import Crashing, Raising, Ticking
+from tests.tasks import Crashing, Logged, Raising, Ticking, read_log
 
 DIED = {
     "process": r"^the worker process ended (while running|during this run) \(exit code 9\); "
@@ -20,7 +20,7 @@ DIED = {
 }
 
 
-@pytest.fixture(scope="module", params=["process", "ray"])
+@pytest.fixture(scope="module", params=["process", pytest.param("ray", marks=pytest.mark.ray)])
 def runner(request):
     if request.param == "process":
         from nst_core.worker import ProcessBackend
@@ -71,14 +71,24 @@ def test_a_worker_that_dies_fails_its_run_and_is_restarted(runner):
     assert after.state == DONE and worker_pid(runner.backend) != pid
 
 
-def test_stop_ends_the_run_in_the_worker_and_keeps_the_picture(runner):
-    job = runner.submit(Ticking(100_000, 0.01))
+def test_stop_ends_the_run_in_the_worker_and_keeps_the_picture(runner, tmp_path):
+    """Stop ends the run in the worker at the next step: the worker closes the run right after the step in
+    progress (every step it made reached the page, none came after), and the page hears of the end soon after
+    (bounds with room for a loaded machine: the steps here take 10 ms)."""
+    log = tmp_path / "run.log"
+    job = runner.submit(Logged(100_000, 0.01, log))
     wait(lambda: len(job.history) >= 5, beat=[job])
     job.cancel("stopped by you")
     t = time.monotonic()
     wait(lambda: not job.active, beat=[job])
-    assert time.monotonic() - t < 2
+    ended = time.monotonic()
     assert job.state == STOPPED and job.reason == "stopped by you" and job.finished_ok
+    wait(lambda: log.exists() and read_log(log)[-1][0] != "step")  # the worker writes its last line
+    rows = read_log(log)
+    *steps, (how, _, closed) = rows
+    assert how == "closed" and len(job.history) == len(steps) == steps[-1][1] < 100_000
+    assert closed - steps[-1][2] < 5  # closed after the step that saw the stop, not later
+    assert ended - closed < 10 and ended - t < 30
     follow = runner.submit(Ticking(2, 0.01))  # the worker is free again, with no stale "stop" in its way
     wait(lambda: not follow.active, beat=[follow])
     assert follow.state == DONE and len(follow.history) == 2
