@@ -2,20 +2,15 @@
 
 The run is the app's: default settings at each size, a saved picture every iterations/40 steps.
 
-    .venv/bin/python benchmarks/bench_animation.py [--sizes 256 512]
+    .venv/bin/python -m benchmarks.bench_animation [--sizes 256 512]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.bench_engine import machine
+from benchmarks.common import ROOT, machine
 from nst_core import Settings, load_backbone, load_image, stylize
 from nst_core.animation import intro_card, make_animation
 

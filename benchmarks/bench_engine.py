@@ -11,46 +11,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from nst_core import Settings, load_backbone, load_image  # noqa: E402
-from nst_core.images import fit, to_tensor  # noqa: E402
-from nst_core.transfer import Objective  # noqa: E402
+from benchmarks.common import ROOT, interleaved, machine, pastiche_terms, run_cli
+from nst_core import Settings, load_backbone, load_image
+from nst_core.images import fit, to_tensor
+from nst_core.transfer import Objective
 
 CONTENT = ROOT / "samples" / "content" / "astronaut.png"
 STYLE = ROOT / "samples" / "styles" / "starry_night.jpg"
-
-
-def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
-
-
-def timed(fn, reps: int) -> float:
-    fn()  # warm-up
-    t = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    return (time.perf_counter() - t) / reps
-
-
-def interleaved(a, b, rounds: int = 7, reps: int = 3) -> tuple[float, float]:
-    """Median per-call times of a and b, measured in alternating rounds (fair on a busy 2-core machine)."""
-    ta, tb = [], []
-    for _ in range(rounds):
-        ta.append(timed(a, reps))
-        tb.append(timed(b, reps))
-    return sorted(ta)[rounds // 2], sorted(tb)[rounds // 2]
 
 
 def overhead(bb, size=256):
@@ -77,25 +50,6 @@ def overhead(bb, size=256):
     )
 
 
-# Runs a module as __main__ and reports that process's own peak RSS (KB) on its last stderr line.
-_PEAK = (
-    "import resource, runpy, sys\n"
-    "sys.argv = sys.argv[1:]\n"
-    "try:\n    runpy.run_module(sys.argv[0], run_name='__main__')\n"
-    "finally:\n    print('maxrss', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
-)
-
-
-def run_cli(module: str, args: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of `python -m module args` in a fresh process."""
-    t = time.perf_counter()
-    r = subprocess.run(
-        [sys.executable, "-c", _PEAK, module, *args], check=True, cwd=ROOT, capture_output=True, text=True
-    )
-    wall = time.perf_counter() - t
-    return wall, int(r.stderr.strip().splitlines()[-1].split()[1]) / 1024
-
-
 def versus_pastiche(bb, tmp: Path):
     theirs, ours = tmp / "pastiche.png", tmp / "ours.png"
     t_p, _ = run_cli(
@@ -116,8 +70,6 @@ def versus_pastiche(bb, tmp: Path):
         ],
     )
     t_o, _ = run_cli("nst_core", [str(CONTENT), str(STYLE), "--size", "256", "-q", "--device", "cpu", "-o", str(ours)])
-    from benchmarks.bench_quality import pastiche_terms  # (it imports this module)
-
     l_p, l_o = (sum(pastiche_terms(bb, f, CONTENT, STYLE)) for f in (theirs, ours))
     print(
         f"[vs pastiche] 256px: pastiche 100 steps {t_p:.1f} s wall, loss {l_p:.4g}; "

@@ -8,7 +8,7 @@ and time and the whole benchmark stops by itself.
 Per round: runs finished, time to the last, the median run's own time (from the server log) against the
 run alone (N = 1), the server's and the worker's CPU-seconds, their RSS, and the client's CPU-seconds.
 
-    .venv/bin/python benchmarks/bench_load.py [--sessions 1 10 30] [--size 128] [--iterations 20]
+    .venv/bin/python -m benchmarks.bench_load [--sessions 1 10 30] [--size 128] [--iterations 20]
 """
 
 from __future__ import annotations
@@ -17,51 +17,10 @@ import argparse
 import os
 import re
 import statistics
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.servers import CHROMIUM, FLAGS, StreamlitServer
-
-# Pages in one browser would otherwise be throttled as background tabs: each stands for a student's screen.
-PAGE_FLAGS = FLAGS + [
-    "--disable-renderer-backgrounding",
-    "--disable-background-timer-throttling",
-    "--disable-backgrounding-occluded-windows",
-]
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
-
-
-def mem_mb(pid: int, key: str = "VmRSS") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def descendants(pid: int) -> list[int]:
-    out = []
-    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-        out += [int(child)] + descendants(int(child))
-    return out
-
-
-def tree_cpu(pid: int) -> float:
-    total = 0.0
-    for p in [pid] + descendants(pid):
-        try:
-            total += cpu_seconds(p)
-        except OSError:
-            pass
-    return total
+from benchmarks.common import PAGE_FLAGS, client_cpu, cpu_seconds, descendants, mem_mb
+from tests.servers import CHROMIUM, StreamlitServer
 
 
 class Server(StreamlitServer):
@@ -116,11 +75,6 @@ def one_round(browser, server: Server, n: int, size: int, iterations: int, limit
         "worker_peak": mem_mb(worker, "VmHWM"),
         "stray": stray,
     }
-
-
-def client_cpu(server: Server) -> float:
-    """This process, Playwright's driver and Chromium: everything under us but the server."""
-    return tree_cpu(os.getpid()) - tree_cpu(server.proc.pid)
 
 
 def main():

@@ -5,27 +5,22 @@
 2. With --runs: the default 512 px run through the CLI in each precision, alternated, with the final pictures
    scored under the default objective in float32 (the schedule's own figures come from bench_schedule.py).
 
-    .venv/bin/python benchmarks/bench_precision.py [--runs]
+    .venv/bin/python -m benchmarks.bench_precision [--runs]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.bench_engine import machine  # noqa: E402
-from benchmarks.bench_schedule import levels, run, score  # noqa: E402
-from nst_core import Settings, load_backbone, load_image  # noqa: E402
-from nst_core.transfer import Objective, level_targets  # noqa: E402
+from benchmarks.common import ROOT, levels, machine, run_cli_in, score
+from nst_core import Settings, load_backbone, load_image
+from nst_core.transfer import Objective, level_targets
 
 CONTENT = ROOT / "samples/content/rocket.jpg"
 STYLE = ROOT / "samples/styles/the_scream.jpg"
@@ -62,7 +57,7 @@ def runs() -> None:
     with tempfile.TemporaryDirectory() as d:
         for precision in ("float32", "bfloat16"):
             out = Path(d) / f"{precision}.png"
-            m = run(ROOT, CONTENT, STYLE, out, "--precision", precision)
+            m = run_cli_in(ROOT, CONTENT, STYLE, out, "--precision", precision)
             top = sched[-1][1]
             end = min(h["total"] for h in m["losses"][-top:])
             print(

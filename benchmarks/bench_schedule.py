@@ -8,41 +8,21 @@ fast the loss still falls at the end of the level: the geometric mean over the l
 per-step decrease of the best loss so far. The final pictures are scored under one objective, the default
 one in float32 at 512 px, evaluated by this checkout.
 
-    .venv/bin/python benchmarks/bench_schedule.py [--before REV] [--rounds 1] [--pairs rocket.jpg:the_scream.jpg]
+    .venv/bin/python -m benchmarks.bench_schedule [--before REV] [--rounds 1] [--pairs rocket.jpg:the_scream.jpg]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.bench_engine import machine  # noqa: E402
+from benchmarks.common import ROOT, levels, machine, run_cli_in, score
 
 BEFORE = "bb57412"  # main before #8's schedule and precision work
 PAIRS = ["rocket.jpg:the_scream.jpg", "coffee.png:wave_crop.jpg"]
 TAIL = 10
-
-
-def run(tree: Path, content: Path, style: Path, out: Path, *options: str) -> dict:
-    metrics = out.with_suffix(".json")
-    cmd = [sys.executable, "-m", "nst_core", str(content), str(style), "-q", "-o", str(out), "--metrics", str(metrics)]
-    cmd += options
-    subprocess.run(cmd, check=True, cwd=tree)
-    return json.loads(metrics.read_text())
-
-
-def levels(tree: Path) -> list[tuple[int, int]]:
-    """The default schedule of the code in `tree` (older metrics files do not say which level a step is at)."""
-    code = "import json; from nst_core import Settings; from nst_core.schedule import schedule; "
-    code += "print(json.dumps(schedule(Settings())))"
-    return [tuple(x) for x in json.loads(subprocess.check_output([sys.executable, "-c", code], cwd=tree))]
 
 
 def describe(m: dict, sched: list[tuple[int, int]]) -> str:
@@ -56,20 +36,6 @@ def describe(m: dict, sched: list[tuple[int, int]]) -> str:
         parts.append(f"{size} px: {n} evals {level[0]:.3f} -> {best[-1]:.3f}, {100 * rate:.2f}%/step at the end")
         i += n
     return "; ".join(parts)
-
-
-def score(path: Path, content: Path, style: Path) -> float:
-    """The default objective in float32 at 512 px, evaluated on a saved picture by this checkout."""
-    import torch
-
-    from nst_core import Settings, load_backbone, load_image
-    from nst_core.images import to_tensor
-    from nst_core.transfer import Objective, level_targets
-
-    s = Settings(precision="float32")
-    c, st, _ = level_targets(load_image(content), [load_image(style)], s, s.size)
-    with torch.no_grad():
-        return float(Objective(load_backbone(), s, c, st)(to_tensor(load_image(path)))["total"])
 
 
 def main():
@@ -96,7 +62,7 @@ def main():
                 for r in range(a.rounds):
                     for name, tree in trees.items():
                         out = tmp / f"{name}{r}.png"
-                        m = run(tree, content, style, out)
+                        m = run_cli_in(tree, content, style, out)
                         times[name].append(m["seconds"])
                         print(f"  {name}: {m['seconds']:.1f} s ({m['device']}), final {score(out, content, style):.4f}")
                         print(f"    {describe(m, scheds[name])}", flush=True)

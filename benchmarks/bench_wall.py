@@ -7,7 +7,7 @@ pages only poll; then it shares `--shares` more results, one every 2 s, straight
 studio does, and measures how long each takes to appear on every page (the live update). Bounded in
 sessions (at most 40) and time; stops by itself.
 
-    .venv/bin/python benchmarks/bench_wall.py [--sessions 30] [--entries 20] [--watch 30] [--shares 5]
+    .venv/bin/python -m benchmarks.bench_wall [--sessions 30] [--entries 20] [--watch 30] [--shares 5]
 """
 
 from __future__ import annotations
@@ -17,18 +17,13 @@ import io
 import os
 import re
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-
-from benchmarks.bench_load import PAGE_FLAGS, client_cpu, cpu_seconds, mem_mb
+from benchmarks.common import PAGE_FLAGS, ROOT, client_cpu, cpu_seconds, mem_mb
 from nst_core.images import fit, load_image
-from nst_core.wall import Wall
+from nst_core.serve.wall import Wall
 from tests.servers import CHROMIUM, StreamlitServer
 
 

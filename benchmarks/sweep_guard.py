@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from nst_core import Settings, load_backbone, load_image, stylize  # noqa: E402
-from nst_core.images import fit, to_tensor  # noqa: E402
-from nst_core.settings import PRECISIONS  # noqa: E402
-from nst_core.transfer import Objective, level_targets  # noqa: E402
+from benchmarks.common import ROOT
+from nst_core import Settings, load_backbone, load_image, stylize
+from nst_core.images import fit, to_tensor
+from nst_core.settings import PRECISIONS
+from nst_core.transfer import Objective, level_targets
 
 PHOTOS = ("chelsea.png", "astronaut.png")
 PAINTINGS = ("starry_night.jpg", "the_scream.jpg", "composition_vii.jpg")

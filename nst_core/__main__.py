@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from .errors import NSTError
-from .settings import PRECISIONS, PRESETS, Settings, preset
+from .settings import CHOICES, HELP, LR, PRESETS, TYPES, Settings, preset
 
 D = Settings()
 
@@ -31,6 +31,27 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def _shown(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def add_settings_options(p: argparse.ArgumentParser) -> None:
+    """One option per Settings field (--content-weight for content_weight), with its type, choices, help and
+    default from settings.py. Unset options stay None: the preset, or Settings(), fills them in."""
+    for name in D.to_dict():
+        flag, default, kind = "--" + name.replace("_", "-"), getattr(D, name), TYPES[name]
+        shown = f" (default {_shown(default)})" if default != () else ""
+        if kind in ("bool", bool):
+            p.add_argument(flag, action="store_true", default=None, help=HELP[name])
+        elif name in CHOICES:
+            p.add_argument(flag, choices=CHOICES[name], help=HELP[name] + shown)
+        elif isinstance(default, tuple):
+            parse = _floats if "float" in str(kind) else _layers
+            p.add_argument(flag, type=parse, metavar="A,B,...", help=HELP[name] + shown)
+        else:
+            p.add_argument(flag, type=type(default), help=HELP[name] + shown)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m nst_core", description="Neural style transfer (Gatys et al.) on a photo.")
     p.add_argument("content", help="the photo")
@@ -47,67 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--intro", action="store_true", help="open animations with the photo and the painting")
     p.add_argument("--metrics", help="write losses, timings and settings as JSON")
     p.add_argument("--preset", choices=sorted(PRESETS), help="start from a named preset; other options override it")
-    p.add_argument("--size", type=int, help=f"longest side of the output (default {D.size})")
-    p.add_argument("--iterations", type=int, help=f"objective evaluations in total (default {D.iterations})")
-    p.add_argument("--content-weight", type=float, help=f"default {D.content_weight}")
-    p.add_argument("--style-weight", type=float, help=f"default {D.style_weight}")
-    p.add_argument("--tv-weight", type=float, help=f"default {D.tv_weight}")
-    p.add_argument("--content-layers", type=_layers, help=f"default {','.join(D.content_layers)}")
-    p.add_argument("--style-layers", type=_layers, help=f"default {','.join(D.style_layers)}")
-    p.add_argument("--style-layer-weights", type=_floats, help="one per style layer (default: equal)")
-    p.add_argument("--style-blend", type=_floats, help="one per style image (default: equal)")
-    p.add_argument(
-        "--style-scale", type=float, help=f"style image size relative to the output (default {D.style_scale})"
-    )
-    p.add_argument("--optimizer", choices=("lbfgs", "adam"))
-    p.add_argument("--lr", type=float, help=f"step size (default {D.lr}; about 0.02 for adam)")
-    p.add_argument("--init", choices=("content", "noise", "style"))
-    p.add_argument("--seed", type=int)
-    p.add_argument("--pooling", choices=("max", "avg"))
-    p.add_argument("--scales", type=int, help=f"coarse-to-fine levels (default {D.scales}; 1 = single scale)")
-    p.add_argument("--weights", help="original (default, offline) | torchvision | PATH to a state dict")
-    p.add_argument("--device", help="auto (default) | cpu | cuda | mps")
-    p.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        help="arithmetic of the VGG19 passes (default auto: bfloat16 where the hardware has it)",
-    )
-    p.add_argument("--preserve-colors", action="store_true", default=None, help="keep the photo's colours")
-    p.add_argument("--preview-every", type=int, help="GIF frame every N steps")
+    add_settings_options(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress line")
     return p
 
 
-FIELDS = [
-    "size",
-    "iterations",
-    "content_weight",
-    "style_weight",
-    "tv_weight",
-    "content_layers",
-    "style_layers",
-    "style_layer_weights",
-    "style_blend",
-    "style_scale",
-    "optimizer",
-    "lr",
-    "init",
-    "seed",
-    "pooling",
-    "scales",
-    "weights",
-    "device",
-    "precision",
-    "preserve_colors",
-    "preview_every",
-]
-
-
 def settings_from_args(args: argparse.Namespace) -> Settings:
     base = preset(args.preset) if args.preset else Settings()
-    changes = {f: getattr(args, f) for f in FIELDS if getattr(args, f) is not None}
-    if args.optimizer == "adam" and args.lr is None:
-        changes["lr"] = 0.02
+    changes = {f: getattr(args, f) for f in D.to_dict() if getattr(args, f) is not None}
+    if "optimizer" in changes and "lr" not in changes:
+        changes["lr"] = LR[changes["optimizer"]]
     return base.replace(**changes)
 
 
@@ -181,5 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The `nst` command (pyproject.toml), the same as python -m nst_core."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()

@@ -17,10 +17,11 @@ from PIL import Image, ImageDraw, ImageFont
 
 from . import images, losses
 from .backbone import Backbone
-from .settings import PIXELS, Settings
+from .schedule import pixel_evals
+from .settings import DEFAULT_STYLE_LAYERS, LR, PIXELS, Settings
 from .transfer import Frame, stylize
 
-DEPTHS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+DEPTHS = DEFAULT_STYLE_LAYERS  # the style layers, shallow to deep: one more in each experiment's column
 
 
 @dataclass(frozen=True)
@@ -48,9 +49,11 @@ class Plan:
         """The runner's task interface: a Plan runs on a worker like a StyleTask."""
         return run_plan(self, backbone)
 
-    def estimate(self, cost) -> float:
-        """Seconds on this machine, from the runner's cost model."""
-        return sum(cost.estimate(c.settings, min(c.content.size) / max(c.content.size)) for c in self.cells)
+    def work(self) -> tuple[float, int]:
+        """(pixel-evaluations, steps) of the whole plan, for the server's cost model."""
+        return sum(
+            pixel_evals(c.settings, min(c.content.size) / max(c.content.size)) for c in self.cells
+        ), self.iterations
 
 
 # ------------------------------------------------------------------ the experiments
@@ -85,7 +88,7 @@ def pixel_match(a: Image.Image, b: Image.Image, size: int = 128, iterations: int
         style_weight=0,
         tv_weight=0,
         optimizer="adam",
-        lr=0.02,
+        lr=LR["adam"],
         scales=1,
         preview_every=max(1, iterations // 30),
     )

@@ -52,3 +52,9 @@ def schedule(settings: Settings) -> list[tuple[int, int]]:
     sizes = scale_sizes(settings)
     counts = split_iterations(settings.iterations, len(sizes))
     return [(size, n) for size, n in zip(sizes, counts, strict=True) if n > 0]
+
+
+def pixel_evals(settings: Settings, aspect: float = 1.0) -> float:
+    """The work of a run: the sum over its levels of (pixels there) x (evaluations there); aspect = short side /
+    long side. A run's time is nearly proportional to it (the server's cost model)."""
+    return sum(size * size * aspect * n for size, n in schedule(settings))

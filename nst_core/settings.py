@@ -1,52 +1,65 @@
 """One frozen, validated Settings object for a style-transfer run, plus a few named presets.
 
-Every front end (CLI, app, Lab) reads its defaults from Settings(), so defaults live here only.
+Every front end reads its defaults, choices and help from here: the CLI generates its options from the fields,
+the app's field table (ui/fields.py) maps each field to a widget. So a new field is one edit here (and a
+widget row, if the app shows it).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from .layers import LAYER_INDEX
 
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+Optimizer = Literal["lbfgs", "adam"]
+Init = Literal["content", "noise", "style"]
+Pooling = Literal["max", "avg"]
 Precision = Literal["auto", "float32", "bfloat16"]
-PRECISIONS = get_args(Precision)  # the choices every front end offers
+PRECISIONS = get_args(Precision)
+# The step size each optimiser wants: L-BFGS scales its own steps; Adam moves each pixel by about lr per step,
+# on [0, 1] pixels.
+LR = {"lbfgs": 1.0, "adam": 0.02}
 PIXELS = "pixels"  # a pseudo content layer: the image itself (plain pixel matching, used by the Lab)
+
+
+def _f(default, help: str):
+    """A field with its help text (the CLI's --help and the app's tooltips where they have none of their own)."""
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)
 class Settings:
-    size: int = 512  # longest side of the output, in pixels
-    iterations: int = 160  # objective evaluations in total, over all scales
-    content_weight: float = 1.0  # alpha in Gatys et al.
-    style_weight: float = (
-        10.0  # beta; losses are relative errors, so it means the same at any size and for any painting
-    )
-    tv_weight: float = 1.0  # total-variation smoothing against high-frequency noise
-    content_layers: tuple[str, ...] = ("relu4_2",)
-    style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
-    style_layer_weights: tuple[float, ...] = ()  # one per style layer; () means equal weights (as in the paper)
-    style_blend: tuple[float, ...] = ()  # one per style image; () means equal blend
-    style_scale: float = 1.0  # size of the style image relative to the output
-    optimizer: Literal["lbfgs", "adam"] = "lbfgs"
-    lr: float = 1.0  # step size: 1 for L-BFGS; Adam works on [0, 1] pixels, so about 0.02
-    lbfgs_history: int = 10  # L-BFGS memory (pairs kept); bounds memory at about 2 * history image copies
-    init: Literal["content", "noise", "style"] = "content"
-    seed: int = 0  # same seed, same pixels on the CPU
-    pooling: Literal["max", "avg"] = "max"
-    weights: str = "original"  # original | torchvision | random | path to a state dict
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    # Arithmetic of the VGG19 passes. auto: bfloat16 where the hardware has it (GPUs, x86 CPUs with AVX512-BF16
-    # or AMX: about half the time), float32 elsewhere. The losses are always summed in float32.
-    precision: Precision = "auto"
-    preserve_colors: bool = False  # transfer luminance only; keep the content's colours
-    scales: int = 3  # coarse-to-fine levels, each twice the size of the one before (1 = single scale)
-    min_scale_size: int = 64  # no level is smaller than this (levels below it are skipped)
-    preview_every: int = 10  # an image every N steps (and at the last step)
+    size: int = _f(512, "longest side of the output, in pixels")
+    iterations: int = _f(160, "objective evaluations in total, over all coarse-to-fine levels")
+    content_weight: float = _f(1.0, "alpha in Gatys et al.: how closely the photo's layout is kept")
+    # Losses are relative errors (losses.py), so the style weight means the same at any size and for any painting.
+    style_weight: float = _f(10.0, "beta in Gatys et al.: how strongly the painting's textures take over")
+    tv_weight: float = _f(1.0, "total-variation smoothing against high-frequency noise")
+    content_layers: tuple[str, ...] = _f(("relu4_2",), "VGG19 layers where the photo is compared")
+    style_layers: tuple[str, ...] = _f(DEFAULT_STYLE_LAYERS, "VGG19 layers whose Gram matrices are matched")
+    style_layer_weights: tuple[float, ...] = _f((), "one weight per style layer (default: equal, as in the paper)")
+    style_blend: tuple[float, ...] = _f((), "one weight per style image (default: an equal blend)")
+    style_scale: float = _f(1.0, "size of the style image relative to the output")
+    optimizer: Optimizer = _f("lbfgs", "lbfgs or adam")
+    lr: float = _f(LR["lbfgs"], "step size: 1 for L-BFGS, about 0.02 for Adam (the default follows --optimizer)")
+    lbfgs_history: int = _f(10, "L-BFGS memory in curvature pairs (about 2 x history image copies)")
+    init: Init = _f("content", "the picture the optimisation starts from")
+    seed: int = _f(0, "random seed: same seed, same pixels on the CPU")
+    pooling: Pooling = _f("max", "VGG19's pooling: max, or avg (smoother, as in the paper)")
+    weights: str = _f("original", "original (offline) | torchvision | random | PATH to a state dict")
+    device: str = _f("auto", "auto | cpu | cuda | cuda:N | mps")
+    # auto: bfloat16 where the hardware has it (GPUs, x86 CPUs with AVX512-BF16 or AMX: about half the time),
+    # float32 elsewhere. The losses are always summed in float32.
+    precision: Precision = _f("auto", "arithmetic of the VGG19 passes (auto: bfloat16 where the hardware has it)")
+    preserve_colors: bool = _f(False, "transfer luminance only; keep the photo's colours")
+    scales: int = _f(3, "coarse-to-fine levels, each twice the size of the one before (1 = single scale)")
+    min_scale_size: int = _f(64, "no level is smaller than this many pixels (levels below it are skipped)")
+    preview_every: int = _f(10, "a picture every N steps (and at the last step)")
 
     def __post_init__(self):
         def bad(name, why):
@@ -57,10 +70,9 @@ class Settings:
             if isinstance(value, str):
                 value = tuple(v for v in value.replace(",", " ").split() if v)
             object.__setattr__(self, name, tuple(value))
-        if not 16 <= self.size <= 4096:
-            bad("size", "must be between 16 and 4096 pixels")
-        if not 1 <= self.iterations <= 100_000:
-            bad("iterations", "must be between 1 and 100000")
+        for name, (lo, hi) in RANGES.items():
+            if not lo <= getattr(self, name) <= hi:
+                bad(name, f"must be between {lo:g} and {hi:g}")
         for name in ("content_weight", "style_weight", "tv_weight"):
             if not 0 <= getattr(self, name) < float("inf"):
                 bad(name, "must be a finite number >= 0")
@@ -76,26 +88,11 @@ class Settings:
             bad("style_layer_weights" if self.style_layer_weights else "style_blend", "weights must be >= 0")
         if self.style_blend and sum(self.style_blend) <= 0:
             bad("style_blend", "at least one blend weight must be positive")
-        if not 0.1 <= self.style_scale <= 4:
-            bad("style_scale", "must be between 0.1 and 4")
-        if self.optimizer not in ("lbfgs", "adam"):
-            bad("optimizer", "choose lbfgs or adam")
         if not 0 < self.lr <= 100:
             bad("lr", "must be in (0, 100]")
-        if not 1 <= self.lbfgs_history <= 200:
-            bad("lbfgs_history", "must be between 1 and 200")
-        if self.init not in ("content", "noise", "style"):
-            bad("init", "choose content, noise or style")
-        if self.precision not in PRECISIONS:
-            bad("precision", "choose auto, float32 or bfloat16")
-        if self.pooling not in ("max", "avg"):
-            bad("pooling", "choose max or avg")
-        if not 1 <= self.scales <= 6:
-            bad("scales", "must be between 1 and 6")
-        if not 16 <= self.min_scale_size <= 4096:
-            bad("min_scale_size", "must be between 16 and 4096")
-        if not 1 <= self.preview_every <= 100_000:
-            bad("preview_every", "must be >= 1")
+        for name, options in CHOICES.items():
+            if getattr(self, name) not in options:
+                bad(name, f"choose one of {', '.join(options)}")
         if not isinstance(self.seed, int) or self.seed < 0:
             bad("seed", "must be a non-negative integer")
 
@@ -116,6 +113,23 @@ class Settings:
             raise ValueError(f"unknown setting {unknown[0]!r}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
+
+# What each numeric field accepts (the app's widgets may offer less: a server has its own limits).
+RANGES: dict[str, tuple[float, float]] = {
+    "size": (16, 4096),
+    "iterations": (1, 100_000),
+    "style_scale": (0.1, 4),
+    "lbfgs_history": (1, 200),
+    "scales": (1, 6),
+    "min_scale_size": (16, 4096),
+    "preview_every": (1, 100_000),
+}
+TYPES = typing.get_type_hints(Settings)
+# The choices of every Literal field, from its type: the CLI's choices, the app's options, the validation.
+CHOICES: dict[str, tuple[str, ...]] = {
+    f.name: get_args(TYPES[f.name]) for f in dataclasses.fields(Settings) if typing.get_origin(TYPES[f.name]) is Literal
+}
+HELP = {f.name: f.metadata["help"] for f in dataclasses.fields(Settings)}
 
 # Named starting points. Each is tested to run; the values were chosen by looking at the samples.
 PRESETS: dict[str, Settings] = {

@@ -39,6 +39,35 @@ def style2():
     return fit(load_image(SAMPLES / "styles" / "the_scream.jpg"), 96)
 
 
+@pytest.fixture
+def use_service():
+    """use_service(svc): the pages run by AppTest in this test get `svc` as the server's shared Service; after
+    the test, every Service installed here is closed and the next page starts its own."""
+    from nst_core.serve import service
+
+    installed = []
+
+    def install(svc):
+        old = service.use(svc)
+        if old is not None and old not in installed:
+            old.close()
+        installed.append(svc)
+        return svc
+
+    yield install
+    service.use(None)
+    for svc in installed:
+        svc.close()
+
+
+@pytest.fixture
+def threaded_app(use_service, backbone):
+    """The pages' Service runs real optimisations in this process (no worker process: not what page tests test)."""
+    from tests.fakes import threaded
+
+    return use_service(threaded(backbone))
+
+
 def rerun_until(at, done, limit: float = 60, pause: float = 0.2) -> None:
     """Rerun an AppTest page (as the browser's polling would) until done() holds; no exception allowed."""
     t = time.monotonic()

@@ -1,14 +1,18 @@
-"""A backend for page tests whose subject is the page, not the worker: it runs no network, and its runs
-take a step only when the test allows one, so what a test sees does not depend on this machine's speed.
-The real worker process and Ray backends have their own tests (test_worker.py, test_ray.py)."""
+"""Services for page tests whose subject is the page, not the worker (AppTest runs a page in this process, so
+a test can put its own Service in place of the server's): the in-process backend on the real network, and a
+paced backend that runs no network and takes a step only when the test allows one, so that what a test sees
+does not depend on this machine's speed. The worker-process and Ray backends have their own tests
+(test_worker.py, test_ray.py), and the browser tests run the real server."""
 
 from __future__ import annotations
 
 import threading
 
 from nst_core.images import fit
-from nst_core.jobs import CostModel, Engine, Runner, Shot
-from nst_core.limits import Limits
+from nst_core.serve.cost import CostModel
+from nst_core.serve.jobs import Runner, Shot, ThreadBackend
+from nst_core.serve.limits import Limits
+from nst_core.serve.service import Service
 from nst_core.transfer import Frame
 
 
@@ -42,8 +46,12 @@ class PacedBackend:
             emit(Shot.of(Frame(step, s.iterations, losses, 0.01 * step, picture.size, image)))
 
 
-def paced_engine(limits: Limits | None = None) -> tuple[Engine, PacedBackend]:
-    backend = PacedBackend()
+def service_on(backend, limits: Limits | None = None, weights: str = "no weights") -> Service:
+    """A Service over `backend`, with a made-up cost model (these tests check no estimate's value)."""
     limits = limits or Limits()
-    runner = Runner(backend, limits)
-    return Engine(runner, CostModel(1e-7, 0.001), limits, "CPU (paced test backend)", "cpu", "no weights"), backend
+    return Service(Runner(backend, limits, cost=CostModel(2e-7, 0.002)), limits, "CPU (test)", "cpu", weights)
+
+
+def threaded(backbone, limits: Limits | None = None) -> Service:
+    """Real runs on `backbone`, in this process (the runner's thread)."""
+    return service_on(ThreadBackend(backbone), limits, backbone.source)

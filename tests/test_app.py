@@ -1,4 +1,6 @@
-"""The Streamlit page through streamlit.testing.v1.AppTest, with the real engine."""
+"""The Studio page through streamlit.testing.v1.AppTest. Its runs go to a Service in this process (real runs on the
+real network, or the paced backend where a test must hold a run still): the worker process is test_worker.py's
+subject, and the browser tests run the real server."""
 
 import io
 import time
@@ -13,6 +15,7 @@ from nst_core.images import png_metadata
 from tests.conftest import ROOT, rerun_until
 
 D = Settings()
+pytestmark = pytest.mark.usefixtures("threaded_app")
 
 
 def new_app() -> AppTest:
@@ -24,7 +27,7 @@ def new_app() -> AppTest:
 
 def run_to_end(at: AppTest, limit: float = 120) -> None:
     at.button(key="run").click().run()
-    rerun_until(at, lambda: at.session_state["job"] is None, limit)
+    rerun_until(at, lambda: at.session_state["studio_job"] is None, limit)
 
 
 def start_small_run(at: AppTest, iterations: int):
@@ -33,7 +36,7 @@ def start_small_run(at: AppTest, iterations: int):
     slider(at, "Iterations").set_value(iterations)
     at.run()
     at.button(key="run").click().run()
-    return at.session_state["job"]
+    return at.session_state["studio_job"]
 
 
 def slider(at, label):
@@ -50,13 +53,13 @@ def test_page_renders_with_the_defaults_of_settings():
     assert slider(at, "Iterations").value == D.iterations
     assert slider(at, "Output size (longest side, px)").value == D.size
     assert at.multiselect(key="w_style_layers").value == list(D.style_layers)
-    assert at.selectbox(key="w_content_layer").value == D.content_layers[0]
+    assert at.selectbox(key="w_content_layers").value == D.content_layers[0]
     assert at.radio(key="w_optimizer").value == D.optimizer
     assert at.radio(key="w_precision").value == D.precision == "auto"
     assert at.selectbox(key="w_init").value == D.init
     assert at.number_input(key="w_seed").value == D.seed
     assert any("Estimated time on this server" in c.value for c in at.caption)
-    assert any("original VGG19 weights" in c.value for c in at.sidebar.caption)
+    assert any("original VGG19 weights" in c.value for c in at.sidebar.caption)  # where the weights came from
 
 
 def test_a_sample_run_leaves_a_result_and_a_gif():
@@ -65,7 +68,7 @@ def test_a_sample_run_leaves_a_result_and_a_gif():
     slider(at, "Iterations").set_value(10)
     at.run()
     run_to_end(at)
-    r = at.session_state["result"]
+    r = at.session_state["studio_result"]
     assert r["image"].size == (64, 43) and not r["stopped"]
     assert r["info"]["steps"] == 10
     with Image.open(io.BytesIO(r["gif"])) as g:
@@ -108,22 +111,19 @@ def test_a_bad_upload_shows_an_error_and_keeps_the_previous_image():
     assert at.session_state["content"][0] == "purple.png"
 
 
-def test_uploads_over_the_configured_size_are_refused(monkeypatch):
-    monkeypatch.setenv("NST_UPLOAD_MB", "1")
-    from studio import engine
+def test_uploads_over_the_configured_size_are_refused(use_service, backbone):
+    from nst_core.serve.limits import Limits
+    from tests.fakes import threaded
 
-    engine.clear()  # a server started with NST_UPLOAD_MB=1
-    try:
-        at = new_app()
-        at.radio(key="content_mode").set_value("Upload").run()
-        big = io.BytesIO()
-        Image.effect_noise((1200, 1200), 80).convert("RGB").save(big, "PNG")
-        assert len(big.getvalue()) > 2**20
-        at.file_uploader(key="content_upload").upload("big.png", big.getvalue(), "image/png").run()
-        assert any("big.png is" in e.value and "the limit is 1 MB" in e.value for e in at.error)
-        assert at.session_state["content"][0] == "Chelsea"
-    finally:
-        engine.clear()
+    use_service(threaded(backbone, Limits.from_env({"NST_UPLOAD_MB": "1"})))  # a server started with NST_UPLOAD_MB=1
+    at = new_app()
+    at.radio(key="content_mode").set_value("Upload").run()
+    big = io.BytesIO()
+    Image.effect_noise((1200, 1200), 80).convert("RGB").save(big, "PNG")
+    assert len(big.getvalue()) > 2**20
+    at.file_uploader(key="content_upload").upload("big.png", big.getvalue(), "image/png").run()
+    assert any("big.png is" in e.value and "the limit is 1 MB" in e.value for e in at.error)
+    assert at.session_state["content"][0] == "Chelsea"
 
 
 def test_address_parameters_prefill_the_controls():
@@ -137,30 +137,28 @@ def test_address_parameters_prefill_the_controls():
     assert at.radio(key="w_precision").value == "float32"
 
 
-def test_a_run_that_ends_between_reruns_is_not_lost():
+def test_a_run_that_ends_between_reruns_is_not_lost(paced):
     at = new_app()
     job = start_small_run(at, 10)
+    paced.allow()
     t = time.monotonic()
     while job.active:  # no page polls meanwhile
         job.heartbeat()
         assert time.monotonic() - t < 60
         time.sleep(0.05)
     at.run()
-    assert at.session_state["job"] is None and at.session_state["result"]["info"]["steps"] == 10
+    assert at.session_state["studio_job"] is None and at.session_state["studio_result"]["info"]["steps"] == 10
 
 
 @pytest.fixture
-def paced(monkeypatch):
-    """The page's engine on tests.fakes.PacedBackend: its run takes a step only when the test allows one."""
-    import studio
-    from tests.fakes import paced_engine
+def paced(use_service):
+    """The page's Service on tests.fakes.PacedBackend: its run takes a step only when the test allows one."""
+    from tests.fakes import PacedBackend, service_on
 
-    eng, backend = paced_engine()
-    monkeypatch.setattr(studio.Engine, "start", staticmethod(lambda *a, **k: eng))
-    studio.engine.clear()
+    backend = PacedBackend()
+    use_service(service_on(backend))
     yield backend
     backend.allow()
-    studio.engine.clear()
 
 
 def test_moving_a_slider_does_not_kill_the_run_and_stop_keeps_the_picture(paced):
@@ -169,13 +167,13 @@ def test_moving_a_slider_does_not_kill_the_run_and_stop_keeps_the_picture(paced)
     paced.allow(30)
     rerun_until(at, lambda: len(job.history) == 30 and job.image is not None)
     slider(at, "Smoothness").set_value(5.0).run()  # a full rerun of the page mid-run
-    assert at.session_state["job"] is job and job.active
+    assert at.session_state["studio_job"] is job and job.active
     paced.allow(10)
     rerun_until(at, lambda: len(job.history) == 40)  # the same run carries on after the rerun
-    assert at.session_state["job"] is job and job.active
-    at.button(key="stop").click().run()
-    rerun_until(at, lambda: at.session_state["job"] is None, 30)
-    r = at.session_state["result"]
+    assert at.session_state["studio_job"] is job and job.active
+    at.button(key="studio_stop").click().run()
+    rerun_until(at, lambda: at.session_state["studio_job"] is None, 30)
+    r = at.session_state["studio_result"]
     assert r["stopped"] and r["info"]["steps"] == 25 and r["image"].size == (64, 43)  # its last preview
     assert any("stopped by you" in w.value and "picture so far is kept" in w.value for w in at.warning)
 
@@ -193,6 +191,6 @@ def test_address_parameters_outside_the_widgets_are_clamped_not_fatal():
     at.run()
     assert not at.exception, at.exception
     assert slider(at, "Output size (longest side, px)").value == 64 and slider(at, "Iterations").value == 10
-    assert at.selectbox(key="w_content_layer").value == "relu4_2"
+    assert at.selectbox(key="w_content_layers").value == "relu4_2"
     assert at.multiselect(key="w_style_layers").value == ["relu2_1"]
     assert any("style_weight" in w.value for w in at.warning)

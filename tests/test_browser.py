@@ -56,7 +56,7 @@ def test_upload_run_watch_and_download_the_gif(server, tmp_path):
         page = browser.new_page(viewport={"width": 1400, "height": 2400}, accept_downloads=True)
         # One level (scales=1), so that every saved picture, and the animations, are the full size.
         page.goto(server + f"/?size={size}&iterations=1000&scales=1", wait_until="domcontentloaded")
-        # The first visit starts the engine (with NST_RUNNER=ray: a Ray instance, then an actor loading VGG19).
+        # The first visit starts the service (with NST_RUNNER=ray: a Ray instance, then an actor loading VGG19).
         expect(page.get_by_text("Neural Style Studio").first).to_be_visible(timeout=180_000)
         estimate = page.get_by_text("Estimated time on this server")
         expect(estimate).to_be_visible(timeout=60_000)

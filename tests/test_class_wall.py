@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from nst_core.wall import Wall
+from nst_core.serve.wall import Wall
 from tests.conftest import ROOT
 from tests.servers import CHROMIUM, FLAGS, StreamlitServer
 from tests.test_wall import picture
@@ -92,16 +92,16 @@ def texts(at: AppTest) -> list[str]:
 @pytest.fixture
 def data(tmp_path, monkeypatch):
     """A data directory of its own for the pages run here (the wall is cached once per server)."""
-    from studio import open_class_wall
+    from ui.classroom import forget_wall
 
     monkeypatch.setenv("NST_DATA_DIR", str(tmp_path / "data"))
-    open_class_wall.clear()
+    forget_wall()
     yield tmp_path / "data"
-    open_class_wall.clear()
+    forget_wall()
 
 
 def run_page(params: dict) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "pages" / "2_Class.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "ui" / "pages" / "classroom.py"), default_timeout=60)
     at.query_params.update(params)
     at.run()
     assert not at.exception, at.exception
@@ -128,12 +128,12 @@ def test_wrong_codes_and_keys_show_a_message_and_nothing_of_the_room(data):
 
 
 def test_an_unusable_data_directory_leaves_the_studio_working(tmp_path, monkeypatch):
-    from studio import open_class_wall
+    from ui.classroom import forget_wall
 
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the data directory should be")
     monkeypatch.setenv("NST_DATA_DIR", str(blocker))
-    open_class_wall.clear()
+    forget_wall()
     try:
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
         at.query_params["room"] = "K7QF3M"
@@ -146,4 +146,4 @@ def test_an_unusable_data_directory_leaves_the_studio_working(tmp_path, monkeypa
         at = run_page({"room": "K7QF3M"})
         assert [e.value for e in at.error][0].startswith("The class wall is not available: cannot use the data")
     finally:
-        open_class_wall.clear()
+        forget_wall()

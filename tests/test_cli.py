@@ -132,8 +132,9 @@ def test_help_and_the_server_side_modules_do_not_load_torch():
     worker's and Ray's server side, images, settings, the class wall) keep torch out of the Streamlit process."""
     code = (
         "import sys, runpy\n"
-        "import nst_core.jobs, nst_core.worker, nst_core.images, nst_core.settings, nst_core.schedule\n"
-        "import nst_core.animation, nst_core.wall, nst_core.ray_backend\n"
+        "import nst_core.serve.jobs, nst_core.serve.process_backend, nst_core.serve.service, nst_core.serve.cost\n"
+        "import nst_core.images, nst_core.settings, nst_core.schedule, nst_core.animation\n"
+        "import nst_core.serve.wall, nst_core.serve.ray_backend, nst_core.serve.slots\n"
         "from nst_core import Settings, load_image, png_bytes\n"
         "assert 'torch' not in sys.modules and 'torchvision' not in sys.modules, 'server side'\n"
         "sys.argv = ['nst_core', '--help']\n"

@@ -6,20 +6,21 @@ import time
 import pytest
 
 from nst_core import Settings
-from nst_core.jobs import (
+from nst_core.schedule import pixel_evals
+from nst_core.serve.cost import CostModel
+from nst_core.serve.jobs import (
     DONE,
     FAILED,
     QUEUED,
     RUNNING,
     STOPPED,
     Busy,
-    CostModel,
     Runner,
     Shot,
     StyleTask,
     ThreadBackend,
 )
-from nst_core.limits import Limits
+from nst_core.serve.limits import Limits
 from nst_core.transfer import Frame
 from tests.tasks import IMG, Ticking
 
@@ -153,8 +154,22 @@ def test_cost_model_estimates_and_learns(backbone):
     s = Settings(size=256)
     est = cost.estimate(s)
     assert est > 0 and cost.estimate(s.replace(iterations=2 * s.iterations)) > 1.9 * est
-    cost.learn(s, 1.0, seconds=2 * est, steps=s.iterations)
+    cost.learn(pixel_evals(s), s.iterations, seconds=2 * est)
     assert cost.estimate(s) > 1.4 * est
+
+
+def test_the_runner_estimates_each_task_and_learns_from_each_finished_one():
+    cost = CostModel(1e-7, 0.0)  # 0.1 s per step of a million pixel-evaluations
+    r = Runner(ThreadBackend(None), cost=cost)
+    job = r.submit(ticking(10, 0.02))  # its frames say 0.02 s per step: twice the model's
+    assert job.estimate == pytest.approx(1.0)
+    wait(lambda: job.state == DONE)
+    assert cost.rate == pytest.approx(0.5 * 1e-7 + 0.5 * 0.2 / 1e7)  # an exponential average with the run's rate
+    stopped = r.submit(ticking(100_000, 0.001))
+    wait(lambda: len(stopped.history) >= 3)
+    stopped.cancel()
+    wait(lambda: not stopped.active)
+    assert cost.rate == pytest.approx(0.5 * 1e-7 + 0.5 * 0.2 / 1e7)  # a run that did not finish teaches nothing
 
 
 def test_time_left_uses_the_estimate_while_the_straight_line_is_too_hopeful():

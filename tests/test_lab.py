@@ -91,8 +91,8 @@ def test_feature_maps_and_heatmap(backbone, content):
 
 
 def test_estimates_scale_with_the_work(backbone, content, style):
-    from nst_core.jobs import CostModel
+    from nst_core.serve.cost import CostModel
 
     cost = CostModel(1e-6, 0.01)
     small, big = lab.tradeoff_grid(content, style, iterations=10), lab.tradeoff_grid(content, style, iterations=20)
-    assert big.estimate(cost) == pytest.approx(2 * small.estimate(cost))
+    assert cost.seconds(*big.work()) == pytest.approx(2 * cost.seconds(*small.work()))

@@ -7,7 +7,7 @@ from tests.conftest import ROOT, rerun_until
 
 
 def lab_page() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "pages" / "1_Lab.py"), default_timeout=120)
+    at = AppTest.from_file(str(ROOT / "ui" / "pages" / "lab.py"), default_timeout=120)
     at.run()
     assert not at.exception, at.exception
     return at

@@ -10,8 +10,8 @@ import zipfile
 import pytest
 from PIL import Image
 
-from nst_core.limits import Limits
-from nst_core.wall import SCHEMA_VERSION, Wall, WallError, normalise_code
+from nst_core.serve.limits import Limits
+from nst_core.serve.wall import SCHEMA_VERSION, Wall, WallError, normalise_code
 
 
 def picture(colour, size=(48, 32)) -> bytes:

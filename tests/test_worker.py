@@ -8,8 +8,8 @@ import time
 import pytest
 
 from nst_core import Settings
-from nst_core.jobs import DONE, FAILED, RUNNING, STOPPED, Busy, Runner, StyleTask
-from nst_core.limits import Limits
+from nst_core.serve.jobs import DONE, FAILED, RUNNING, STOPPED, Busy, Runner, StyleTask
+from nst_core.serve.limits import Limits
 from tests.conftest import wait
 from tests.tasks import Crashing, Logged, Raising, Ticking, read_log
 
@@ -23,11 +23,11 @@ DIED = {
 @pytest.fixture(scope="module", params=["process", pytest.param("ray", marks=pytest.mark.ray)])
 def runner(request):
     if request.param == "process":
-        from nst_core.worker import ProcessBackend
+        from nst_core.serve.process_backend import ProcessBackend
 
         backend = ProcessBackend("original", "cpu", Limits())
     else:
-        from nst_core.ray_backend import RayBackend
+        from nst_core.serve.ray_backend import RayBackend
 
         backend = RayBackend("original", "cpu", Limits(), num_cpus=2)  # a local instance, on 127.0.0.1
     backend.name = request.param
@@ -36,7 +36,7 @@ def runner(request):
 
 
 def worker_pid(backend) -> int:
-    slot = backend._idle[0]
+    slot = backend.pool.idle()[0]
     return slot.proc.pid if backend.name == "process" else slot.info["pid"]
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .errors import NSTError
+from ..errors import NSTError
 from .limits import Limits
 
 ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # 31 symbols: 31^6 = 887 million codes

@@ -1,6 +1,6 @@
 """The classroom Lab: five experiments that show, one picture at a time, why style transfer works.
 
-Experiments 1-4 are nst_core.lab Plans run on the same shared runner as the main page; 5 is immediate.
+Experiments 1-4 are nst_core.lab Plans run through the same job panel and runner as the Studio; 5 is immediate.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import streamlit as st
 from nst_core import lab
 from nst_core.animation import make_gif
 from nst_core.images import fit, png_bytes
-from studio import engine, fmt_seconds, image_picker, job_progress, poll, show_png, submit, wait_note
+from ui.common import fmt_seconds, image_picker, service, show_png
+from ui.job_panel import JobPanel, Progress, wait_note
 
 st.set_page_config(page_title="Lab · Neural Style Studio", page_icon=":material/science:", layout="wide")
 
@@ -48,27 +49,40 @@ EXPLAIN = {
 }
 
 
-def run_panel(eng, key: str, plan: lab.Plan, anim: bool) -> None:
+def live(p: Progress) -> None:
+    if p.image is not None:
+        show_png(st, p.image, 1200)
+
+
+def finish(job, meta: dict) -> dict:
+    last = job.final_frames()[-1]
+    image = last.image()
+    return {
+        "key": meta["key"],
+        "image": image,
+        "png": png_bytes(image, {"experiment": meta["title"]}),
+        "gif": make_gif([f.image() for f in job.final_frames()]) if meta["anim"] else None,
+        "caption": f"{meta['title']}: {last.step} of {last.total} steps in {fmt_seconds(last.elapsed)}"
+        + (f" ({job.reason})" if job.reason else ""),
+    }
+
+
+panel = JobPanel("lab", live, finish)
+
+
+def run_panel(key: str, plan: lab.Plan, anim: bool) -> None:
     """Estimate, Run, live progress and downloads for one optimising experiment."""
+    svc = service()
     st.caption(
-        f"About {fmt_seconds(plan.estimate(eng.cost))} on this server{wait_note(eng)} ({plan.iterations} "
-        f"steps in all; {eng.caption})."
+        f"About {fmt_seconds(svc.cost.seconds(*plan.work()))} on this server{wait_note()} ({plan.iterations} "
+        f"steps in all; {svc.caption})."
     )
-    job = st.session_state.get("lab_job")
-    if job is not None and not job.active:
-        _finish(job)
-        job = None
-    if st.button(
-        "Run the experiment", type="primary", icon=":material/play_arrow:", disabled=job is not None, key=f"run_{key}"
-    ):
-        job = submit(eng, plan, plan.title, plan.estimate(eng.cost))
-        if job is not None:
-            st.session_state.lab_job = job
-            st.session_state.lab_meta = {"key": key, "title": plan.title, "anim": anim}
-    if job is not None:
-        poll(_live, job)
-    result = st.session_state.get("lab_result")
-    if result and result["key"] == key and job is None:
+    busy = panel.busy()
+    if st.button("Run the experiment", type="primary", icon=":material/play_arrow:", disabled=busy, key=f"run_{key}"):
+        panel.submit(plan, plan.title, {"key": key, "title": plan.title, "anim": anim})
+    panel.show()
+    result = panel.result
+    if result and result["key"] == key and not panel.busy():
         st.image(result["image"], caption=result["caption"])
         c1, c2 = st.columns(2)
         c1.download_button(
@@ -90,39 +104,6 @@ def run_panel(eng, key: str, plan: lab.Plan, anim: bool) -> None:
             )
 
 
-def _live() -> None:
-    eng, job = engine(), st.session_state.get("lab_job")
-    if job is None:
-        return
-    _, _, image, _, _ = job_progress(eng, job)
-    if image is not None:
-        show_png(st, image, 1200)
-    if not job.active:
-        _finish(job)
-        st.rerun()
-
-
-def _finish(job) -> None:
-    meta = st.session_state.pop("lab_meta")
-    st.session_state.lab_job = None
-    if not job.finished_ok:
-        st.session_state.lab_result = None
-        st.session_state.lab_error = f"The experiment stopped: {job.reason or 'no picture yet'}"
-        return
-    frames = job.final_frames()
-    last = frames[-1]
-    image = last.image()
-    st.session_state.pop("lab_error", None)
-    st.session_state.lab_result = {
-        "key": meta["key"],
-        "image": image,
-        "png": png_bytes(image, {"experiment": meta["title"]}),
-        "gif": make_gif([f.image() for f in frames]) if meta["anim"] else None,
-        "caption": f"{meta['title']}: {last.step} of {last.total} steps in {fmt_seconds(last.elapsed)}"
-        + (f" ({job.reason})" if job.reason else ""),
-    }
-
-
 @st.cache_resource(show_spinner="Loading VGG19 for a look inside...")
 def local_backbone():
     """A backbone in this process for experiment 5 only: one forward pass at 224 px, immediate, no
@@ -134,7 +115,7 @@ def local_backbone():
     return load_backbone(os.environ.get("NST_WEIGHTS", "original"), "cpu")
 
 
-def inside_panel(eng) -> None:
+def inside_panel() -> None:
     layer = st.selectbox(
         "Layer",
         [f"relu{b}_1" for b in range(1, 6)],
@@ -190,16 +171,14 @@ def inside_panel(eng) -> None:
 
 
 def main() -> None:
-    eng = engine()
+    service()
     st.title("The Lab")
     st.caption("Why does style transfer work? Five experiments, each a picture a class can make live.")
     choice = st.radio("Experiment", list(EXPLAIN), key="lab_experiment", horizontal=True)
     st.markdown(EXPLAIN[choice])
-    if st.session_state.get("lab_error"):
-        st.warning(st.session_state.lab_error)
     key = choice.split(".")[0]
     if key == "5":
-        inside_panel(eng)
+        inside_panel()
         return
     size = st.slider(
         "Size of each picture (px)",
@@ -224,22 +203,22 @@ def main() -> None:
         else:
             b = lab.spot_the_difference_pair(a)
             c2.image(b, caption="B: spot the three differences", width=220)
-        run_panel(eng, key, lab.pixel_match(a, b, size, steps), anim=True)
+        run_panel(key, lab.pixel_match(a, b, size, steps), anim=True)
     elif key == "2":
         photo = image_picker("lab_photo", "Photo", "content", "chelsea.png", help="The photo to reconstruct.")
-        run_panel(eng, key, lab.layer_reconstructions(photo, size, steps), anim=True)
+        run_panel(key, lab.layer_reconstructions(photo, size, steps), anim=True)
     elif key == "3":
         style = image_picker(
             "lab_style", "Painting", "styles", "starry_night.jpg", help="The painting whose texture we copy."
         )
-        run_panel(eng, key, lab.style_alone(style, size, steps), anim=True)
+        run_panel(key, lab.style_alone(style, size, steps), anim=True)
     else:
         c1, c2 = st.columns(2)
         with c1:
             photo = image_picker("lab_photo4", "Photo", "content", "chelsea.png", help="The photo.")
         with c2:
             style = image_picker("lab_style4", "Painting", "styles", "starry_night.jpg", help="The painting.")
-        run_panel(eng, key, lab.tradeoff_grid(photo, style, size, steps), anim=False)
+        run_panel(key, lab.tradeoff_grid(photo, style, size, steps), anim=False)
 
 
 main()

@@ -4,17 +4,17 @@ RAY_ADDRESS joins a running cluster (`ray start --head` on one machine, `ray sta
 others). Without it a local Ray instance starts, listening on 127.0.0.1 only. Ray is an optional install:
 this module is imported only for NST_RUNNER=ray.
 
-Each slot is a Ray actor that loads VGG19 once (`prepare()`, as a worker process does) and runs one
-task at a time. Its `run` is a streaming generator of Shots: step, losses, and at the preview cadence a
+Each slot is a Ray actor (WorkerActor) that loads VGG19 once (slots.prepare, as a worker process does) and runs
+one task at a time. Its `run` is a streaming generator of Shots: step, losses, and at the preview cadence a
 PNG. The server reads them as they come, so the page looks exactly as it does with the local worker
 process. Stop is a second call on the same actor (two threads: one runs, one listens), checked between
 steps, so a stopped run ends at once and keeps its picture. An actor that dies (its process killed, its
 node gone) fails its run in one line and is replaced at once; the replacement loads VGG19 while the
 queue carries on.
 
-Capacity is read from the cluster at start-up: a worker per GPU (times NST_CONCURRENT_PER_GPU), or on a
-cluster without GPUs a worker per NST_RAY_CPUS CPUs (default: all the CPUs of the smallest node, at most
-8, since one run already uses every thread it is given). The actors are spread over the nodes.
+Capacity is read from the cluster at start-up (Limits.cluster_slots): a worker per GPU (times
+NST_CONCURRENT_PER_GPU), or on a cluster without GPUs a worker per NST_RAY_CPUS CPUs. The actors are spread
+over the nodes.
 """
 
 from __future__ import annotations
@@ -31,14 +31,14 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from .jobs import RunFailed, StartFailed, one_line, shots
+from .jobs import RunFailed, StartFailed, WorkerDied, one_line, shots
 from .limits import Limits
-from .worker import WorkerDied, forget_failure, prepare
+from .slots import END, Pool, forget_failure, prepare, relay
 
 LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": a local Ray instance uses 127.0.0.1 only
 
 
-class RayWorker:
+class WorkerActor:
     """One actor: VGG19 loaded once, one run at a time (plus a second thread for `stop`)."""
 
     def __init__(self, weights: str, device: str, threads: int):
@@ -68,7 +68,9 @@ class RayWorker:
 
 
 @dataclass
-class Slot:
+class ActorSlot:
+    """The server's handle on one WorkerActor."""
+
     actor: object  # a Ray actor handle
     ready: object  # ObjectRef of its info, ready once VGG19 is loaded
     info: dict | None = None  # that info, once read
@@ -118,7 +120,7 @@ class RayBackend:
                     num_cpus=num_cpus if address is None else None,
                     include_dashboard=False,
                     # A cluster's nodes get this package from the app, so they need only its requirements.
-                    runtime_env={"py_modules": [str(Path(__file__).parent)]} if address else None,
+                    runtime_env={"py_modules": [str(Path(__file__).parents[1])]} if address else None,
                 )
             except Exception as e:
                 if address is None:
@@ -137,27 +139,22 @@ class RayBackend:
             atexit.register(self.close)  # a server that exits (Ctrl-C, SIGTERM) ends its local instance too
         nodes = [n for n in ray.nodes() if n["Alive"]]
         gpus = 0 if device == "cpu" else int(sum(n["Resources"].get("GPU", 0) for n in nodes))
+        self.slots, threads = limits.cluster_slots(gpus, [int(n["Resources"].get("CPU", 0)) for n in nodes])
         if gpus:
-            per = max(1, limits.concurrent_per_gpu)
-            self.slots, threads = gpus * per, 0
-            self._options = {"num_gpus": 1 / per, "num_cpus": 1}
+            self._options = {"num_gpus": gpus / self.slots, "num_cpus": 1}
             self.kind = "GPU"
         else:
-            cpus = [int(n["Resources"].get("CPU", 0)) for n in nodes]
-            threads = limits.ray_cpus or min(8, min((c for c in cpus if c > 0), default=1))
-            self.slots = sum(c // threads for c in cpus)
             self._options = {"num_cpus": threads}
             self.kind = "CPU"
         if self.slots == 0:
             self.close()
             raise StartFailed(f"the Ray cluster has no node with {threads} free CPUs (NST_RAY_CPUS) or a GPU")
         self._args = (weights, device, threads)
-        self._actor = ray.remote(max_concurrency=2)(RayWorker)
-        self._lock = threading.Lock()
+        self._actor = ray.remote(max_concurrency=2)(WorkerActor)
         self._ids = itertools.count(1)
-        self._idle = [self._new_slot() for _ in range(self.slots)]
+        self.pool = Pool([self._new_slot() for _ in range(self.slots)], lambda slot: ray.kill(slot.actor))
         try:
-            infos = ray.get([s.ready for s in self._idle], timeout=start_timeout)
+            infos = ray.get([s.ready for s in self.pool.idle()], timeout=start_timeout)
         except Exception as e:
             self.close()
             raise StartFailed(f"the Ray workers did not start: {self._why(e)}") from None
@@ -169,21 +166,22 @@ class RayBackend:
         self.info["device"] = f"{self.slots} {self.kind} worker{plural}{spread} on {where} ({self.info['device']})"
         self.runs_per_node: Counter[str] = Counter()
 
-    def _new_slot(self) -> Slot:
+    def _new_slot(self) -> ActorSlot:
         actor = self._actor.options(scheduling_strategy="SPREAD", **self._options).remote(*self._args)
-        return Slot(actor, actor.ready.remote())
+        return ActorSlot(actor, actor.ready.remote())
 
     @staticmethod
     def _why(e: BaseException) -> str:
         cause = getattr(e, "cause", None)  # a RayTaskError carries the exception raised in the actor
         return one_line(cause) if isinstance(cause, BaseException) else one_line(e)
 
+    def _pick(self, idle: list[ActorSlot]) -> ActorSlot:
+        """An actor that has loaded VGG19 first: a replacement may still be loading, or find no room."""
+        done, _ = self.ray.wait([s.ready for s in idle], num_returns=len(idle), timeout=0)
+        return next((s for s in idle if s.ready in done), idle[-1])
+
     def run(self, task, emit, cancelled: threading.Event) -> None:
-        with self._lock:  # the runner never runs more than `slots` at once, so one is always idle
-            # An actor that has loaded VGG19 first: a replacement may still be loading, or find no room.
-            done, _ = self.ray.wait([s.ready for s in self._idle], num_returns=len(self._idle), timeout=0)
-            slot = next((s for s in self._idle if s.ready in done), self._idle[-1])
-            self._idle.remove(slot)
+        slot = self.pool.take(self._pick)
         try:
             self._run(slot, task, emit, cancelled)
         except self.ray.exceptions.RayActorError as e:
@@ -194,10 +192,9 @@ class RayBackend:
                 raise WorkerDied(f"the Ray worker{where} died during this run; a new one is starting") from None
             raise WorkerDied(f"the Ray worker could not start: {self._why(e)}") from None
         finally:
-            with self._lock:
-                self._idle.append(slot)
+            self.pool.put(slot)
 
-    def _run(self, slot: Slot, task, emit, cancelled: threading.Event) -> None:
+    def _run(self, slot: ActorSlot, task, emit, cancelled: threading.Event) -> None:
         ray = self.ray
         try:
             slot.info = ray.get(slot.ready, timeout=self.start_timeout)
@@ -208,28 +205,24 @@ class RayBackend:
         self.runs_per_node[slot.info["node"]] += 1
         run_id = next(self._ids)
         stream = slot.actor.run.remote(run_id, task)
-        stop_sent = False
-        while True:
-            if cancelled.is_set() and not stop_sent:
-                slot.actor.stop.remote(run_id)
-                stop_sent = True
-            done, _ = ray.wait([stream], timeout=0.1)
+
+        def receive(timeout: float):
+            done, _ = ray.wait([stream], timeout=timeout)
             if not done:
-                continue
+                return None
             try:
-                shot = ray.get(next(stream))
+                return ray.get(next(stream))
             except StopIteration:
-                return
+                return END
             except ray.exceptions.RayTaskError as e:
                 raise RunFailed(self._why(e)) from None
-            emit(shot)
+
+        relay(receive, lambda: slot.actor.stop.remote(run_id), emit, cancelled)
 
     def close(self) -> None:
-        """Kill the idle actors (a busy one ends with the connection); end the local instance we started."""
-        with self._lock:
-            idle, self._idle = getattr(self, "_idle", []), []
-        for slot in idle:
-            self.ray.kill(slot.actor)
+        """Kill the idle actors now and a busy one when its run has stopped; end the local instance we started."""
+        if hasattr(self, "pool"):
+            self.pool.close()
         if self._owns and self.ray.is_initialized():
             ours = _ray_processes(os.getpid()) if self._local else []
             self.ray.shutdown()

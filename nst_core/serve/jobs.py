@@ -1,17 +1,12 @@
-"""The runner: a queue of runs with heartbeats, one run per session and a cost model; backends do the work.
+"""The queue: Jobs with heartbeats, one run per session, first come first served over a backend's slots.
 
-Pages submit a task (anything picklable with `frames(backbone) -> Iterator[Frame]`: a StyleTask, a Lab
-Plan), then poll its Job. The runner keeps the queue and the promises made to the pages (order, place,
-waiting time, one run per session, a closed tab stopped within `heartbeat_timeout`); a backend runs one
-task at a time per slot and reports its frames as Shots (previews as PNG bytes, never tensors):
-
-- ThreadBackend: in this process, on the runner's thread (tests, the CLI-like use of the library);
-- ProcessBackend (nst_core.worker): in worker processes that each load VGG19 once (the app's default);
-- RayBackend (nst_core.ray_backend): in Ray actors on a cluster, or a local Ray instance.
-
-A backend has two members: `slots` and `run(task, emit, cancelled)`.
-
-Nothing here imports torch or Streamlit: the app's server process stays light.
+Pages submit a task (anything picklable with `frames(backbone) -> Iterator[Frame]` and `work()`: a StyleTask,
+a Lab Plan), then poll its Job. The Runner keeps the queue and the promises made to the pages (order, place,
+waiting time, one run per session, a closed tab stopped within `heartbeat_timeout`, the time limit) and
+teaches the cost model from every finished run. A backend runs one task per slot and reports its frames as
+Shots (previews as PNG bytes, never tensors). This module has the Backend seam and the in-process backend
+(ThreadBackend); the others are process_backend.py and ray_backend.py, which service.py picks. The queue never
+imports them.
 """
 
 from __future__ import annotations
@@ -28,8 +23,9 @@ from typing import Protocol
 
 from PIL import Image
 
+from ..schedule import pixel_evals
+from ..settings import Settings
 from .limits import Limits
-from .settings import Settings
 
 log = logging.getLogger(__name__)
 QUEUED, RUNNING, DONE, STOPPED, FAILED = "queued", "running", "done", "stopped", "failed"
@@ -45,6 +41,10 @@ class RunFailed(RuntimeError):
 
 class StartFailed(RuntimeError):
     """The workers could not start (a cluster out of reach, say); the message is the one line for people."""
+
+
+class WorkerDied(RunFailed):
+    """The process or actor running a run ended during it; the message says so in one line."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,9 @@ class Shot:
 
 class Task(Protocol):
     def frames(self, backbone) -> Iterator: ...
+
+    def work(self) -> tuple[float, int]:
+        """(pixel-evaluations, steps) of the whole task, for the cost model (nst_core.schedule.pixel_evals)."""
 
 
 class Backend(Protocol):
@@ -181,11 +184,13 @@ def one_line(e: BaseException) -> str:
 
 
 class Runner:
-    """Runs Jobs through a backend, at most `backend.slots` at once, first come first served."""
+    """Runs Jobs through a backend, at most `backend.slots` at once, first come first served. With a cost model,
+    it estimates each submitted task and learns from each finished one."""
 
-    def __init__(self, backend: Backend, limits: Limits | None = None, poll: float = 0.5):
+    def __init__(self, backend: Backend, limits: Limits | None = None, poll: float = 0.5, cost=None):
         self.backend = backend
         self.limits = limits or Limits()
+        self.cost = cost
         self._queue: list[Job] = []
         self._running: set[Job] = set()
         self._lock = threading.Lock()
@@ -194,11 +199,14 @@ class Runner:
         threading.Thread(target=self._watchdog, name="nst-watchdog", daemon=True).start()
 
     @property
-    def concurrency(self) -> int:
+    def slots(self) -> int:
         return self.backend.slots
 
-    def submit(self, task: Task, label: str = "", estimate: float = 0.0, owner: str | None = None) -> Job:
-        """Queue a run; raises Busy if `owner` already has one waiting or running."""
+    def submit(self, task: Task, label: str = "", estimate: float | None = None, owner: str | None = None) -> Job:
+        """Queue a run; raises Busy if `owner` already has one waiting or running. `estimate`: seconds, by default
+        the cost model's."""
+        if estimate is None:
+            estimate = self.cost.seconds(*task.work()) if self.cost is not None else 0.0
         job = Job(
             task=task,
             label=label,
@@ -227,7 +235,7 @@ class Runner:
                 return 0.0
             ahead = self._queue[: self._queue.index(job)] if job is not None else list(self._queue)
             free_at = [j.seconds_left() for j in self._running]
-        free_at += [0.0] * max(0, self.concurrency - len(free_at))
+        free_at += [0.0] * max(0, self.slots - len(free_at))
         heapq.heapify(free_at)
         for j in ahead:
             heapq.heappush(free_at, heapq.heappop(free_at) + j.estimate)
@@ -239,11 +247,11 @@ class Runner:
 
     def stats(self) -> dict:
         with self._lock:
-            return {"running": len(self._running), "queued": len(self._queue), "concurrency": self.concurrency}
+            return {"running": len(self._running), "queued": len(self._queue), "slots": self.slots}
 
     def _dispatch(self) -> None:
         with self._lock:
-            while self._queue and len(self._running) < self.concurrency:
+            while self._queue and len(self._running) < self.slots:
                 job = self._queue.pop(0)
                 if job._cancel.is_set():
                     job._set_state(STOPPED)
@@ -269,6 +277,8 @@ class Runner:
             self._running.discard(job)
         job._set_state(state)
         last = job.latest
+        if state == DONE and self.cost is not None and last is not None:
+            self.cost.learn(*job.task.work(), seconds=last.elapsed)
         log.info(
             "run %d %s: %d steps in %.2f s (%.2f s after it started)%s",
             job.id,
@@ -304,9 +314,13 @@ class StyleTask:
     settings: Settings
 
     def frames(self, backbone) -> Iterator:
-        from .transfer import stylize
+        from ..transfer import stylize
 
         return stylize(self.content, list(self.styles), self.settings, backbone)
+
+    def work(self) -> tuple[float, int]:
+        w, h = self.content.size
+        return pixel_evals(self.settings, min(w, h) / max(w, h)), self.settings.iterations
 
 
 class ThreadBackend:
@@ -334,111 +348,3 @@ def drive(frames: Iterator, emit: Callable[[Shot], None], cancelled) -> None:
     """shots() handed to `emit` one by one."""
     for shot in shots(frames, cancelled):
         emit(shot)
-
-
-class CostModel:
-    """Run time = steps x fixed cost + (pixels x evaluations) x rate: probed once, then learnt from runs."""
-
-    def __init__(self, seconds_per_pixel_eval: float, seconds_per_step: float = 0.0):
-        self.rate, self.per_step = seconds_per_pixel_eval, seconds_per_step
-        self._lock = threading.Lock()
-
-    @classmethod
-    def probe(cls, backbone, sizes: tuple[int, int] = (64, 256), evals: int = 2) -> CostModel:
-        """Time a few real evaluations at two sizes and fit a fixed and a per-pixel cost."""
-        import torch
-
-        from .transfer import Objective
-
-        times = []
-        for size in sizes:
-            x = torch.rand(1, 3, size, size, device=backbone.device)
-            obj = Objective(backbone, Settings(), x, [x])
-            y = x.clone().requires_grad_(True)
-            obj(y)["total"].backward()  # warm-up
-            t = time.perf_counter()
-            for _ in range(evals):
-                y.grad = None
-                obj(y)["total"].backward()
-            if backbone.device.type == "cuda":
-                torch.cuda.synchronize()
-            times.append((time.perf_counter() - t) / evals)
-        (a, b), (ta, tb) = sizes, times
-        rate = max(1e-12, (tb - ta) / (b * b - a * a))
-        return cls(rate, max(0.0, ta - rate * a * a))
-
-    @staticmethod
-    def pixel_evals(settings: Settings, aspect: float = 1.0) -> float:
-        """Sum over the schedule of (pixels at that level) x (evaluations there); aspect = short/long side."""
-        from .schedule import schedule
-
-        return sum(size * size * aspect * n for size, n in schedule(settings))
-
-    def estimate(self, settings: Settings, aspect: float = 1.0) -> float:
-        return self.per_step * settings.iterations + self.rate * self.pixel_evals(settings, aspect)
-
-    def learn(self, settings: Settings, aspect: float, seconds: float, steps: int) -> None:
-        """Fold a finished run into the per-pixel rate (exponential average: follows the server's load)."""
-        pe = self.pixel_evals(settings.replace(iterations=steps), aspect) if steps > 0 else 0
-        seconds -= self.per_step * steps
-        if pe <= 0 or seconds <= 0:
-            return
-        with self._lock:
-            self.rate = 0.5 * self.rate + 0.5 * seconds / pe
-
-
-@dataclass
-class Engine:
-    """What a server shares between all sessions: the runner, the cost model, the limits, what runs it."""
-
-    runner: Runner
-    cost: CostModel
-    limits: Limits
-    device: str  # e.g. "CPU, 2 threads" or "GPU: NVIDIA H100"
-    device_type: str  # cpu | cuda | mps
-    weights: str  # where the weights came from, for people
-
-    def close(self) -> None:
-        """Stop what runs and end the worker processes (a server shutting down, a cache cleared)."""
-        for job in self.runner.jobs():
-            job.cancel("the server is restarting")
-        getattr(self.runner.backend, "close", lambda: None)()
-
-    @property
-    def caption(self) -> str:
-        where = f" · {self.runner.concurrency} runs at once" if self.runner.concurrency > 1 else ""
-        return f"{self.device} · {self.weights}{where}"
-
-    @classmethod
-    def start(
-        cls, weights: str = "original", device: str = "auto", limits: Limits | None = None, backend: str = "process"
-    ) -> Engine:
-        """`backend`: process (worker processes, the app's default), ray (Ray actors: RAY_ADDRESS or a local
-        instance) or thread (in this process)."""
-        limits = limits or Limits.from_env()
-        if backend == "thread":
-            import torch
-
-            from .backbone import describe_device, load_backbone
-
-            bb = load_backbone(weights, device)
-            gpus = torch.cuda.device_count() if bb.device.type == "cuda" else 0
-            runner = Runner(ThreadBackend(bb, limits.concurrent(bb.device.type, gpus)), limits)
-            return cls(
-                runner,
-                CostModel.probe(bb),
-                limits,
-                describe_device(bb.device, bb.native_bf16),
-                bb.device.type,
-                bb.source,
-            )
-        if backend == "process":
-            from .worker import ProcessBackend as make
-        elif backend == "ray":
-            from .ray_backend import RayBackend as make
-        else:
-            raise ValueError(f"NST_RUNNER={backend!r}: choose process, ray or thread")
-        be = make(weights, device, limits)
-        info = be.info
-        cost = CostModel(info["rate"], info["per_step"])
-        return cls(Runner(be, limits), cost, limits, info["device"], info["device_type"], info["weights"])

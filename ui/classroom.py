@@ -1,4 +1,6 @@
-"""The class wall: a teacher opens a room; students share their results to its wall, which updates live.
+"""The class wall on the Streamlit side: the server's one Wall (storage, nst_core.serve.wall), a Studio tab's
+room (?room=CODE) and its Share form, and the pieces of the Class page (open or join a room, the live wall,
+the teacher's tools).
 
 /Class                      open a room (teacher) or join one (student)
 /Class?room=CODE            the room's wall (for students, or a projector)
@@ -8,14 +10,106 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 import time
 
 import streamlit as st
 
-from nst_core.wall import Entry, Wall, WallError
-from studio import class_wall, sentence
+from nst_core.serve.limits import Limits
+from nst_core.serve.wall import NAME_LENGTH, Entry, Wall, WallError
 
-st.set_page_config(page_title="Class · Neural Style Studio", page_icon=":material/groups:", layout="wide")
+from .common import ROOT, sentence
+
+_lock = threading.Lock()
+_wall: Wall | None = None
+
+
+def open_wall() -> Wall:
+    """The server's one Wall (in NST_DATA_DIR), kept in this module (no client can clear it) with a clean-up
+    thread that removes expired rooms every 10 minutes. Raises WallError if the data directory is unusable; the
+    next call tries again."""
+    global _wall
+    with _lock:
+        if _wall is None:
+            wall = Wall(os.environ.get("NST_DATA_DIR") or ROOT / "data", Limits.from_env())
+
+            def clean_up() -> None:  # rooms past their time go even when nobody opens a page
+                while True:
+                    with contextlib.suppress(Exception):
+                        wall.expire()
+                    time.sleep(600)
+
+            threading.Thread(target=clean_up, name="nst-wall-expiry", daemon=True).start()
+            _wall = wall
+        return _wall
+
+
+def forget_wall() -> None:
+    """The next open_wall() opens the data directory anew (tests; a changed NST_DATA_DIR)."""
+    global _wall
+    with _lock:
+        _wall = None
+
+
+def class_wall() -> Wall:
+    """open_wall(), or one line on the page (and nothing more of it) if the data directory is unusable."""
+    try:
+        return open_wall()
+    except (WallError, ValueError) as e:
+        st.error(f"The class wall is not available: {e}.")
+        st.stop()
+
+
+# ---------------------------------------------------------------- in the Studio
+
+
+def class_room() -> None:
+    """A room link (?room=CODE) puts this tab in that class: its results can be shared to the room's wall."""
+    code = st.query_params.get("room")
+    try:
+        wall = open_wall()
+    except (WallError, ValueError) as e:  # the studio works without it
+        if code:
+            st.warning(f"Not in a class: the class wall is not available on this server ({e}).")
+        return
+    if code and code != st.session_state.get("room"):
+        try:
+            st.session_state.room = wall.room(code).code
+        except WallError as e:
+            st.warning(f"Not in a class: {e}.")
+            return
+    if st.session_state.get("room"):
+        code = st.session_state.room
+        st.info(
+            f"You are in class room **{code}**: when your picture is done you can share it to the "
+            f"[class wall](Class?room={code}) (only the picture, its animation and its settings, never your photo)."
+        )
+
+
+def share_form(r: dict) -> None:
+    """Opt-in: the result, its GIF and its settings go to the room's wall, under a name if one is given."""
+    code = st.session_state.room
+    if r.get("shared"):
+        st.success(f"Shared to the wall of room {code}{' as ' + r['shared'] if r['shared'] != '-' else ''}.")
+        return
+    with st.form("share", border=True):
+        name = st.text_input("Your first name or a nickname (optional)", max_chars=NAME_LENGTH, key="share_name")
+        if st.form_submit_button("Share to the class wall", icon=":material/groups:"):
+            settings = {**r["info"]["settings"], "steps": r["info"]["steps"], "seconds": r["info"]["seconds"]}
+            try:
+                entry = class_wall().share(code, r["png"], r["gif"], name, r["paintings"], settings)
+            except WallError as e:
+                st.error(f"Not shared: {e}.")
+            else:
+                r["shared"] = entry.name or "-"
+                st.rerun()
+
+
+# ---------------------------------------------------------------- the Class page
+
+
 COLUMNS = 4
 REFRESH = 3  # seconds between looks at the wall
 
@@ -180,11 +274,3 @@ def room_page(wall: Wall, code: str, key: str | None) -> None:
     wall_view(wall, room, key)
     st.fragment(watch, run_every=REFRESH)(room.code)
     st.caption(retention(wall))
-
-
-wall = class_wall()  # expired rooms are out of reach at once; their files go with the clean-up thread
-code = st.query_params.get("room")
-if code:
-    room_page(wall, code, st.query_params.get("key"))
-else:
-    start_page(wall)

@@ -1,7 +1,7 @@
 """Worker processes: each loads VGG19 once and runs tasks sent by the server, one at a time.
 
-The server side (ProcessBackend, one Worker per slot) talks to `python -m nst_core.worker` over a
-socketpair with multiprocessing's Connection (pickled messages, no network):
+The server's side (ProcessBackend, one ProcessSlot per slot) talks to `python -m nst_core.serve.process_backend`
+over a socketpair with multiprocessing's Connection (pickled messages, no network):
 
     server -> worker   ("run", task)   ("stop",)
     worker -> server   ("ready", info)   ("shot", Shot)   ("end",)   ("error", "one line")
@@ -19,15 +19,12 @@ import sys
 import threading
 from multiprocessing.connection import Connection
 
-from .jobs import RunFailed, StartFailed, drive, one_line
+from .jobs import RunFailed, StartFailed, WorkerDied, drive, one_line
 from .limits import Limits
+from .slots import END, Pool, forget_failure, prepare, relay
 
 
-class WorkerDied(RunFailed):
-    pass
-
-
-class Worker:
+class ProcessSlot:
     """The server's handle on one worker process (started again if it dies)."""
 
     def __init__(self, weights: str, device: str, threads: int = 0, start_timeout: float = 300.0):
@@ -41,7 +38,7 @@ class Worker:
     def _start(self) -> None:
         ours, theirs = socket.socketpair()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nst_core.worker", str(theirs.fileno()), *self.args],
+            [sys.executable, "-m", __name__, str(theirs.fileno()), *self.args],
             pass_fds=[theirs.fileno()],
             stdin=subprocess.DEVNULL,
         )
@@ -73,27 +70,25 @@ class Worker:
             f"the worker process ended while {doing} (exit code {code}){why}; it starts again for the next run"
         )
 
+    def _receive(self, timeout: float):
+        """The next message of a run, for slots.relay."""
+        if not self.conn.poll(timeout):
+            if self.proc.poll() is not None:
+                self._recv(0, "running")  # raises WorkerDied
+            return None
+        msg = self._recv(0, "running")
+        if msg[0] == "shot":
+            return msg[1]
+        if msg[0] == "end":
+            return END
+        raise RunFailed(msg[1])
+
     def run(self, task, emit, cancelled: threading.Event) -> None:
         if self.proc.poll() is not None:
             self._start()
         try:
             self.conn.send(("run", task))
-            stop_sent = False
-            while True:
-                if cancelled.is_set() and not stop_sent:
-                    self.conn.send(("stop",))
-                    stop_sent = True
-                if not self.conn.poll(0.1):
-                    if self.proc.poll() is not None:
-                        self._recv(0, "running")  # raises WorkerDied
-                    continue
-                msg = self._recv(0, "running")
-                if msg[0] == "shot":
-                    emit(msg[1])
-                elif msg[0] == "end":
-                    return
-                else:
-                    raise RunFailed(msg[1])
+            relay(self._receive, lambda: self.conn.send(("stop",)), emit, cancelled)
         except (BrokenPipeError, ConnectionResetError):
             self.close()
             raise WorkerDied(
@@ -114,13 +109,13 @@ class Worker:
 
 
 class ProcessBackend:
-    """`slots` worker processes (one per GPU times NST_CONCURRENT_PER_GPU, or NST_CONCURRENT_CPU)."""
+    """`slots` worker processes (Limits.slots: one per GPU times NST_CONCURRENT_PER_GPU, or NST_CONCURRENT_CPU)."""
 
     def __init__(self, weights: str = "original", device: str = "auto", limits: Limits | None = None):
         limits = limits or Limits()
-        first = Worker(weights, device)
+        first = ProcessSlot(weights, device)
         self.info = first.info
-        self.slots = limits.concurrent(self.info["device_type"], self.info["gpus"])
+        self.slots = limits.slots(self.info["device_type"], self.info["gpus"])
         workers = [first]
         if self.slots > 1:
             # Share the CPU cores between the workers; one GPU each, round robin.
@@ -129,57 +124,22 @@ class ProcessBackend:
             workers = []
             for i in range(self.slots):
                 dev = f"cuda:{i % self.info['gpus']}" if self.info["device_type"] == "cuda" else device
-                workers.append(Worker(weights, dev, threads))
-        self._idle: list[Worker] = workers
-        self._lock = threading.Lock()
+                workers.append(ProcessSlot(weights, dev, threads))
+        self.pool = Pool(workers, ProcessSlot.close)
 
     def run(self, task, emit, cancelled: threading.Event) -> None:
-        with self._lock:  # the runner never runs more than `slots` at once, so one is always idle
-            worker = self._idle.pop()
+        worker = self.pool.take()
         try:
             worker.run(task, emit, cancelled)
         finally:
-            with self._lock:
-                self._idle.append(worker)
+            self.pool.put(worker)
 
     def close(self) -> None:
-        with self._lock:
-            workers = list(self._idle)
-        for w in workers:  # a busy worker ends when its run stops and its socket closes with this process
-            w.close()
+        """End the idle workers now, a busy one as soon as its run has stopped."""
+        self.pool.close()
 
 
 # ---------------------------------------------------------------- the worker process itself
-
-
-def prepare(weights: str, device: str, threads: int):
-    """What every worker (a process here, a Ray actor) does once: load VGG19, probe the cost model.
-    Returns the backbone and the info the server shows and plans with."""
-    import torch
-
-    if threads > 0:
-        torch.set_num_threads(threads)
-    from .backbone import describe_device, load_backbone
-    from .jobs import CostModel
-
-    backbone = load_backbone(weights, device)
-    cost = CostModel.probe(backbone)
-    return backbone, {
-        "device": describe_device(backbone.device, backbone.native_bf16),
-        "device_type": backbone.device.type,
-        "gpus": torch.cuda.device_count() if backbone.device.type == "cuda" else 0,
-        "weights": backbone.source,
-        "rate": cost.rate,
-        "per_step": cost.per_step,
-    }
-
-
-def forget_failure(backbone) -> None:
-    """After a failed run: give its GPU memory back for the next one."""
-    if backbone.device.type == "cuda":
-        import torch
-
-        torch.cuda.empty_cache()
 
 
 def main(fd: int, weights: str, device: str, threads: int) -> None:

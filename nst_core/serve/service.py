@@ -1,0 +1,114 @@
+"""What a server shares between all its sessions, and the one place that picks a backend.
+
+`shared()` is the server's one Service, started on first use and kept in this module: not in Streamlit's
+st.cache_resource, which any client can clear with a websocket message (closing every run on the server).
+It ends with the process, or with `close()`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from dataclasses import dataclass
+
+from .cost import CostModel
+from .jobs import Runner, ThreadBackend
+from .limits import Limits
+
+log = logging.getLogger("nst_core")
+BACKENDS = ("process", "ray", "thread")  # NST_RUNNER
+
+
+@dataclass
+class Service:
+    """The runner (queue + backend), the cost model, the limits, and what it runs on, for people."""
+
+    runner: Runner
+    limits: Limits
+    device: str  # e.g. "CPU, 2 threads" or "GPU: NVIDIA H100"
+    device_type: str  # cpu | cuda | mps
+    weights: str  # where the weights came from, for people
+
+    @property
+    def cost(self) -> CostModel:
+        return self.runner.cost
+
+    def close(self) -> None:
+        """Stop what runs and end the workers (idle ones now, busy ones once their run has stopped)."""
+        for job in self.runner.jobs():
+            job.cancel("the server is shutting down")
+        getattr(self.runner.backend, "close", lambda: None)()
+
+    @property
+    def caption(self) -> str:
+        where = f" · {self.runner.slots} runs at once" if self.runner.slots > 1 else ""
+        return f"{self.device} · {self.weights}{where}"
+
+
+def start(weights: str = "original", device: str = "auto", limits: Limits | None = None, backend: str = "process"):
+    """A new Service. `backend`: process (worker processes, the app's default), ray (Ray actors: RAY_ADDRESS or
+    a local instance) or thread (in this process, for debugging)."""
+    limits = limits or Limits.from_env()
+    if backend == "thread":
+        from .slots import prepare
+
+        bb, info = prepare(weights, device, threads=0)
+        be = ThreadBackend(bb, limits.slots(info["device_type"], info["gpus"]))
+    elif backend == "process":
+        from .process_backend import ProcessBackend
+
+        be = ProcessBackend(weights, device, limits)
+        info = be.info
+    elif backend == "ray":
+        from .ray_backend import RayBackend
+
+        be = RayBackend(weights, device, limits)
+        info = be.info
+    else:
+        raise ValueError(f"NST_RUNNER={backend!r}: choose {', '.join(BACKENDS)}")
+    runner = Runner(be, limits, cost=CostModel(info["rate"], info["per_step"]))
+    return Service(runner, limits, info["device"], info["device_type"], info["weights"])
+
+
+_lock = threading.Lock()
+_service: Service | None = None
+
+
+def shared() -> Service:
+    """This server's Service, started on the first call from NST_WEIGHTS, NST_DEVICE, NST_RUNNER and the NST_*
+    limits. If it cannot start, every call raises (with one line to show) and the next one tries again."""
+    global _service
+    with _lock:
+        if _service is None:
+            _log_runs()
+            _service = start(
+                os.environ.get("NST_WEIGHTS", "original"),
+                os.environ.get("NST_DEVICE", "auto"),
+                backend=os.environ.get("NST_RUNNER", "process"),
+            )
+            atexit.register(_service.close)
+        return _service
+
+
+def running() -> bool:
+    """Whether the shared Service has started (a page shows a spinner only while it starts)."""
+    return _service is not None
+
+
+def use(service: Service | None) -> Service | None:
+    """Put `service` in place of the shared one (None: start anew at the next shared()); returns the one it
+    replaces, which the caller closes if it should. For tests and for a server that changes its configuration."""
+    global _service
+    with _lock:
+        old, _service = _service, service
+        return old
+
+
+def _log_runs() -> None:
+    if not log.handlers:  # one line per finished run in the server's log
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)

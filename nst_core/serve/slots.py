@@ -1,0 +1,93 @@
+"""What the worker-process and Ray backends share: the worker's start-up, the server's loop over one run, and
+the pool of idle slots.
+
+A slot is one worker (a process, an actor) that has loaded VGG19 and runs one task at a time. The server's side
+of a run is the same for both: send "stop" once when the page asks, wait for the next message, hand each shot on,
+until the worker says the run has ended (or fails).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+END = object()  # what a slot's receive() returns when the run has ended
+
+
+def prepare(weights: str, device: str, threads: int):
+    """What every worker (a process, a Ray actor) does once: load VGG19, probe the cost model. Returns the
+    backbone and the info the server shows and plans with."""
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    from ..backbone import describe_device, load_backbone
+    from .cost import CostModel
+
+    backbone = load_backbone(weights, device)
+    cost = CostModel.probe(backbone)
+    return backbone, {
+        "device": describe_device(backbone.device, backbone.native_bf16),
+        "device_type": backbone.device.type,
+        "gpus": torch.cuda.device_count() if backbone.device.type == "cuda" else 0,
+        "weights": backbone.source,
+        "rate": cost.rate,
+        "per_step": cost.per_step,
+    }
+
+
+def forget_failure(backbone) -> None:
+    """After a failed run: give its GPU memory back for the next one."""
+    if backbone.device.type == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+def relay(receive: Callable, stop: Callable[[], None], emit: Callable, cancelled, poll: float = 0.1) -> None:
+    """The server's side of one run on a slot. receive(timeout) returns a Shot, None (nothing yet) or END, and
+    raises RunFailed (or WorkerDied) for a run that failed; stop() asks the worker to stop after its step."""
+    stop_sent = False
+    while True:
+        if cancelled.is_set() and not stop_sent:
+            stop()
+            stop_sent = True
+        shot = receive(poll)
+        if shot is END:
+            return
+        if shot is not None:
+            emit(shot)
+
+
+class Pool:
+    """A backend's idle slots. The runner never runs more than `slots` at once, so take() always finds one.
+    After close(), a slot that comes back from its run is closed instead of kept."""
+
+    def __init__(self, slots: list, close_slot: Callable):
+        self._idle, self._close_slot = list(slots), close_slot
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def take(self, pick: Callable[[list], object] | None = None):
+        with self._lock:
+            slot = pick(self._idle) if pick else self._idle[-1]
+            self._idle.remove(slot)
+            return slot
+
+    def put(self, slot) -> None:
+        with self._lock:
+            if not self.closed:
+                self._idle.append(slot)
+                return
+        self._close_slot(slot)
+
+    def idle(self) -> list:
+        with self._lock:
+            return list(self._idle)
+
+    def close(self) -> None:
+        """Close the idle slots now; a busy one is closed when its run has stopped and it comes back."""
+        with self._lock:
+            self.closed, idle, self._idle = True, self._idle, []
+        for slot in idle:
+            self._close_slot(slot)

@@ -1,0 +1,152 @@
+"""Streamlit pieces every page uses: the shared service, image pickers, pictures, times and sentences."""
+
+from __future__ import annotations
+
+import functools
+import io
+import re
+from pathlib import Path
+
+import streamlit as st
+from PIL import Image
+
+from nst_core.errors import ImageLoadError
+from nst_core.images import load_image
+from nst_core.serve import service as _service
+from nst_core.serve.jobs import one_line
+from nst_core.serve.service import Service
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "samples"
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
+
+
+def service() -> Service:
+    """The server's one runner (with its workers) and cost model, shared by all sessions. If it cannot start
+    (a Ray cluster out of reach, say), the page says why in one line; the next visit tries again."""
+    try:
+        if _service.running():
+            return _service.shared()
+        with st.spinner("Starting the workers and loading VGG19 (once per server)..."):
+            return _service.shared()
+    except Exception as e:
+        _service.log.error("the runner could not start: %s", one_line(e))
+        st.error(f"The server could not start its runner: {one_line(e)}")
+        st.stop()
+
+
+def sentence(e: BaseException | str) -> str:
+    """A one-line error as a sentence: capital first letter, full stop."""
+    text = str(e).strip().rstrip(".")
+    return text[:1].upper() + text[1:] + "."
+
+
+def session_id() -> str:
+    """This browser tab's session: it may have one run waiting or running, on any page."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx else "local"
+
+
+def fmt_seconds(s: float) -> str:
+    s = max(0, round(s))
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
+
+
+# ---------------------------------------------------------------- pictures
+
+
+@functools.lru_cache(maxsize=64)
+def preview(png: bytes, width: int) -> bytes:
+    """The PNG, scaled down once if it is wider than `width`: st.image then sends it as it is, with no
+    decoding or re-encoding on every poll (it re-encodes anything wider, or anything not a PNG)."""
+    im = Image.open(io.BytesIO(png))
+    if im.width <= width:
+        return png
+    im = im.convert("RGB").resize((width, round(im.height * width / im.width)), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def show_png(where, png: bytes, width: int, caption: str | None = None) -> None:
+    where.image(preview(png, width), caption=caption, width=width, output_format="PNG")
+
+
+@st.cache_resource
+def sample_image(path: str) -> Image.Image:
+    return load_image(path)
+
+
+@st.cache_data
+def sample_credits() -> dict[str, str]:
+    """'content/chelsea.png' -> 'Chelsea the cat — CC0, photographer Stefan van der Walt' (from LICENSES.md)."""
+    credits = {}
+    for line in (SAMPLES / "LICENSES.md").read_text().splitlines():
+        m = re.match(r"\|\s*((?:content|styles)/[^|]+?)\s*\|\s*([^|]+?)\s*\|\s*([^|]+?)\s*\|", line)
+        if m:
+            credits[m.group(1)] = f"{m.group(2)} — {m.group(3)}"
+    return credits
+
+
+def samples(kind: str) -> list[str]:
+    return sorted(p.name for p in (SAMPLES / kind).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+
+
+def pretty(name: str) -> str:
+    return Path(name).stem.replace("_", " ").title()
+
+
+def image_picker(slot: str, title: str, kind: str, default: str, help: str, thumb: int = 220) -> Image.Image:
+    """A sample or an upload. A bad upload shows an error and leaves the previous image in place."""
+    names = samples(kind)
+    if slot not in st.session_state:
+        st.session_state[slot] = (pretty(default), sample_image(str(SAMPLES / kind / default)))
+    st.markdown(f"**{title}**")
+    mode = st.radio(
+        title, ["Sample", "Upload"], key=f"{slot}_mode", horizontal=True, label_visibility="collapsed", help=help
+    )
+    if mode == "Sample":
+        name = st.selectbox(
+            f"{title} sample",
+            names,
+            index=names.index(default),
+            key=f"{slot}_sample",
+            format_func=pretty,
+            label_visibility="collapsed",
+        )
+        st.session_state[slot] = (pretty(name), sample_image(str(SAMPLES / kind / name)))
+        credit = sample_credits().get(f"{kind}/{name}")
+    else:
+        credit = None
+        _upload(slot, title)
+    label, img = st.session_state[slot]
+    st.image(img, caption=f"{label} ({img.width}x{img.height})", width=thumb)
+    if credit:
+        st.caption(credit)
+    return img
+
+
+def _upload(slot: str, title: str) -> None:
+    """The upload half of image_picker: the last good upload stays, also after a detour to the samples."""
+    limits = service().limits
+    up = st.file_uploader(
+        f"Upload a {title.lower()}",
+        type=UPLOAD_TYPES,
+        key=f"{slot}_upload",
+        help=f"JPEG, PNG, WebP, GIF, BMP or TIFF, up to {limits.upload_mb} MB",
+    )
+    if up is not None and st.session_state.get(f"{slot}_upload_id") != up.file_id:
+        st.session_state[f"{slot}_upload_id"] = up.file_id
+        try:
+            if up.size > limits.upload_mb * 2**20:
+                raise ImageLoadError(f"{up.name} is {up.size / 2**20:.1f} MB; the limit is {limits.upload_mb} MB")
+            st.session_state[f"{slot}_uploaded"] = (up.name, load_image(up.getvalue(), limits.max_pixels, name=up.name))
+            st.session_state.pop(f"{slot}_error", None)
+        except ImageLoadError as e:
+            st.session_state[f"{slot}_error"] = f"{e} — keeping the previous image."
+    if f"{slot}_uploaded" in st.session_state:
+        st.session_state[slot] = st.session_state[f"{slot}_uploaded"]
+    if st.session_state.get(f"{slot}_error"):
+        st.error(st.session_state[f"{slot}_error"])

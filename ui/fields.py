@@ -1,0 +1,324 @@
+"""One table between Settings and the Studio's widgets: each row names a Settings field, its widget and how a
+value crosses between them. The form, the presets and the address prefill (?size=256&iterations=80) all read
+it, so a field the app shows is one row here.
+
+Every value that reaches a widget is first brought into the widget's range: from an address, a value outside
+it is clamped (or, for a choice the widget does not offer, replaced by the default) with a one-line warning,
+never an exception.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import streamlit as st
+
+from nst_core.layers import RELU_LAYERS
+from nst_core.settings import CHOICES, HELP, LR, PRESETS, Settings
+
+D = Settings()
+W = "w_"  # prefix of the session keys of the widgets that mirror Settings fields
+
+
+def _same(v):
+    return v
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str  # the Settings field
+    label: str
+    widget: str  # slider | number | select | radio | multiselect | checkbox
+    help: str = ""  # the tooltip; Settings' own help if empty
+    lo: float | None = None
+    hi: float | None = None  # None: the server's cap for this field (caps[name])
+    step: float | None = None
+    options: tuple = ()  # for select, radio and multiselect; CHOICES[name] if empty
+    fmt: str | None = None
+    advanced: bool = False
+    show: Callable = _same  # Settings value -> widget value
+    read: Callable = _same  # widget value -> Settings value
+
+    def choices(self) -> tuple:
+        return self.options or CHOICES.get(self.name, ())
+
+
+FIELDS = (
+    Field(
+        "style_weight",
+        "Style strength",
+        "slider",
+        "How strongly the painting's textures take over (logarithmic: each step of 1 is 10x). "
+        "It means the same at any picture size.",
+        lo=-1.0,
+        hi=4.0,
+        step=0.1,
+        fmt="10^%.1f",
+        show=lambda w: round(math.log10(max(w, 1e-3)), 1),
+        read=lambda v: float(f"{10**v:.4g}"),
+    ),
+    Field(
+        "content_weight",
+        "Content weight",
+        "slider",
+        "How closely the shapes of the photo are kept. 0 keeps only the painting's textures.",
+        lo=0.0,
+        hi=5.0,
+        step=0.1,
+    ),
+    Field(
+        "tv_weight",
+        "Smoothness",
+        "slider",
+        "Removes speckle and high-frequency noise; too much looks blurry.",
+        lo=0.0,
+        hi=20.0,
+        step=0.5,
+    ),
+    Field(
+        "iterations",
+        "Iterations",
+        "slider",
+        "How long to optimise. Most of the change happens in the first hundred.",
+        lo=10,
+        step=10,
+    ),
+    Field(
+        "size",
+        "Output size (longest side, px)",
+        "slider",
+        "Bigger pictures take longer: twice the size is about four times the time.",
+        lo=64,
+        step=32,
+    ),
+    Field(
+        "content_layers",
+        "Content layer",
+        "select",
+        "Where in the network the photo is compared. Deeper layers keep the layout, not the pixels.",
+        options=RELU_LAYERS,
+        advanced=True,
+        show=lambda layers: layers[0] if layers else None,
+        read=lambda layer: (layer,),
+    ),
+    Field(
+        "style_layers",
+        "Style layers",
+        "multiselect",
+        "Where the painting's textures are measured. Early layers: fine brush marks; deep layers: larger patterns.",
+        options=RELU_LAYERS,
+        advanced=True,
+        show=list,
+        read=tuple,
+    ),
+    Field(
+        "optimizer",
+        "Optimiser",
+        "radio",
+        "L-BFGS converges in fewer steps; Adam is steadier and uses less memory.",
+        advanced=True,
+    ),
+    Field("lr", "Step size", "number", "1 for L-BFGS; about 0.02 for Adam.", 0.001, 10.0, fmt="%.3f", advanced=True),
+    Field(
+        "init",
+        "Start from",
+        "select",
+        "The picture the optimisation starts from. Noise shows the method most clearly.",
+        advanced=True,
+    ),
+    Field(
+        "seed",
+        "Seed",
+        "number",
+        "Same seed and settings give the same picture (on the CPU).",
+        0,
+        2**31 - 1,
+        1,
+        advanced=True,
+    ),
+    Field(
+        "pooling",
+        "Pooling",
+        "radio",
+        "Average pooling (as in the paper) gives slightly smoother results.",
+        advanced=True,
+    ),
+    Field(
+        "precision",
+        "Arithmetic",
+        "radio",
+        "How VGG19 computes. auto: bfloat16 where the hardware has it (GPUs, recent x86 CPUs: about twice as "
+        "fast), float32 elsewhere. The sidebar says which this server uses.",
+        advanced=True,
+    ),
+    Field(
+        "preserve_colors",
+        "Keep the photo's colours",
+        "checkbox",
+        "Transfer only brightness patterns; the colours stay those of the photo.",
+        advanced=True,
+    ),
+    Field(
+        "style_scale",
+        "Style scale",
+        "slider",
+        "Size of the painting relative to the output: smaller gives finer brush strokes.",
+        lo=0.25,
+        hi=2.0,
+        step=0.05,
+        advanced=True,
+    ),
+    Field(
+        "scales",
+        "Coarse-to-fine levels",
+        "slider",
+        "Start small and double the size each level: much faster on a CPU.",
+        lo=1,
+        hi=4,
+        advanced=True,
+    ),
+)
+BY_NAME = {f.name: f for f in FIELDS}
+LAYER_WEIGHT = "lw_"  # the widget of each style layer's weight: W + LAYER_WEIGHT + layer
+
+
+def bounds(field: Field, caps: dict) -> tuple:
+    return field.lo, caps[field.name] if field.hi is None else field.hi
+
+
+def widget_values(s: Settings, caps: dict, notes: list[str] | None = None) -> dict:
+    """The widgets' states for `s`, each brought into its widget's range; what had to change is described in
+    `notes`, if given (one line each)."""
+
+    def note(text: str) -> None:
+        if notes is not None:
+            notes.append(text)
+
+    values = {}
+    for f in FIELDS:
+        raw = getattr(s, f.name)
+        v = f.show(raw)
+        if f.widget in ("slider", "number"):
+            lo, hi = bounds(f, caps)
+            if not lo <= v <= hi:
+                v = min(max(v, lo), hi)
+                note(f"{f.name}={raw:g} is outside what this page offers; using {f.read(v):g}.")
+        elif f.widget == "multiselect":
+            kept = [x for x in v if x in f.choices()]
+            if kept != v:
+                note(f"{f.name}: {', '.join(x for x in v if x not in kept)} not offered here; left out.")
+            v = kept or f.show(getattr(D, f.name))
+        elif f.widget in ("select", "radio") and v not in f.choices():
+            note(f"{f.name}={raw!r} is not offered here; using {getattr(D, f.name)!r}.")
+            v = f.show(getattr(D, f.name))
+        values[f.name] = v
+    weights = dict(zip(s.style_layers, s.style_layer_weights or [1.0] * len(s.style_layers)))
+    values.update({LAYER_WEIGHT + layer: float(weights.get(layer, 1.0)) for layer in RELU_LAYERS})
+    values["preset"] = next((k for k, v in PRESETS.items() if v == s), "balanced")
+    return values
+
+
+def from_address(params: dict, base: Settings = D) -> tuple[Settings, list[str]]:
+    """`base` with any field given in the address (?size=256&iterations=40), and a line per value it ignored."""
+    fields, changes, notes = base.to_dict(), {}, []
+    for key, raw in params.items():
+        if key not in fields:
+            continue
+        default = fields[key]
+        try:
+            if isinstance(default, bool):
+                changes[key] = raw.lower() in ("1", "true", "yes")
+            elif isinstance(default, list):
+                changes[key] = tuple(v for v in raw.split(",") if v)
+            else:
+                changes[key] = type(default)(raw)
+        except ValueError:
+            notes.append(f"Ignoring {key}={raw!r} from the address: not a valid value.")
+    try:
+        return base.replace(**changes), notes
+    except ValueError as e:
+        return base, notes + [f"Ignoring the settings in the address: {e}"]
+
+
+def apply(values: dict) -> None:
+    for k, v in values.items():
+        st.session_state[W + k] = v
+
+
+def _on_preset(caps: dict) -> None:
+    apply({k: v for k, v in widget_values(PRESETS[st.session_state[W + "preset"]], caps).items() if k != "preset"})
+
+
+def _on_optimizer() -> None:
+    st.session_state[W + "lr"] = LR[st.session_state[W + "optimizer"]]
+
+
+def _widget(f: Field, caps: dict) -> None:
+    key, help = W + f.name, f.help or HELP[f.name]
+    if f.widget == "slider":
+        lo, hi = bounds(f, caps)
+        st.slider(f.label, lo, hi, step=f.step, key=key, format=f.fmt, help=help)
+    elif f.widget == "number":
+        st.number_input(f.label, f.lo, f.hi, step=f.step, key=key, format=f.fmt, help=help)
+    elif f.widget == "select":
+        st.selectbox(f.label, f.choices(), key=key, help=help)
+    elif f.widget == "radio":
+        on_change = _on_optimizer if f.name == "optimizer" else None
+        st.radio(f.label, f.choices(), key=key, horizontal=True, help=help, on_change=on_change)
+    elif f.widget == "multiselect":
+        st.multiselect(f.label, f.choices(), key=key, help=help)
+    else:
+        st.checkbox(f.label, key=key, help=help)
+
+
+def _layer_weights() -> None:
+    layers = st.session_state[W + "style_layers"]
+    if layers:
+        st.caption("Weight of each style layer")
+        cols = st.columns(min(3, len(layers)))
+        for i, layer in enumerate(layers):
+            cols[i % len(cols)].number_input(
+                layer, 0.0, 10.0, step=0.1, key=W + LAYER_WEIGHT + layer, help=f"Relative weight of {layer}."
+            )
+
+
+def settings_form(caps: dict, address: dict, base: Settings = D) -> Settings | None:
+    """The sidebar's controls, first filled from `base` and the settings in the address (with a warning for each
+    value they could not take); returns the Settings they describe (or None, with the reason shown). `caps`: the
+    largest size and iterations this server allows."""
+    if W + "size" not in st.session_state:
+        prefill, notes = from_address(address, base)
+        apply(widget_values(prefill, caps, notes))
+        for note in notes:
+            st.warning(note)
+    st.selectbox(
+        "Preset",
+        list(PRESETS),
+        key=W + "preset",
+        on_change=_on_preset,
+        args=(caps,),
+        help="Named starting points. Pick one, then adjust the sliders below.",
+    )
+    for f in FIELDS:
+        if not f.advanced:
+            _widget(f, caps)
+    with st.expander("Advanced"):
+        for f in FIELDS:
+            if f.advanced:
+                _widget(f, caps)
+                if f.name == "style_layers":
+                    _layer_weights()
+    state = st.session_state
+    values = {f.name: f.read(state[W + f.name]) for f in FIELDS}
+    layers = values["style_layers"]
+    try:
+        return Settings(
+            **values,
+            style_layer_weights=tuple(float(state[W + LAYER_WEIGHT + layer]) for layer in layers),
+            preview_every=max(1, int(values["iterations"]) // 40),
+        )
+    except ValueError as e:
+        st.error(f"These settings cannot run: {e}")
+        return None

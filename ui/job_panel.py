@@ -1,0 +1,151 @@
+"""The one job panel every page uses: estimate -> Run -> queue place or live progress (a polling fragment) ->
+finish, with Stop, and the run's outcome in one line.
+
+The run lives in the runner, not in this script, so a slider moved or a page reloaded does not kill it; the
+panel keeps only the Job and what the page needs to finish it in session_state, under its own name. A page
+gives the panel its live view (drawn from each poll's snapshot) and its finish (which turns the job's frames
+into the page's result).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import streamlit as st
+
+from nst_core.serve.jobs import DONE, QUEUED, RUNNING, Busy, Job
+
+from .common import fmt_seconds, service, session_id
+
+POLL_QUEUED, POLL_RUNNING = 3.0, 1.0  # seconds between a page's polls while its run waits / runs
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a live view draws, from one snapshot of the job."""
+
+    state: str
+    latest: object  # the latest Shot, or None
+    image: bytes | None  # the latest picture (PNG)
+    image_step: int  # the step that picture is of
+    history: list[dict]
+
+
+def wait_note() -> str:
+    """For an estimate before Run: the queue's wait, if any."""
+    wait = service().runner.wait_seconds()
+    return f" plus about {fmt_seconds(wait)} waiting for the runs ahead in the queue" if wait >= 1 else ""
+
+
+class JobPanel:
+    """`name` keeps this panel's job and result apart from other pages' (one run per tab, on any page).
+
+    live(progress) draws the page's live view; finish(job, meta) returns the page's result (kept as
+    `self.result`) once the run has ended with a picture."""
+
+    def __init__(self, name: str, live: Callable[[Progress], None], finish: Callable[[Job, dict], dict]):
+        self.name, self._live, self._finish = name, live, finish
+
+    def _get(self, what: str, default=None):
+        return st.session_state.get(f"{self.name}_{what}", default)
+
+    def _set(self, what: str, value) -> None:
+        st.session_state[f"{self.name}_{what}"] = value
+
+    @property
+    def job(self) -> Job | None:
+        return self._get("job")
+
+    @property
+    def result(self) -> dict | None:
+        return self._get("result")
+
+    def busy(self) -> bool:
+        """Whether this panel's run is waiting or running (one that ended between reruns is finished here)."""
+        job = self.job
+        if job is not None and not job.active:
+            self._end(job)
+        return self.job is not None
+
+    def submit(self, task, label: str, meta: dict) -> None:
+        """Queue `task` for this tab; `meta` goes to finish() with the job. Busy (another run of this tab)
+        is said in one line."""
+        try:
+            job = service().runner.submit(task, label, owner=session_id())
+        except Busy as e:
+            st.error(f"Not started: {e}.")
+            return
+        self._set("job", job)
+        self._set("meta", meta)
+        self._set("message", None)
+
+    def show(self) -> None:
+        """The live view while the run waits or runs (a fragment that polls), then the outcome's line."""
+        job = self.job
+        if job is not None:
+            queued = job.state == QUEUED
+            self._set("poll_queued", queued)
+            # A waiting page has little news: thirty of them polling every second cost the server and browsers.
+            st.fragment(self._poll, run_every=POLL_QUEUED if queued else POLL_RUNNING)()
+        message = self._get("message")
+        if message:
+            getattr(st, message[0])(message[1])
+
+    def _poll(self) -> None:
+        job = self.job
+        if job is None:
+            return
+        job.heartbeat()
+        state, latest, image, image_step, history = job.snapshot()
+        if state != QUEUED and self._get("poll_queued"):
+            st.rerun()  # it has started: poll faster from now on (a full rerun makes the fragment anew)
+        if state == QUEUED:
+            st.info(queue_status(job))
+        elif state == RUNNING and latest is not None:
+            st.progress(
+                latest.step / latest.total,
+                text=f"Step {latest.step} of {latest.total} · {latest.size[0]}x{latest.size[1]} px · "
+                f"{fmt_seconds(latest.elapsed)} elapsed · about {fmt_seconds(job.seconds_left())} left",
+            )
+        elif state == RUNNING:
+            st.progress(0.0, text="Computing the targets...")
+        if state in (QUEUED, RUNNING) and st.button(
+            "Stop", key=f"{self.name}_stop", icon=":material/stop:", help="Stop now and keep the picture so far."
+        ):
+            job.cancel("stopped by you")
+        self._live(Progress(state, latest, image, image_step, history))
+        if not job.active:
+            self._end(job)
+            st.rerun()
+
+    def _end(self, job: Job) -> None:
+        """The run has ended: the page's result (once), and the outcome in one line."""
+        meta = self._get("meta") or {}
+        self._set("job", None)
+        self._set("meta", None)
+        if not job.finished_ok:
+            why = f"The run failed: {job.reason}" if job.reason else "The run stopped before its first picture."
+            self._set("message", ("error", why))
+            return
+        self._set("result", self._finish(job, meta))
+        last = job.final_frames()[-1]
+        if job.state == DONE:
+            self._set("message", ("success", f"Done: {last.step} steps in {fmt_seconds(last.elapsed)}."))
+        else:
+            self._set(
+                "message",
+                ("warning", f"Run {job.reason} at step {last.step} of {last.total}; the picture so far is kept."),
+            )
+
+
+def queue_status(job: Job) -> str:
+    runner = service().runner
+    pos = runner.position(job)
+    if not pos:
+        return "Starting..."
+    wait = runner.wait_seconds(job)
+    return (
+        f"Waiting for a free slot: you are number {pos} in the queue ({runner.stats()['running']} run(s) in "
+        f"progress). Starts in about {fmt_seconds(wait)}, done in about {fmt_seconds(wait + job.estimate)}."
+    )

@@ -1,0 +1,80 @@
+"""The Studio: pick a photo and a painting, tune, watch it paint, download the picture and its animation.
+
+Widgets (ui/fields.py) -> Settings -> a job on the shared runner (ui/job_panel.py) -> the result (ui/results.py).
+"""
+
+import streamlit as st
+
+from nst_core.errors import ImageLoadError
+from nst_core.images import fit
+from nst_core.serve.jobs import StyleTask
+from ui import results
+from ui.classroom import class_room, share_form
+from ui.common import SAMPLES, fmt_seconds, image_picker, service
+from ui.fields import W, settings_form
+from ui.job_panel import JobPanel, wait_note
+
+st.set_page_config(page_title="Neural Style Studio", page_icon=":material/palette:", layout="wide")
+svc = service()
+panel = JobPanel("studio", results.live, results.finish)
+st.title("Neural Style Studio")
+st.caption(
+    "Paint a photo in the style of a painting, live. The method: Gatys, Ecker & Bethge (2015), "
+    "on a VGG19 network trained on ImageNet."
+)
+class_room()
+caps = {"size": svc.limits.max_size(svc.device_type), "iterations": svc.limits.max_iterations}
+with st.sidebar:
+    st.header("Settings")
+    settings = settings_form(caps, st.query_params.to_dict())
+    st.caption(f"Running on: {svc.caption}")
+    lim = svc.limits
+    st.caption(
+        f"Limits on this server: {caps['size']} px, {caps['iterations']} iterations, "
+        f"{fmt_seconds(lim.max_seconds)} per run, {lim.upload_mb} MB uploads."
+    )
+
+c1, c2, c3 = st.columns(3)
+with c1:
+    content = image_picker("content", "Photo", "content", "chelsea.png", help="The picture to repaint.")
+with c2:
+    style = image_picker("style", "Painting", "styles", "starry_night.jpg", help="Whose brushwork to borrow.")
+with c3:
+    styles, labels = [style], [st.session_state.content[0], st.session_state.style[0]]
+    if st.toggle("Blend a second painting", key="two_styles"):
+        styles.append(
+            image_picker("style2", "Second painting", "styles", "the_scream.jpg", help="Mixed with the first.")
+        )
+        labels.append(st.session_state.style2[0])
+        mix = st.slider(
+            "Blend", 0.0, 1.0, 0.5, step=0.05, key=W + "blend", help="0: the first painting; 1: the second."
+        )
+        if settings is not None:
+            settings = settings.replace(style_blend=(round(1 - mix, 3), round(mix, 3)))
+
+busy = panel.busy()
+if settings is not None:
+    est = svc.cost.estimate(settings, min(content.size) / max(content.size))
+    st.caption(
+        f"Estimated time on this server: about {fmt_seconds(est)} for {settings.iterations} steps at "
+        f"{settings.size} px (measured here){wait_note()}."
+    )
+if st.button("Run", type="primary", icon=":material/play_arrow:", disabled=busy or settings is None, key="run"):
+    try:  # the worker gets the pictures at the size it needs, not the uploads' full size
+        side = max(32, round(settings.size * settings.style_scale))
+        task = StyleTask(fit(content, settings.size), tuple(fit(im, side) for im in styles), settings)
+    except ImageLoadError as e:
+        st.error(f"These pictures cannot run at this size: {e}")
+    else:
+        meta = {"settings": settings, "content": content, "styles": styles, "labels": labels}
+        panel.submit(task, " + ".join(labels), meta)
+        busy = panel.busy()
+panel.show()
+if panel.result and not busy:
+    results.result_view(panel.result)
+    if st.session_state.get("room"):
+        share_form(panel.result)
+    results.result_tabs(panel.result)
+results.gallery_view()
+with st.expander("About the sample images and the method"):
+    st.markdown((SAMPLES / "LICENSES.md").read_text())
