@@ -10,16 +10,20 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from . import images, losses
-from .backbone import Backbone
+from . import images
 from .schedule import pixel_evals
 from .settings import DEFAULT_STYLE_LAYERS, LR, PIXELS, Settings
-from .transfer import Frame, stylize
+
+if TYPE_CHECKING:  # torch is imported by the functions that run the network: building a Plan (the server) needs none
+    import torch
+
+    from .backbone import Backbone
+    from .transfer import Frame
 
 DEPTHS = DEFAULT_STYLE_LAYERS  # the style layers, shallow to deep: one more in each experiment's column
 
@@ -45,7 +49,7 @@ class Plan:
     def iterations(self) -> int:
         return sum(c.settings.iterations for c in self.cells)
 
-    def frames(self, backbone) -> Iterator[Frame]:
+    def frames(self, backbone) -> Iterator:
         """The runner's task interface: a Plan runs on a worker like a StyleTask."""
         return run_plan(self, backbone)
 
@@ -176,6 +180,8 @@ def tradeoff_grid(
 
 def run_plan(plan: Plan, backbone: Backbone) -> Iterator[Frame]:
     """Run the cells one after another; every frame with an image carries the whole grid so far."""
+    from .transfer import Frame, stylize
+
     cell_px = max(c.settings.size for c in plan.cells) + 8
     w, h = plan.cells[0].content.size
     cell_h = round((cell_px - 8) * min(1.0, h / w)) + 8
@@ -196,6 +202,8 @@ def run_plan(plan: Plan, backbone: Backbone) -> Iterator[Frame]:
 
 def feature_maps(backbone: Backbone, image: Image.Image, layer: str, k: int = 16, size: int = 224) -> Image.Image:
     """The k most active feature maps of `layer` (by mean activation), each scaled to [0, 1], as a grid."""
+    import torch
+
     x = images.to_tensor(images.fit(image, size), backbone.device)
     with torch.no_grad():
         f = backbone.extract(x, [layer])[layer][0]
@@ -211,6 +219,10 @@ def feature_maps(backbone: Backbone, image: Image.Image, layer: str, k: int = 16
 
 
 def gram_matrix(backbone: Backbone, image: Image.Image, layer: str, size: int = 224) -> torch.Tensor:
+    import torch
+
+    from . import losses
+
     x = images.to_tensor(images.fit(image, size), backbone.device)
     with torch.no_grad():
         return losses.gram(backbone.extract(x, [layer])[layer])[0].cpu()

@@ -86,3 +86,10 @@ def wait(cond, timeout: float = 60.0, beat=()) -> None:
             job.heartbeat()
         assert time.monotonic() - t < timeout, "timed out"
         time.sleep(0.02)
+
+
+def plain(markdown: str) -> str:
+    """What a markdown string escaped by ui.common.md shows: the text without its escapes (and zero-width spaces)."""
+    import re
+
+    return re.sub(r"\\(.)", r"\1", markdown).replace("\u200b", "")

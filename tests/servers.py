@@ -4,6 +4,7 @@ and benchmarks/bench_load.py)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -80,3 +81,27 @@ class StreamlitServer:
     def stop(self):
         self.proc.terminate()
         self.proc.wait(20)
+
+
+def seconds(text: str) -> float:
+    """'about 1 min 05 s' -> 65 (the page's fmt_seconds)."""
+    m = re.search(r"about (?:(\d+) min )?(\d+) s", text)
+    return 60 * int(m.group(1) or 0) + int(m.group(2))
+
+
+# A watched run lasts about this many of the page's 1 s polls on this machine, by the server's own cost model (a GPU
+# or a fast CPU gets more steps); a test stops it once it has seen what it must. So nothing races the page's poll
+# against the run's speed. (The server needs NST_MAX_ITERATIONS above what the model may ask for.)
+WATCHED_SECONDS = 60
+
+
+def watched_steps(page, url: str, size: int) -> int:
+    """The number of steps that makes a one-level run of `size` px last WATCHED_SECONDS here, from the estimate the
+    Studio shows (a multiple of 40: a preview every steps / 40)."""
+    from playwright.sync_api import expect
+
+    page.goto(url + f"/?size={size}&iterations=1000&scales=1", wait_until="domcontentloaded")
+    estimate = page.get_by_text("Estimated time on this server")
+    expect(estimate).to_be_visible(timeout=180_000)  # the first visit starts the service
+    per_step = max(seconds(estimate.inner_text()), 1) / 1000
+    return max(200, round(WATCHED_SECONDS / per_step / 40) * 40)

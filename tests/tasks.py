@@ -81,3 +81,11 @@ def read_log(path) -> list[tuple[str, int | None, float]]:
             *what, t = line.split()
             rows.append((what[0], int(what[1]) if len(what) > 1 else None, float(t)))
     return rows
+
+
+class Hanging(Ticking):
+    """One frame, then nothing at all (a worker stuck in a C call, say)."""
+
+    def frames(self, backbone):
+        yield from Ticking(1, 0.01).frames(backbone)
+        time.sleep(3600)

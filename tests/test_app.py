@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from nst_core import Settings
 from nst_core.animation import gif_frames, make_animation
 from nst_core.images import png_metadata
-from tests.conftest import ROOT, rerun_until
+from tests.conftest import ROOT, plain, rerun_until
 
 D = Settings()
 pytestmark = pytest.mark.usefixtures("threaded_app")
@@ -96,7 +96,8 @@ def test_a_bad_upload_shows_an_error_and_keeps_the_previous_image():
     at.radio(key="content_mode").set_value("Upload").run()
     at.file_uploader(key="content_upload").upload("holiday.jpg", b"this is not a jpeg", "image/jpeg").run()
     assert not at.exception
-    assert any("holiday.jpg is not an image" in e.value and "keeping the previous image" in e.value for e in at.error)
+    errors = [plain(e.value) for e in at.error]
+    assert any("holiday.jpg is not an image" in e and "keeping the previous image" in e for e in errors)
     assert at.session_state["content"][1] is before[1]
     # A good upload then replaces it.
     buf = io.BytesIO()
@@ -122,7 +123,7 @@ def test_uploads_over_the_configured_size_are_refused(use_service, backbone):
     Image.effect_noise((1200, 1200), 80).convert("RGB").save(big, "PNG")
     assert len(big.getvalue()) > 2**20
     at.file_uploader(key="content_upload").upload("big.png", big.getvalue(), "image/png").run()
-    assert any("big.png is" in e.value and "the limit is 1 MB" in e.value for e in at.error)
+    assert any("big.png is" in plain(e.value) and "the limit is 1 MB" in plain(e.value) for e in at.error)
     assert at.session_state["content"][0] == "Chelsea"
 
 
@@ -175,7 +176,7 @@ def test_moving_a_slider_does_not_kill_the_run_and_stop_keeps_the_picture(paced)
     rerun_until(at, lambda: at.session_state["studio_job"] is None, 30)
     r = at.session_state["studio_result"]
     assert r["stopped"] and r["info"]["steps"] == 25 and r["image"].size == (64, 43)  # its last preview
-    assert any("stopped by you" in w.value and "picture so far is kept" in w.value for w in at.warning)
+    assert any("stopped by you" in plain(w.value) and "picture so far is kept" in plain(w.value) for w in at.warning)
 
 
 def test_address_parameters_outside_the_widgets_are_clamped_not_fatal():
@@ -193,4 +194,41 @@ def test_address_parameters_outside_the_widgets_are_clamped_not_fatal():
     assert slider(at, "Output size (longest side, px)").value == 64 and slider(at, "Iterations").value == 10
     assert at.selectbox(key="w_content_layers").value == "relu4_2"
     assert at.multiselect(key="w_style_layers").value == ["relu2_1"]
-    assert any("style_weight" in w.value for w in at.warning)
+    assert any("style_weight" in plain(w.value) for w in at.warning)
+
+
+def test_every_address_setting_beyond_its_widget_is_clamped_or_ignored_with_a_warning():
+    """Any value in the address (a visitor can type anything) ends in a widget's range with a one-line warning,
+    never an exception: within what Settings accepts but beyond the widget, clamped; invalid, ignored alone."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    beyond = {
+        "content_weight": "1000",
+        "tv_weight": "99",
+        "style_weight": "1e9",
+        "scales": "6",
+        "style_scale": "3.5",
+        "size": "4096",
+        "iterations": "100000",
+        "lr": "50",
+        "seed": "99999999999",
+        "optimizer": "sgd",
+        "style_layers": "relu9_9",
+        "precision": "float64",
+        "preserve_colors": "yes",
+    }
+    at.query_params.update(beyond)
+    at.run()
+    assert not at.exception, at.exception
+    assert slider(at, "Content weight").value == 5.0 and slider(at, "Smoothness").value == 20.0
+    assert slider(at, "Style strength").value == 4.0 and slider(at, "Coarse-to-fine levels").value == 4
+    assert slider(at, "Style scale").value == 2.0 and slider(at, "Output size (longest side, px)").value == 768
+    assert slider(at, "Iterations").value == 1000 and at.number_input(key="w_lr").value == 10.0
+    assert at.number_input(key="w_seed").value == 2**31 - 1
+    assert at.radio(key="w_optimizer").value == "lbfgs" and at.radio(key="w_precision").value == "auto"
+    assert at.multiselect(key="w_style_layers").value == list(D.style_layers)
+    assert at.checkbox(key="w_preserve_colors").value is True  # a valid value is taken
+    warnings = " ".join(plain(w.value) for w in at.warning)
+    for key in set(beyond) - {"preserve_colors"}:
+        assert key in warnings, key
+    assert all("\n" not in plain(w.value) for w in at.warning)
+    assert at.button(key="run")  # the page is all there

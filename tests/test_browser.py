@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import SAMPLES
-from tests.servers import CHROMIUM, FLAGS, StreamlitServer
+from tests.servers import CHROMIUM, FLAGS, StreamlitServer, watched_steps
 
 pytestmark = pytest.mark.browser
 
@@ -25,18 +25,6 @@ def server(request):
     srv = StreamlitServer(env)
     yield srv.url
     srv.stop()
-
-
-def seconds(text: str) -> float:
-    """'about 1 min 05 s' -> 65 (the page's fmt_seconds)."""
-    m = re.search(r"about (?:(\d+) min )?(\d+) s", text)
-    return 60 * int(m.group(1) or 0) + int(m.group(2))
-
-
-# The watched run lasts about this many of the page's 1 s polls on this machine, by the server's own cost model
-# (a GPU or a fast CPU gets more steps), and the test stops it once it has seen what it must: so nothing here
-# races the page's poll against the run's speed.
-WATCHED_SECONDS = 60
 
 
 def test_upload_run_watch_and_download_the_gif(server, tmp_path):
@@ -54,14 +42,9 @@ def test_upload_run_watch_and_download_the_gif(server, tmp_path):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 2400}, accept_downloads=True)
-        # One level (scales=1), so that every saved picture, and the animations, are the full size.
-        page.goto(server + f"/?size={size}&iterations=1000&scales=1", wait_until="domcontentloaded")
-        # The first visit starts the service (with NST_RUNNER=ray: a Ray instance, then an actor loading VGG19).
-        expect(page.get_by_text("Neural Style Studio").first).to_be_visible(timeout=180_000)
-        estimate = page.get_by_text("Estimated time on this server")
-        expect(estimate).to_be_visible(timeout=60_000)
-        per_step = max(seconds(estimate.inner_text()), 1) / 1000
-        steps = max(200, round(WATCHED_SECONDS / per_step / 40) * 40)  # a preview every steps / 40
+        # One level (scales=1), so that every saved picture, and the animations, are the full size. The first visit
+        # starts the service (with NST_RUNNER=ray: a Ray instance, then an actor loading VGG19).
+        steps = watched_steps(page, server, size)
         page.goto(server + f"/?size={size}&iterations={steps}&scales=1", wait_until="domcontentloaded")
         expect(page.get_by_text(f"for {steps} steps at {size} px")).to_be_visible(timeout=60_000)
         # Upload our own photo instead of the sample.

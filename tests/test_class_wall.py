@@ -15,7 +15,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from nst_core.serve.wall import Wall
-from tests.conftest import ROOT
+from tests.conftest import ROOT, plain
 from tests.servers import CHROMIUM, FLAGS, StreamlitServer
 from tests.test_wall import picture
 
@@ -86,7 +86,7 @@ def test_a_teacher_opens_a_room_and_the_wall_fills_live(tmp_path):
 
 
 def texts(at: AppTest) -> list[str]:
-    return [e.value for kind in ("markdown", "caption", "error", "success", "info") for e in at.get(kind)]
+    return [plain(e.value) for kind in ("markdown", "caption", "error", "success", "info") for e in at.get(kind)]
 
 
 @pytest.fixture
@@ -113,10 +113,10 @@ def test_wrong_codes_and_keys_show_a_message_and_nothing_of_the_room(data):
     room, key = wall.open_room("Art 2B")
     wall.share(room.code, picture((200, 40, 40)), name="Ana", painting="The Scream")
     at = run_page({"room": "ZZZZZZ" if room.code != "ZZZZZZ" else "YYYYYY"})
-    assert [e.value for e in at.error][0].startswith("There is no room")
+    assert [plain(e.value) for e in at.error][0].startswith("There is no room")
     assert not any("The Scream" in t for t in texts(at))
     at = run_page({"room": room.code, "key": "not-the-key"})
-    assert [e.value for e in at.error] == [
+    assert [plain(e.value) for e in at.error] == [
         f"This teacher link is not valid for room {room.code}, or the room has been deleted."
     ]
     assert not any("Ana" in t for t in texts(at)) and not at.get("download_button")
@@ -127,23 +127,66 @@ def test_wrong_codes_and_keys_show_a_message_and_nothing_of_the_room(data):
     assert not at.error and [b.label for b in at.button if b.label == "Remove"] == ["Remove"]
 
 
-def test_an_unusable_data_directory_leaves_the_studio_working(tmp_path, monkeypatch):
+@pytest.mark.parametrize("broken", ["a file, not a directory", "a damaged database"])
+def test_an_unusable_data_directory_leaves_the_studio_working(tmp_path, monkeypatch, threaded_app, broken):
     from ui.classroom import forget_wall
 
-    blocker = tmp_path / "not-a-directory"
-    blocker.write_text("a file where the data directory should be")
-    monkeypatch.setenv("NST_DATA_DIR", str(blocker))
+    if broken == "a file, not a directory":
+        directory = tmp_path / "not-a-directory"
+        directory.write_text("a file where the data directory should be")
+        why = f"cannot use the data directory {directory}"
+    else:  # (the tests run as root, for whom no file is read-only: a database that cannot be opened instead)
+        directory = tmp_path / "data"
+        directory.mkdir()
+        (directory / "wall.sqlite3").write_bytes(b"not a database" * 100)
+        why = f"the class wall's storage in {directory} (NST_DATA_DIR) failed: file is not a database"
+    monkeypatch.setenv("NST_DATA_DIR", str(directory))
     forget_wall()
     try:
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
         at.query_params["room"] = "K7QF3M"
         at.run()
         assert not at.exception and not at.error
-        assert [w.value for w in at.warning][0].startswith(
-            f"Not in a class: the class wall is not available on this server (cannot use the data directory {blocker}"
+        assert [plain(w.value) for w in at.warning][0].startswith(
+            f"Not in a class: the class wall is not available on this server ({why}"
         )
         assert at.button(key="run")  # the studio itself is all there
         at = run_page({"room": "K7QF3M"})
-        assert [e.value for e in at.error][0].startswith("The class wall is not available: cannot use the data")
+        assert [plain(e.value) for e in at.error][0].startswith(f"The class wall is not available: {why}")
     finally:
         forget_wall()
+
+
+def test_a_teacher_password_and_limits_per_client_on_rooms_opened_and_codes_tried(data, monkeypatch):
+    import ui.classroom as classroom
+    from nst_core.serve.limits import Quota
+
+    monkeypatch.setenv("NST_TEACHER_PASSWORD", "s3cret")
+    monkeypatch.setattr(classroom, "ROOMS_OPENED", Quota(2, 3600))  # the quotas of a server started now
+    monkeypatch.setattr(classroom, "WRONG_CODES", Quota(3, 600))
+
+    def open_room(password: str) -> AppTest:
+        at = run_page({})
+        next(t for t in at.text_input if t.label == "Teacher password").set_value(password)
+        next(b for b in at.button if b.label == "Open a room").click().run()
+        assert not at.exception, at.exception
+        return at
+
+    at = open_room("guess")
+    assert [plain(e.value) for e in at.error] == ["That is not the teacher password of this server."]
+    assert "room" not in at.query_params and Wall(data).expire() == 0 and not list((data / "rooms").iterdir())
+    codes = []
+    for _ in range(2):
+        at = open_room("s3cret")
+        assert not at.error and at.query_params["room"]
+        room = at.query_params["room"]
+        codes.append(room[0] if isinstance(room, list) else room)
+    at = open_room("s3cret")
+    [error] = [plain(e.value) for e in at.error]
+    assert error.startswith("Your network has opened 2 rooms in the last hour, the limit (NST_ROOMS_PER_CLIENT)")
+    for _ in range(2):  # with the wrong password above: three wrong tries
+        at = run_page({"room": "ZZZZZZ" if "ZZZZZZ" not in codes else "YYYYYY"})
+        assert plain(at.error[0].value).startswith("There is no room")
+    at = run_page({"room": codes[0]})  # a right code, now refused: codes cannot be guessed in bulk
+    assert plain(at.error[0].value).startswith("Too many wrong room codes from your network: try again in 10 min")
+    assert not any(codes[0] in t and "Class wall ·" in t for t in texts(at))

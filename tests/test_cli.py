@@ -129,12 +129,14 @@ def test_cli_bad_options_are_one_line_exit_2(tmp_path, capsys):
 
 def test_help_and_the_server_side_modules_do_not_load_torch():
     """--help answers without importing torch (about 2 s), and the web server's modules (the runner, the
-    worker's and Ray's server side, images, settings, the class wall) keep torch out of the Streamlit process."""
+    worker's and Ray's server side, images, settings, the Lab's plans, the class wall, the ui) keep torch out of
+    the Streamlit process."""
     code = (
         "import sys, runpy\n"
         "import nst_core.serve.jobs, nst_core.serve.process_backend, nst_core.serve.service, nst_core.serve.cost\n"
         "import nst_core.images, nst_core.settings, nst_core.schedule, nst_core.animation\n"
-        "import nst_core.serve.wall, nst_core.serve.ray_backend, nst_core.serve.slots\n"
+        "import nst_core.serve.wall, nst_core.serve.ray_backend, nst_core.serve.slots, nst_core.lab\n"
+        "import ui.common, ui.fields, ui.job_panel, ui.results, ui.classroom\n"
         "from nst_core import Settings, load_image, png_bytes\n"
         "assert 'torch' not in sys.modules and 'torchvision' not in sys.modules, 'server side'\n"
         "sys.argv = ['nst_core', '--help']\n"

@@ -146,3 +146,32 @@ def test_yiq_round_trip_and_colour_transfer():
 def test_png_carries_settings():
     data = png_bytes(Image.new("RGB", (20, 20)), {"settings": {"style_weight": 10.0}})
     assert png_metadata(data) == {"settings": {"style_weight": 10.0}}
+
+
+def test_uploads_are_kept_at_a_working_size():
+    big = encode(Image.effect_noise((3000, 2000), 60).convert("RGB"), "PNG")
+    assert load_image(big, max_side=1536).size == (1536, 1024)
+    jpeg = encode(Image.new("RGB", (4000, 3000), "teal"), "JPEG")  # decoded at a reduced scale, then fitted
+    out = load_image(jpeg, max_side=1536)
+    assert out.size == (1536, 1152) and out.getpixel((10, 10))[1] > 100
+    assert load_image(big).size == (3000, 2000)  # without max_side: as it is
+    assert load_image(big, max_side=4000).size == (3000, 2000)
+
+
+def test_a_16_bit_upload_is_converted_without_float64_copies():
+    """A 16-bit PNG of a few kB can decode to millions of pixels: converted from its own bytes, what Python allocates
+    on the way (tracemalloc counts it, the same on any CPU) stays under 6 bytes a pixel: the raw 16-bit bytes, twice
+    while Pillow joins them, and their high bytes. One float64 copy alone would be 8 (the old conversion made five)."""
+    import tracemalloc
+
+    side = 2000
+    data = encode(Image.fromarray(np.full((side, side), 40000, dtype=np.uint16)), "PNG")
+    assert len(data) < 100_000
+    tracemalloc.start()
+    try:
+        out = load_image(data, max_side=1536)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert out.size == (1536, 1536) and out.getpixel((5, 5)) == (156, 156, 156)  # 40000 / 257 = 155.6
+    assert peak < 6 * side * side, peak

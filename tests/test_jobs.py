@@ -215,3 +215,57 @@ def test_one_session_has_one_run_at_a_time_and_the_queue_knows_its_wait():
     again = r.submit(ticking(3), owner="tab-a")  # once it has ended, the same tab may run again
     wait(lambda: again.state == DONE and third.state == DONE)
     assert r.wait_seconds(third) == 0.0
+
+
+def test_the_queue_has_a_cap_and_each_client_a_share_of_it():
+    from nst_core.serve.jobs import QueueFull
+
+    r = runner(concurrency=1, limits=Limits(max_queue=4, runs_per_client=2))
+    held = [Held() for _ in range(5)]
+    a1 = r.submit(held[0], owner="a1", client="10.0.0.1")
+    r.submit(held[1], owner="a2", client="10.0.0.1")
+    with pytest.raises(QueueFull, match=r"^2 runs from your network are already waiting or running .*NST_RUNS_PER"):
+        r.submit(held[2], owner="a3", client="10.0.0.1")  # one script opening sessions: its own share only
+    r.submit(held[2], owner="b1", client="10.0.0.2")
+    r.submit(held[3], owner="c1", client="10.0.0.3")
+    with pytest.raises(QueueFull, match=r"^the server's queue is full \(4 runs waiting or running, its limit"):
+        r.submit(held[4], owner="d1", client="10.0.0.4")
+    assert len(r.jobs()) == 4  # nothing refused was queued, nothing queued was shortened
+    held[0].release.set()
+    a1.cancel()
+    wait(lambda: not a1.active)
+    r.submit(held[4], owner="d1", client="10.0.0.4")  # a place freed, a new client gets it
+    for h in held:
+        h.release.set()
+
+
+def test_a_run_past_its_time_limit_is_stopped_even_when_it_sends_nothing():
+    class Silent:
+        def frames(self, backbone):
+            yield Frame(1, 10, {"total": 1.0}, 0.1, (8, 8), IMG)
+            time.sleep(1.5)  # a step far longer than the limit: the runner stops the run at the next step
+            yield Frame(2, 10, {"total": 1.0}, 1.6, (8, 8), IMG)
+            time.sleep(30)
+            yield Frame(3, 10, {"total": 1.0}, 31.6, (8, 8), IMG)
+
+    r = runner(concurrency=1, limits=Limits(max_seconds=0.5), poll=0.05)
+    job = r.submit(Silent())
+    wait(lambda: job.reason != "", timeout=5)
+    assert "time limit" in job.reason and len(job.history) == 1  # the watchdog noticed, not the next frame
+    wait(lambda: not job.active, timeout=10)
+    assert job.state == STOPPED and len(job.history) == 2
+
+
+def test_quota_is_a_sliding_window_per_key():
+    from nst_core.serve.limits import Quota
+
+    clock = [0.0]
+    q = Quota(2, 60, clock=lambda: clock[0])
+    for _ in range(2):
+        assert q.allows("a")
+        q.spend("a")
+    assert not q.allows("a") and q.allows("b") and q.wait("a") == 60
+    clock[0] = 30
+    assert not q.allows("a") and q.wait("a") == 30
+    clock[0] = 60.01
+    assert q.allows("a") and q.wait("a") == 0

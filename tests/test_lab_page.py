@@ -1,9 +1,12 @@
-"""The Lab page through AppTest: every experiment renders; one runs at tiny size to a result."""
+"""The Lab page through AppTest: every experiment renders; one runs at tiny size to a result (in this process:
+the worker is test_worker.py's subject)."""
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import ROOT, rerun_until
+
+pytestmark = pytest.mark.usefixtures("threaded_app")
 
 
 def lab_page() -> AppTest:
@@ -60,3 +63,24 @@ def test_inside_the_network_compares_gram_matrices():
     at.radio(key="lab_compare").set_value("another painting").run()
     assert not at.exception
     assert float(at.metric[0].value) > 2 * halves
+
+
+@pytest.mark.numerics
+def test_inside_the_network_runs_its_passes_once_per_picture_and_layer(monkeypatch):
+    import streamlit as st
+
+    from nst_core import lab
+
+    st.cache_data.clear()
+    calls = []
+    real = lab.feature_maps
+    monkeypatch.setattr(lab, "feature_maps", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    at = lab_page()
+    at.radio(key="lab_experiment").set_value("5. Inside the network").run()
+    first = float(at.metric[0].value)
+    for _ in range(3):  # reruns of the page (a slider elsewhere, a poll): no pass
+        at.run()
+    assert calls == ["relu3_1"] and float(at.metric[0].value) == first
+    at.selectbox(key="lab_layer").set_value("relu1_1").run()
+    at.selectbox(key="lab_layer").set_value("relu3_1").run()  # back to a picture and layer already seen
+    assert calls == ["relu3_1", "relu1_1"] and not at.exception

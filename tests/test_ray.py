@@ -38,6 +38,20 @@ def test_without_ray_installed_the_error_says_how_to_install_it():
     )
 
 
+def test_a_local_instance_keeps_its_token_private():
+    """Ray 2.60 writes the token it generates for a local instance readable by every user (0644); anyone on the
+    machine could use it to join the instance and run code in it."""
+    from nst_core.serve.ray_backend import TOKEN, RayBackend
+
+    if TOKEN.exists():
+        TOKEN.chmod(0o644)  # as Ray leaves it
+    backend = RayBackend("original", "cpu", Limits(), num_cpus=2)
+    try:
+        assert TOKEN.exists() and TOKEN.stat().st_mode & 0o077 == 0, oct(TOKEN.stat().st_mode)
+    finally:
+        backend.close()
+
+
 @pytest.fixture(scope="module")
 def cluster():
     from ray.cluster_utils import Cluster

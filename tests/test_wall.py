@@ -215,3 +215,74 @@ def test_codes_are_short_unambiguous_and_names_are_cleaned(tmp_path):
     assert normalise_code(" k7qf-3m ") == "K7QF3M"
     entry = wall.share(codes.pop(), picture((0, 0, 0)), name="  Ana\n\x1b[31m" + "x" * 60)
     assert entry.name == "Ana[31m" + "x" * 33 and len(entry.name) == 40
+
+
+def test_spreadsheet_formulas_in_the_csv_are_inert(tmp_path):
+    wall = Wall(tmp_path)
+    room, key = wall.open_room()
+    names = ['=HYPERLINK("http://evil/","click")', "+1+1", "-2", "@SUM(A1)", "Ana"]
+    for name in names:
+        wall.share(room.code, picture((1, 2, 3)), name=name, painting="=cmd|' /C calc'!A0")
+    z = zipfile.ZipFile(io.BytesIO(wall.zip_bytes(room.code, key)))
+    rows = list(csv.DictReader(io.StringIO(z.read("settings.csv").decode())))
+    assert [r["name"] for r in rows] == ["'" + n for n in names[:4]] + ["Ana"]
+    assert all(r["painting"] == "'=cmd|' /C calc'!A0" for r in rows)
+
+
+def test_a_disk_cap_for_all_walls_and_a_cap_per_tab_and_room(tmp_path):
+    one = len(picture((9, 9, 9)))
+    wall = Wall(tmp_path, Limits(wall_mb=2.5 * one / 1e6, shares_per_session=2))
+    a, _ = wall.open_room()
+    b, _ = wall.open_room()
+    wall.share(a.code, picture((9, 9, 9)), session="tab-1")
+    wall.share(a.code, picture((9, 9, 9)), session="tab-1")
+    with pytest.raises(WallError, match=r"^the class walls on this server have used their .* MB \(NST_WALL_MB\)"):
+        wall.share(b.code, picture((9, 9, 9)), session="tab-2")  # another room: the cap is the server's
+    wall = Wall(tmp_path, Limits(shares_per_session=2))
+    with pytest.raises(WallError, match=r"^you have shared 2 pictures to this wall, its limit per student"):
+        wall.share(a.code, picture((9, 9, 9)), session="tab-1")
+    wall.share(b.code, picture((9, 9, 9)), session="tab-1")  # the cap is per room
+    wall.share(a.code, picture((9, 9, 9)), session="tab-2")
+    assert len(wall.entries(a.code)) == 3
+
+
+@pytest.mark.parametrize("broken", ["garbage", "directory"])
+def test_a_broken_database_is_one_line_not_a_crash(tmp_path, broken):
+    db = tmp_path / "wall.sqlite3"
+    if broken == "garbage":
+        db.write_bytes(b"this is not a database" * 100)
+    else:
+        db.mkdir()
+    with pytest.raises(WallError, match=rf"^the class wall's storage in {tmp_path} \(NST_DATA_DIR\) failed: ") as e:
+        Wall(tmp_path)
+    assert "\n" not in str(e.value)
+
+
+def test_a_full_disk_while_sharing_fails_in_one_line_and_leaves_no_file_behind(tmp_path):
+    """A real write failure: the process may write files of at most 64 kB (RLIMIT_FSIZE), the picture is bigger."""
+    code = f"""
+import io, resource, signal, sys
+from PIL import Image
+from nst_core.serve.wall import Wall, WallError
+wall = Wall({str(tmp_path)!r})
+room, _ = wall.open_room()
+buf = io.BytesIO()
+Image.effect_noise((300, 300), 80).convert("RGB").save(buf, "PNG")
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead of killing us
+resource.setrlimit(resource.RLIMIT_FSIZE, (64_000, 64_000))
+try:
+    wall.share(room.code, buf.getvalue(), name="Ana")
+except WallError as e:
+    print(e)
+    print(len(wall.entries(room.code)))
+"""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    message, entries = out.stdout.strip().splitlines()
+    assert message.startswith(f"the class wall's storage in {tmp_path} (NST_DATA_DIR) failed: File too large")
+    assert entries == "0"
+    left = [p.name for p in (tmp_path / "rooms").rglob("*") if p.is_file()]
+    assert left == []

@@ -11,7 +11,7 @@ from nst_core import Settings
 from nst_core.serve.jobs import DONE, FAILED, RUNNING, STOPPED, Busy, Runner, StyleTask
 from nst_core.serve.limits import Limits
 from tests.conftest import wait
-from tests.tasks import Crashing, Logged, Raising, Ticking, read_log
+from tests.tasks import Crashing, Hanging, Logged, Raising, Ticking, read_log
 
 DIED = {
     "process": r"^the worker process ended (while running|during this run) \(exit code 9\); "
@@ -108,3 +108,33 @@ def test_queue_order_one_run_per_session_and_closed_tabs_across_the_process_boun
     # b started only after a had sent its last frame: one run at a time in the one worker
     assert b.started >= a.started + a.history[-1]["step"] * 0.02 - 0.05
     assert runner.backend.slots == 1 and RUNNING not in (a.state, b.state, c.state)
+
+
+def test_a_worker_that_sends_nothing_past_the_time_limit_is_killed_and_its_slot_comes_back(runner):
+    """The runner asks a run past NST_MAX_SECONDS to stop; a worker that cannot even answer is killed once it has
+    been silent for the limit plus NST_HANG_GRACE, its run fails in one line and the next run gets the slot."""
+    from nst_core.serve.slots import silence_limit
+
+    limits = Limits(max_seconds=1.0, hang_grace=1.0)
+    if runner.backend.name == "process":
+        from nst_core.serve.process_backend import ProcessBackend
+
+        backend = ProcessBackend("original", "cpu", limits)
+        backend.name = "process"
+    else:  # the module's backend (its Ray instance has no CPUs left for a second one), with these limits' silence
+        backend = runner.backend
+        backend.silence = silence_limit(limits)
+    try:
+        pid = worker_pid(backend)
+        job = Runner(backend, limits, poll=0.1).submit(Hanging(1))
+        wait(lambda: not job.active, timeout=60, beat=[job])
+        assert job.state == FAILED and job.reason.startswith("the worker sent nothing for 2 s"), job.reason
+        assert "\n" not in job.reason and len(job.history) == 1
+        after = Runner(backend, Limits(), poll=0.1).submit(Ticking(3, 0.01))  # the slot, with a new worker
+        wait(lambda: not after.active, timeout=120, beat=[after])
+        assert after.state == DONE and worker_pid(backend) != pid
+    finally:
+        if backend is runner.backend:
+            backend.silence = silence_limit(Limits())
+        else:
+            backend.close()

@@ -11,19 +11,27 @@ the teacher's tools).
 from __future__ import annotations
 
 import contextlib
+import hmac
 import os
+import re
 import threading
 import time
 
 import streamlit as st
 
-from nst_core.serve.limits import Limits
+from nst_core.serve.limits import Limits, Quota
 from nst_core.serve.wall import NAME_LENGTH, Entry, Wall, WallError
 
-from .common import ROOT, sentence
+from .common import ROOT, client_address, md, sentence, session_id
 
 _lock = threading.Lock()
 _wall: Wall | None = None
+_limits = Limits.from_env()
+# Per client address: rooms opened per hour, and wrong room codes (or teacher passwords) per 10 minutes. Kept
+# in this module, like the wall: no client message can reset them.
+ROOMS_OPENED = Quota(_limits.rooms_per_client, 3600)
+WRONG_CODES = Quota(_limits.codes_per_client, 600)
+PASSWORD = "NST_TEACHER_PASSWORD"  # when set, opening a room asks for it
 
 
 def open_wall() -> Wall:
@@ -58,11 +66,25 @@ def class_wall() -> Wall:
     try:
         return open_wall()
     except (WallError, ValueError) as e:
-        st.error(f"The class wall is not available: {e}.")
+        st.error(f"The class wall is not available: {md(e)}.")
         st.stop()
 
 
 # ---------------------------------------------------------------- in the Studio
+
+
+def find_room(wall: Wall, code: str):
+    """wall.room(code), counting a wrong code against this client's WRONG_CODES (so codes cannot be guessed in
+    bulk): raises WallError with the reason, or with how long to wait."""
+    client = client_address(wall.limits)
+    if not WRONG_CODES.allows(client):
+        wait = max(1, round(WRONG_CODES.wait(client) / 60))
+        raise WallError(f"too many wrong room codes from your network: try again in {wait} min")
+    try:
+        return wall.room(code)
+    except WallError:
+        WRONG_CODES.spend(client)
+        raise
 
 
 def class_room() -> None:
@@ -72,13 +94,13 @@ def class_room() -> None:
         wall = open_wall()
     except (WallError, ValueError) as e:  # the studio works without it
         if code:
-            st.warning(f"Not in a class: the class wall is not available on this server ({e}).")
+            st.warning(f"Not in a class: the class wall is not available on this server ({md(e)}).")
         return
     if code and code != st.session_state.get("room"):
         try:
-            st.session_state.room = wall.room(code).code
+            st.session_state.room = find_room(wall, code).code
         except WallError as e:
-            st.warning(f"Not in a class: {e}.")
+            st.warning(f"Not in a class: {md(e)}.")
             return
     if st.session_state.get("room"):
         code = st.session_state.room
@@ -92,16 +114,18 @@ def share_form(r: dict) -> None:
     """Opt-in: the result, its GIF and its settings go to the room's wall, under a name if one is given."""
     code = st.session_state.room
     if r.get("shared"):
-        st.success(f"Shared to the wall of room {code}{' as ' + r['shared'] if r['shared'] != '-' else ''}.")
+        st.success(f"Shared to the wall of room {code}{' as ' + md(r['shared']) if r['shared'] != '-' else ''}.")
         return
     with st.form("share", border=True):
         name = st.text_input("Your first name or a nickname (optional)", max_chars=NAME_LENGTH, key="share_name")
         if st.form_submit_button("Share to the class wall", icon=":material/groups:"):
             settings = {**r["info"]["settings"], "steps": r["info"]["steps"], "seconds": r["info"]["seconds"]}
             try:
-                entry = class_wall().share(code, r["png"], r["gif"], name, r["paintings"], settings)
+                entry = class_wall().share(
+                    code, r["png"], r["gif"], name, r["paintings"], settings, session=session_id()
+                )
             except WallError as e:
-                st.error(f"Not shared: {e}.")
+                st.error(f"Not shared: {md(e)}.")
             else:
                 r["shared"] = entry.name or "-"
                 st.rerun()
@@ -115,9 +139,11 @@ REFRESH = 3  # seconds between looks at the wall
 
 
 def base_url() -> str:
-    """This app's address as the browser sees it ('' in tests without a browser: links stay relative)."""
-    url = (st.context.url or "").rstrip("/")
-    return url.removesuffix("/Class")
+    """This app's address as the browser sees it, for the links a teacher hands out ('' in tests without a browser:
+    links stay relative). Only a plain address is used (scheme, host, port, a path of plain characters), so it is
+    safe in markdown as it is and a teacher can copy it."""
+    url = (st.context.url or "").split("?")[0].rstrip("/").removesuffix("/Class")
+    return url if re.fullmatch(r"https?://[A-Za-z0-9.\-]+(:\d+)?(/[A-Za-z0-9._~\-/]*)?", url) else ""
 
 
 @st.cache_data(max_entries=2000, show_spinner=False)
@@ -153,11 +179,13 @@ def start_page(wall: Wall) -> None:
     with left.form("open"):
         st.subheader("Open a room (teacher)")
         title = st.text_input("Name of the class (optional)", max_chars=40, placeholder="e.g. Art 2B")
+        password = os.environ.get(PASSWORD)
+        given = st.text_input("Teacher password", type="password") if password else None
         if st.form_submit_button("Open a room", type="primary", icon=":material/add:"):
             try:
-                room, key = wall.open_room(title)
+                room, key = open_room(wall, title, password, given)
             except WallError as e:
-                st.error(sentence(e))
+                st.error(md(sentence(e)))
             else:
                 st.query_params.from_dict({"room": room.code, "key": key})
                 st.rerun()
@@ -166,13 +194,34 @@ def start_page(wall: Wall) -> None:
         code = st.text_input("Room code", max_chars=12, placeholder="e.g. K7QF3M")
         if st.form_submit_button("See the wall", icon=":material/groups:"):
             try:
-                room = wall.room(code)
+                room = find_room(wall, code)
             except WallError as e:
-                st.error(sentence(e))
+                st.error(md(sentence(e)))
             else:
                 st.query_params.from_dict({"room": room.code})
                 st.rerun()
     st.caption(retention(wall))
+
+
+def open_room(wall: Wall, title: str, password: str | None, given: str | None):
+    """wall.open_room, for a teacher: with the server's NST_TEACHER_PASSWORD if it has one (a wrong one counts
+    as a wrong code), and at most ROOMS_OPENED rooms per client address and hour."""
+    client = client_address(wall.limits)
+    if password is not None:
+        if not WRONG_CODES.allows(client):
+            raise WallError("too many wrong passwords or room codes from your network: try again later")
+        if not hmac.compare_digest((given or "").encode(), password.encode()):
+            WRONG_CODES.spend(client)
+            raise WallError("that is not the teacher password of this server")
+    if not ROOMS_OPENED.allows(client):
+        wait = max(1, round(ROOMS_OPENED.wait(client) / 60))
+        raise WallError(
+            f"your network has opened {ROOMS_OPENED.count} rooms in the last hour, the limit "
+            f"(NST_ROOMS_PER_CLIENT): try again in {wait} min, or use a room you have opened"
+        )
+    room, key = wall.open_room(title)
+    ROOMS_OPENED.spend(client)
+    return room, key
 
 
 def teacher_panel(wall: Wall, room, key: str) -> None:
@@ -227,7 +276,8 @@ def wall_view(wall: Wall, room, key: str | None) -> None:
         with st.container(border=True):
             a, b = st.columns(2)
             png = wall.file(chosen, "png")
-            a.image(png, caption=f"{chosen.name or 'anonymous'} · {chosen.painting}", width="stretch")
+            a.image(png, width="stretch")
+            a.markdown(f"**{md(chosen.name) or 'anonymous'}** · {md(chosen.painting)}")
             a.caption(settings_line(chosen.settings))
             a.download_button("Picture (PNG)", png, f"wall-{chosen.id}.png", "image/png", icon=":material/download:")
             if chosen.has_gif:
@@ -243,7 +293,7 @@ def wall_view(wall: Wall, room, key: str | None) -> None:
     for i, e in enumerate(entries):
         with cols[i % COLUMNS]:
             st.image(thumbnail(wall, e), width="stretch")
-            st.markdown(f"**{e.name or 'anonymous'}** · {e.painting}")
+            st.markdown(f"**{md(e.name) or 'anonymous'}** · {md(e.painting)}")
             st.caption(f"{settings_line(e.settings)} · {time.strftime('%H:%M', time.localtime(e.created))}")
             v, r = st.columns(2)
             if v.button("View", key=f"view_{e.id}", icon=":material/open_in_full:"):
@@ -258,15 +308,15 @@ def wall_view(wall: Wall, room, key: str | None) -> None:
 
 def room_page(wall: Wall, code: str, key: str | None) -> None:
     try:
-        room = wall.teacher(code, key) if key else wall.room(code)
+        room = wall.teacher(code, key) if key else find_room(wall, code)
     except WallError as e:
         st.title("Class wall")
-        st.error(sentence(e))
+        st.error(md(sentence(e)))
         if st.button("Open or join another room"):
             st.query_params.clear()
             st.rerun()
         return
-    st.title(f"Class wall · {room.title or 'room ' + room.code}")
+    st.title(f"Class wall · {md(room.title) or 'room ' + room.code}")
     if key:
         teacher_panel(wall, room, key)
     elif not room.closed:

@@ -35,6 +35,35 @@ def service() -> Service:
         st.stop()
 
 
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&=^\"'])")
+# Text that GitHub-flavoured markdown turns into a link even when every markdown character is escaped (measured in
+# Chromium: "http://...", "www.", and e-mail addresses); a zero-width space after it keeps it a word.
+_AUTOLINK = re.compile(r"(?i)(://|w(?=ww\\\.)|@)")
+
+
+def md(text: str) -> str:
+    """User text (a name, a file name, a code from the address) for a place that renders markdown (st.markdown,
+    st.error, st.title, st.image's caption ...): every markdown character escaped, so it shows as the text it is,
+    and no address in it becomes a link. A name like ![](http://host/p.png) would otherwise make every viewer's
+    browser fetch from that host, and [CLICK](http://...) show a live link. Newlines become spaces."""
+    escaped = _MARKDOWN.sub(r"\\\1", " ".join(str(text).split()))
+    return _AUTOLINK.sub(lambda m: m.group(1) + "\u200b", escaped)
+
+
+def client_address(limits) -> str:
+    """The client this page's session comes from, for the limits per client: the connection's address, or behind
+    a trusted reverse proxy (NST_CLIENT_HEADER) the address it reports; "local" on this machine."""
+    header = limits.client_header
+    if header:
+        values = st.context.headers.get_all(header) if hasattr(st.context.headers, "get_all") else []
+        # The proxy appends the address it saw to what the client sent: the last entry is the one to trust.
+        last = (values[-1] if values else "").split(",")[-1].strip()
+        if last:
+            return last
+    ip = st.context.ip_address  # None on this machine (and not a string under AppTest)
+    return ip if isinstance(ip, str) and ip else "local"
+
+
 def sentence(e: BaseException | str) -> str:
     """A one-line error as a sentence: capital first letter, full stop."""
     text = str(e).strip().rstrip(".")
@@ -122,7 +151,7 @@ def image_picker(slot: str, title: str, kind: str, default: str, help: str, thum
         credit = None
         _upload(slot, title)
     label, img = st.session_state[slot]
-    st.image(img, caption=f"{label} ({img.width}x{img.height})", width=thumb)
+    st.image(img, caption=f"{md(label)} ({img.width}x{img.height})", width=thumb)  # captions are markdown
     if credit:
         st.caption(credit)
     return img
@@ -142,11 +171,14 @@ def _upload(slot: str, title: str) -> None:
         try:
             if up.size > limits.upload_mb * 2**20:
                 raise ImageLoadError(f"{up.name} is {up.size / 2**20:.1f} MB; the limit is {limits.upload_mb} MB")
-            st.session_state[f"{slot}_uploaded"] = (up.name, load_image(up.getvalue(), limits.max_pixels, name=up.name))
+            # Kept at a working size: twice the largest output side is plenty for any run on this server.
+            side = 2 * max(limits.max_size_cpu, limits.max_size_gpu if service().device_type != "cpu" else 0)
+            image = load_image(up.getvalue(), limits.max_pixels, name=up.name, max_side=side)
+            st.session_state[f"{slot}_uploaded"] = (up.name, image)
             st.session_state.pop(f"{slot}_error", None)
         except ImageLoadError as e:
             st.session_state[f"{slot}_error"] = f"{e} — keeping the previous image."
     if f"{slot}_uploaded" in st.session_state:
         st.session_state[slot] = st.session_state[f"{slot}_uploaded"]
     if st.session_state.get(f"{slot}_error"):
-        st.error(st.session_state[f"{slot}_error"])
+        st.error(md(st.session_state[f"{slot}_error"]))

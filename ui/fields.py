@@ -18,6 +18,8 @@ import streamlit as st
 from nst_core.layers import RELU_LAYERS
 from nst_core.settings import CHOICES, HELP, LR, PRESETS, Settings
 
+from .common import md
+
 D = Settings()
 W = "w_"  # prefix of the session keys of the widgets that mirror Settings fields
 
@@ -229,16 +231,19 @@ def from_address(params: dict, base: Settings = D) -> tuple[Settings, list[str]]
         default = fields[key]
         try:
             if isinstance(default, bool):
-                changes[key] = raw.lower() in ("1", "true", "yes")
+                value = raw.lower() in ("1", "true", "yes")
             elif isinstance(default, list):
-                changes[key] = tuple(v for v in raw.split(",") if v)
+                value = tuple(v for v in raw.split(",") if v)
             else:
-                changes[key] = type(default)(raw)
-        except ValueError:
-            notes.append(f"Ignoring {key}={raw!r} from the address: not a valid value.")
+                value = type(default)(raw)
+            base.replace(**{key: value})  # each value on its own: one bad value costs only itself
+            changes[key] = value
+        except (ValueError, OverflowError) as e:
+            why = str(e) if isinstance(e, ValueError) and str(e).startswith(key) else "not a valid value"
+            notes.append(f"Ignoring {key}={raw!r} from the address: {why}.")
     try:
         return base.replace(**changes), notes
-    except ValueError as e:
+    except ValueError as e:  # values that are fine alone but not together (layer weights for other layers)
         return base, notes + [f"Ignoring the settings in the address: {e}"]
 
 
@@ -292,7 +297,7 @@ def settings_form(caps: dict, address: dict, base: Settings = D) -> Settings | N
         prefill, notes = from_address(address, base)
         apply(widget_values(prefill, caps, notes))
         for note in notes:
-            st.warning(note)
+            st.warning(md(note))
     st.selectbox(
         "Preset",
         list(PRESETS),
@@ -320,5 +325,5 @@ def settings_form(caps: dict, address: dict, base: Settings = D) -> Settings | N
             preview_every=max(1, int(values["iterations"]) // 40),
         )
     except ValueError as e:
-        st.error(f"These settings cannot run: {e}")
+        st.error(f"These settings cannot run: {md(e)}")
         return None

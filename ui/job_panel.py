@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from nst_core.serve.jobs import DONE, QUEUED, RUNNING, Busy, Job
+from nst_core.serve.jobs import DONE, QUEUED, RUNNING, Job, Refused
 
-from .common import fmt_seconds, service, session_id
+from .common import client_address, fmt_seconds, md, service, session_id
 
 POLL_QUEUED, POLL_RUNNING = 3.0, 1.0  # seconds between a page's polls while its run waits / runs
 
@@ -71,9 +71,10 @@ class JobPanel:
     def submit(self, task, label: str, meta: dict) -> None:
         """Queue `task` for this tab; `meta` goes to finish() with the job. Busy (another run of this tab)
         is said in one line."""
+        svc = service()
         try:
-            job = service().runner.submit(task, label, owner=session_id())
-        except Busy as e:
+            job = svc.runner.submit(task, label, owner=session_id(), client=client_address(svc.limits))
+        except Refused as e:
             st.error(f"Not started: {e}.")
             return
         self._set("job", job)
@@ -125,7 +126,7 @@ class JobPanel:
         self._set("job", None)
         self._set("meta", None)
         if not job.finished_ok:
-            why = f"The run failed: {job.reason}" if job.reason else "The run stopped before its first picture."
+            why = f"The run failed: {md(job.reason)}" if job.reason else "The run stopped before its first picture."
             self._set("message", ("error", why))
             return
         self._set("result", self._finish(job, meta))

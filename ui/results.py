@@ -13,7 +13,7 @@ from nst_core.animation import KINDS, gif_frames, intro_card, make_animation
 from nst_core.images import png_bytes
 from nst_core.serve.jobs import DONE, Job
 
-from .common import service, show_png
+from .common import md, service, show_png
 from .job_panel import Progress
 
 GALLERY_SIZE = 6
@@ -208,7 +208,7 @@ def gallery_view() -> None:
     st.subheader("This session's pictures")
     cols = st.columns(GALLERY_SIZE)
     for col, g in zip(cols, gallery):
-        col.image(g["thumb"], caption=g["label"])
+        col.image(g["thumb"], caption=md(g["label"]))
         col.download_button("PNG", g["png"], "style-transfer.png", "image/png", key=f"g_png_{g['id']}")
         for kind, mime in KINDS.items():
             col.download_button(

@@ -31,8 +31,16 @@ log = logging.getLogger(__name__)
 QUEUED, RUNNING, DONE, STOPPED, FAILED = "queued", "running", "done", "stopped", "failed"
 
 
-class Busy(Exception):
+class Refused(Exception):
+    """A run not taken; the message is the one line for the page."""
+
+
+class Busy(Refused):
     """This session already has a run waiting or in progress."""
+
+
+class QueueFull(Refused):
+    """The server's queue (NST_MAX_QUEUE), or this client address's share of it (NST_RUNS_PER_CLIENT), is full."""
 
 
 class RunFailed(RuntimeError):
@@ -45,6 +53,10 @@ class StartFailed(RuntimeError):
 
 class WorkerDied(RunFailed):
     """The process or actor running a run ended during it; the message says so in one line."""
+
+
+class WorkerHung(RunFailed):
+    """The worker sent nothing for longer than the run's time limit and its grace (it is killed)."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +110,7 @@ class Job:
     estimate: float = 0.0  # seconds the cost model expected at submission (0 = unknown)
     max_frames: int = 48
     owner: str | None = None  # the session that submitted it (one active run per owner)
+    client: str | None = None  # the client address it came from (Limits.runs_per_client)
     id: int = 0
     state: str = QUEUED
     reason: str = ""  # why it stopped or failed, in one line
@@ -202,9 +215,16 @@ class Runner:
     def slots(self) -> int:
         return self.backend.slots
 
-    def submit(self, task: Task, label: str = "", estimate: float | None = None, owner: str | None = None) -> Job:
-        """Queue a run; raises Busy if `owner` already has one waiting or running. `estimate`: seconds, by default
-        the cost model's."""
+    def submit(
+        self,
+        task: Task,
+        label: str = "",
+        estimate: float | None = None,
+        owner: str | None = None,
+        client: str | None = None,
+    ) -> Job:
+        """Queue a run, or raise (Refused) if `owner` already has one waiting or running (Busy), or the queue is
+        full, or `client`'s share of it (QueueFull). `estimate`: seconds, by default the cost model's."""
         if estimate is None:
             estimate = self.cost.seconds(*task.work()) if self.cost is not None else 0.0
         job = Job(
@@ -213,11 +233,24 @@ class Runner:
             estimate=estimate,
             max_frames=self.limits.max_frames,
             owner=owner,
+            client=client,
             id=next(self._ids),
         )
+        lim = self.limits
         with self._lock:
-            if owner is not None and any(j.owner == owner and j.active for j in self._queue + list(self._running)):
+            active = [j for j in self._queue + list(self._running) if j.active]
+            if owner is not None and any(j.owner == owner for j in active):
                 raise Busy("you already have a run waiting or in progress: stop it (or let it finish) first")
+            if len(active) >= lim.max_queue:
+                raise QueueFull(
+                    f"the server's queue is full ({len(active)} runs waiting or running, its limit: NST_MAX_QUEUE); "
+                    "try again in a few minutes"
+                )
+            if client is not None and sum(j.client == client for j in active) >= lim.runs_per_client:
+                raise QueueFull(
+                    f"{lim.runs_per_client} runs from your network are already waiting or running (its limit: "
+                    "NST_RUNS_PER_CLIENT); try again when one has finished"
+                )
             self._queue.append(job)
         self._dispatch()
         return job
@@ -264,8 +297,7 @@ class Runner:
     def _run(self, job: Job) -> None:
         def emit(shot: Shot) -> None:
             job._record(shot)
-            if time.monotonic() - job.started > self.limits.max_seconds:
-                job.cancel(f"time limit of {self.limits.max_seconds:.0f} s per run reached")
+            self._check_time(job)
 
         try:
             self.backend.run(job.task, emit, job._cancel)
@@ -290,14 +322,21 @@ class Runner:
         )
         self._dispatch()
 
+    def _check_time(self, job: Job) -> None:
+        if job.started is not None and time.monotonic() - job.started > self.limits.max_seconds:
+            job.cancel(f"time limit of {self.limits.max_seconds:.0f} s per run reached")
+
     def _watchdog(self) -> None:
-        """Stop runs (and drop queued ones) whose page has gone quiet."""
+        """Stop runs (and drop queued ones) whose page has gone quiet, and runs past their time limit (also those
+        that send nothing: their backend kills a worker that stays silent, see slots.relay)."""
         while True:
             time.sleep(self._poll)
             now = time.monotonic()
             for job in self.jobs():
                 if now - job.seen > self.limits.heartbeat_timeout:
                     job.cancel("the page was closed")
+                elif job.state == RUNNING:
+                    self._check_time(job)
             with self._lock:
                 dropped = [j for j in self._queue if j._cancel.is_set()]
                 self._queue = [j for j in self._queue if not j._cancel.is_set()]

@@ -1,9 +1,14 @@
-"""Every limit that keeps a shared server alive, in one place; each can be set by an NST_* variable."""
+"""Every limit that keeps a shared server alive, in one place; each can be set by an NST_* variable.
+Also the per-client quota (Quota) that the limits on rooms and on room codes tried are counted with."""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..images import MAX_PIXELS
@@ -17,16 +22,28 @@ class Limits:
     max_size_gpu: int = 2048  # ... and on a GPU
     max_iterations: int = 1000  # per run
     max_seconds: float = 900.0  # wall time per run; the run stops and keeps its result
+    hang_grace: float = 60.0  # a worker silent for max_seconds plus this long is killed, and its run fails
     max_frames: int = 48  # preview frames kept per run (older ones are thinned out evenly)
     # Slots: runs at once. The others wait in the queue.
     concurrent_cpu: int = 1  # on a CPU host
     concurrent_per_gpu: int = 1  # per GPU
     ray_cpus: int = 0  # CPUs per slot on a Ray cluster without GPUs (0: the smallest node's, at most 8)
     heartbeat_timeout: float = 20.0  # a run whose page has not been seen for this long is stopped
+    max_queue: int = 100  # runs waiting or running on this server; more are refused, with a message
+    # Runs waiting or running per client address. A class behind one school router shares one address, so
+    # this is a class's size, not one: it stops one script from filling the queue, not one pupil.
+    runs_per_client: int = 40
+    # The header a trusted reverse proxy puts the client's address in (X-Forwarded-For, X-Real-IP); empty:
+    # the address of the connection itself. Only set it behind such a proxy: a client can send any header.
+    client_header: str = ""
+    rooms_per_client: int = 5  # rooms one client address may open per hour
+    codes_per_client: int = 30  # wrong room codes one client address may try per 10 minutes
     room_hours: float = 24.0  # a class room and everything shared in it are deleted this long after it opens
     room_entries: int = 100  # pictures per class wall
     room_entry_mb: float = 12.0  # picture + animation, per shared result
     max_rooms: int = 50  # open class rooms per server
+    wall_mb: float = 2000.0  # the disk all class walls together may use
+    shares_per_session: int = 10  # pictures one browser tab may share to one room's wall
 
     @classmethod
     def from_env(cls, env=os.environ) -> Limits:
@@ -38,6 +55,8 @@ class Limits:
                     changes[f.name] = type(f.default)(raw)
                 except ValueError:
                     raise ValueError(f"NST_{f.name.upper()}={raw!r} is not a number") from None
+                if isinstance(f.default, (int, float)) and changes[f.name] < 0:
+                    raise ValueError(f"NST_{f.name.upper()}={raw!r} must be 0 or more")
         return cls(**changes)
 
     def max_size(self, device_type: str) -> int:
@@ -55,3 +74,35 @@ class Limits:
             return self.slots("cuda", gpus), 0
         threads = self.ray_cpus or min(8, min((c for c in node_cpus if c > 0), default=1))
         return sum(c // threads for c in node_cpus), threads
+
+
+class Quota:
+    """At most `count` events per key in any `window` seconds (a sliding window), for limits per client."""
+
+    def __init__(self, count: int, window: float, clock: Callable[[], float] = time.monotonic):
+        self.count, self.window, self.clock = count, window, clock
+        self._events: dict[str, collections.deque] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: str) -> collections.deque:
+        now, events = self.clock(), self._events.setdefault(key, collections.deque())
+        while events and events[0] <= now - self.window:
+            events.popleft()
+        return events
+
+    def allows(self, key: str) -> bool:
+        """Whether `key` has an event left in the window (counts nothing)."""
+        with self._lock:
+            return len(self._recent(key)) < self.count
+
+    def spend(self, key: str) -> None:
+        with self._lock:
+            self._recent(key).append(self.clock())
+            if len(self._events) > 10_000:  # forget the keys whose windows have passed
+                self._events = {k: v for k, v in self._events.items() if self._recent(k)}
+
+    def wait(self, key: str) -> float:
+        """Seconds until `key` has an event again (0 if it has one now)."""
+        with self._lock:
+            events = self._recent(key)
+            return 0.0 if len(events) < self.count else events[0] + self.window - self.clock()

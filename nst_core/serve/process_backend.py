@@ -19,17 +19,18 @@ import sys
 import threading
 from multiprocessing.connection import Connection
 
-from .jobs import RunFailed, StartFailed, WorkerDied, drive, one_line
+from .jobs import RunFailed, StartFailed, WorkerDied, WorkerHung, drive, one_line
 from .limits import Limits
-from .slots import END, Pool, forget_failure, prepare, relay
+from .slots import END, Pool, forget_failure, prepare, relay, silence_limit
 
 
 class ProcessSlot:
     """The server's handle on one worker process (started again if it dies)."""
 
-    def __init__(self, weights: str, device: str, threads: int = 0, start_timeout: float = 300.0):
+    def __init__(self, weights: str, device: str, threads: int = 0, start_timeout: float = 300.0, silence=None):
         self.args = [weights, device, str(threads)]
         self.start_timeout = start_timeout
+        self.silence = silence if silence is not None else silence_limit(Limits())
         self.proc: subprocess.Popen | None = None
         self.conn: Connection | None = None
         self.info: dict = {}
@@ -88,15 +89,15 @@ class ProcessSlot:
             self._start()
         try:
             self.conn.send(("run", task))
-            relay(self._receive, lambda: self.conn.send(("stop",)), emit, cancelled)
+            relay(self._receive, lambda: self.conn.send(("stop",)), emit, cancelled, self.silence)
         except (BrokenPipeError, ConnectionResetError):
             self.close()
             raise WorkerDied(
                 f"the worker process ended during this run (exit code {self.proc.returncode}); "
                 "it starts again for the next run"
             ) from None
-        except WorkerDied:
-            self.close()
+        except (WorkerDied, WorkerHung):
+            self.close()  # killed: it starts again for the next run
             raise
 
     def close(self) -> None:
@@ -113,7 +114,8 @@ class ProcessBackend:
 
     def __init__(self, weights: str = "original", device: str = "auto", limits: Limits | None = None):
         limits = limits or Limits()
-        first = ProcessSlot(weights, device)
+        silence = silence_limit(limits)
+        first = ProcessSlot(weights, device, silence=silence)
         self.info = first.info
         self.slots = limits.slots(self.info["device_type"], self.info["gpus"])
         workers = [first]
@@ -124,7 +126,7 @@ class ProcessBackend:
             workers = []
             for i in range(self.slots):
                 dev = f"cuda:{i % self.info['gpus']}" if self.info["device_type"] == "cuda" else device
-                workers.append(ProcessSlot(weights, dev, threads))
+                workers.append(ProcessSlot(weights, dev, threads, silence=silence))
         self.pool = Pool(workers, ProcessSlot.close)
 
     def run(self, task, emit, cancelled: threading.Event) -> None:

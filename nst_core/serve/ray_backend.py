@@ -31,9 +31,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from .jobs import RunFailed, StartFailed, WorkerDied, one_line, shots
+from .jobs import RunFailed, StartFailed, WorkerDied, WorkerHung, one_line, shots
 from .limits import Limits
-from .slots import END, Pool, forget_failure, prepare, relay
+from .slots import END, Pool, forget_failure, prepare, relay, silence_limit
 
 LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": a local Ray instance uses 127.0.0.1 only
 
@@ -76,6 +76,17 @@ class ActorSlot:
     info: dict | None = None  # that info, once read
 
 
+# Ray 2.60 writes the token it generates for a local instance here, readable by every user of the machine (0644).
+TOKEN = Path.home() / ".ray" / "auth_token"
+
+
+def private_token() -> None:
+    """The token file readable by its owner only (0600): with it, anyone on the machine could join the instance."""
+    with contextlib.suppress(OSError):
+        if TOKEN.exists() and TOKEN.stat().st_uid == os.getuid() and TOKEN.stat().st_mode & 0o077:
+            TOKEN.chmod(0o600)
+
+
 def check_reachable(address: str, timeout: float = 5.0) -> None:
     """Fail in seconds, naming RAY_ADDRESS, where ray.init would retry for minutes."""
     if address == "auto":
@@ -108,12 +119,15 @@ class RayBackend:
             import ray
         except ImportError:
             raise StartFailed("NST_RUNNER=ray needs Ray: pip install -r requirements-ray.txt") from None
-        self.ray, self.start_timeout = ray, start_timeout
+        self.ray, self.start_timeout, self.silence = ray, start_timeout, silence_limit(limits)
         self._owns = not ray.is_initialized()  # then this backend connects, and disconnects in close()
         self._local = address is None
         if self._owns:
             if address is not None:
                 check_reachable(address)
+            else:
+                with contextlib.suppress(OSError):  # a new ~/.ray: nobody else can look inside
+                    TOKEN.parent.mkdir(mode=0o700, exist_ok=True)
             try:
                 ray.init(
                     address=address,
@@ -137,6 +151,7 @@ class RayBackend:
                 why = f"could not join the Ray cluster at RAY_ADDRESS={address}: {one_line(e)}{hint}"
                 raise StartFailed(why) from None
             atexit.register(self.close)  # a server that exits (Ctrl-C, SIGTERM) ends its local instance too
+            private_token()
         nodes = [n for n in ray.nodes() if n["Alive"]]
         gpus = 0 if device == "cpu" else int(sum(n["Resources"].get("GPU", 0) for n in nodes))
         self.slots, threads = limits.cluster_slots(gpus, [int(n["Resources"].get("CPU", 0)) for n in nodes])
@@ -191,6 +206,10 @@ class RayBackend:
             if where:
                 raise WorkerDied(f"the Ray worker{where} died during this run; a new one is starting") from None
             raise WorkerDied(f"the Ray worker could not start: {self._why(e)}") from None
+        except WorkerHung:
+            self.ray.kill(slot.actor)
+            slot = self._new_slot()
+            raise
         finally:
             self.pool.put(slot)
 
@@ -217,7 +236,7 @@ class RayBackend:
             except ray.exceptions.RayTaskError as e:
                 raise RunFailed(self._why(e)) from None
 
-        relay(receive, lambda: slot.actor.stop.remote(run_id), emit, cancelled)
+        relay(receive, lambda: slot.actor.stop.remote(run_id), emit, cancelled, self.silence)
 
     def close(self) -> None:
         """Kill the idle actors now and a busy one when its run has stopped; end the local instance we started."""

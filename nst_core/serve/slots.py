@@ -9,7 +9,10 @@ until the worker says the run has ended (or fails).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
+
+from .jobs import WorkerHung
 
 END = object()  # what a slot's receive() returns when the run has ended
 
@@ -44,10 +47,13 @@ def forget_failure(backbone) -> None:
         torch.cuda.empty_cache()
 
 
-def relay(receive: Callable, stop: Callable[[], None], emit: Callable, cancelled, poll: float = 0.1) -> None:
+def relay(
+    receive: Callable, stop: Callable[[], None], emit: Callable, cancelled, silence: float, poll: float = 0.1
+) -> None:
     """The server's side of one run on a slot. receive(timeout) returns a Shot, None (nothing yet) or END, and
-    raises RunFailed (or WorkerDied) for a run that failed; stop() asks the worker to stop after its step."""
-    stop_sent = False
+    raises RunFailed (or WorkerDied) for a run that failed; stop() asks the worker to stop after its step.
+    A worker that sends nothing for `silence` seconds is hung (WorkerHung): its backend kills it."""
+    stop_sent, heard = False, time.monotonic()
     while True:
         if cancelled.is_set() and not stop_sent:
             stop()
@@ -57,6 +63,17 @@ def relay(receive: Callable, stop: Callable[[], None], emit: Callable, cancelled
             return
         if shot is not None:
             emit(shot)
+            heard = time.monotonic()
+        elif time.monotonic() - heard > silence:
+            raise WorkerHung(
+                f"the worker sent nothing for {silence:.0f} s (the time limit per run and its grace: NST_MAX_SECONDS "
+                "and NST_HANG_GRACE); it was stopped and starts again for the next run"
+            )
+
+
+def silence_limit(limits) -> float:
+    """How long a worker may send nothing before it counts as hung."""
+    return limits.max_seconds + limits.hang_grace
 
 
 class Pool:

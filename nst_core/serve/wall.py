@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import hashlib
 import hmac
 import io
@@ -68,12 +69,32 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX entries_by_room ON entries(room, id)",
     ],
+    [  # the browser tab each picture came from (Limits.shares_per_session); '' for pictures shared before
+        "ALTER TABLE entries ADD COLUMN session TEXT NOT NULL DEFAULT ''",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class WallError(NSTError):
-    """A room that does not exist, a wrong teacher link, a limit reached: one line for the page."""
+    """A room that does not exist, a wrong teacher link, a limit reached, storage that fails: one line for the page."""
+
+
+def _storage(method):
+    """The storage's own failures (a read-only or damaged database, a full disk, a directory that is not one)
+    become a WallError in one line: the page that called says so, and the rest of the app carries on."""
+
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as e:
+            raise WallError(f"the class wall's storage in {self.dir} (NST_DATA_DIR) failed: {e}") from None
+        except OSError as e:
+            why = e.strerror or type(e).__name__
+            raise WallError(f"the class wall's storage in {self.dir} (NST_DATA_DIR) failed: {why}") from None
+
+    return guarded
 
 
 @dataclass(frozen=True)
@@ -112,7 +133,16 @@ def clean_name(name: str) -> str:
     return "".join(ch for ch in (name or "") if ch.isprintable()).strip()[:NAME_LENGTH]
 
 
+def inert(cell):
+    """A CSV cell that a spreadsheet will not run: text starting with = + - @ (or a tab or carriage return, which
+    some spreadsheets skip before them) gets a leading apostrophe, as OWASP advises against formula injection."""
+    if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + cell
+    return cell
+
+
 class Wall:
+    @_storage
     def __init__(self, directory: str | Path, limits: Limits | None = None, clock: Callable[[], float] = time.time):
         self.dir = Path(directory)
         self.limits = limits or Limits()
@@ -121,7 +151,7 @@ class Wall:
         try:
             (self.dir / "rooms").mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise WallError(f"cannot use the data directory {self.dir} (NST_DATA_DIR): {e.strerror}") from None
+            raise WallError(f"cannot use the data directory {self.dir} (NST_DATA_DIR): {e.strerror or e}") from None
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             self._migrate(db)
@@ -178,6 +208,7 @@ class Wall:
 
     # ------------------------------------------------------------ rooms
 
+    @_storage
     def open_room(self, title: str = "") -> tuple[Room, str]:
         """A new room and its teacher key (shown once; only its hash is kept)."""
         self.expire()
@@ -201,6 +232,7 @@ class Wall:
             )
         return Room(code, clean_name(title), now, expires, False), key
 
+    @_storage
     def room(self, code: str) -> Room:
         """The open (not expired) room with this code, or a WallError that says so."""
         code = normalise_code(code)
@@ -215,6 +247,7 @@ class Wall:
             )
         return self._room(row)
 
+    @_storage
     def teacher(self, code: str, key: str) -> Room:
         """The room, if `key` is its teacher key; otherwise a WallError (and nothing of the room)."""
         code = normalise_code(code)
@@ -224,12 +257,14 @@ class Wall:
             raise WallError(f"this teacher link is not valid for room {code}, or the room has been deleted")
         return self._room(row)
 
+    @_storage
     def close_room(self, code: str, key: str) -> None:
         """No more shares; the wall stays until the room expires."""
         room = self.teacher(code, key)
         with self._write() as db:
             db.execute("UPDATE rooms SET closed = 1 WHERE code = ?", (room.code,))
 
+    @_storage
     def delete_room(self, code: str, key: str) -> None:
         room = self.teacher(code, key)
         self._delete([room.code])
@@ -240,6 +275,7 @@ class Wall:
         for code in codes:
             shutil.rmtree(self.dir / "rooms" / code, ignore_errors=True)
 
+    @_storage
     def expire(self) -> int:
         """Delete rooms past their retention period, with their entries and files; returns how many.
         Also removes folders that no room owns (a share interrupted between its files and its row)."""
@@ -255,11 +291,20 @@ class Wall:
 
     # ------------------------------------------------------------ entries
 
+    @_storage
     def share(
-        self, code: str, png: bytes, gif: bytes | None = None, name: str = "", painting: str = "", settings=None
+        self,
+        code: str,
+        png: bytes,
+        gif: bytes | None = None,
+        name: str = "",
+        painting: str = "",
+        settings=None,
+        session: str = "",
     ) -> Entry:
-        """Put a finished result on the room's wall. Raises WallError when the room is gone or closed,
-        full, or the result is larger than a wall takes."""
+        """Put a finished result on the room's wall. Raises WallError when the room is gone or closed, full, the
+        result is larger than a wall takes, the walls of this server have used their disk (NST_WALL_MB), or
+        `session` (a browser tab) has shared its NST_SHARES_PER_SESSION pictures to this room."""
         room = self.room(code)
         name, painting, settings = clean_name(name), painting[:200], settings or {}
         size = len(png) + len(gif or b"")
@@ -293,9 +338,22 @@ class Wall:
                     raise WallError(
                         f"the wall of room {room.code} is full ({count} pictures, the limit: NST_ROOM_ENTRIES)"
                     )
+                used = db.execute("SELECT COALESCE(SUM(bytes), 0) FROM entries").fetchone()[0]
+                if used + size > self.limits.wall_mb * 1e6:
+                    raise WallError(
+                        f"the class walls on this server have used their {self.limits.wall_mb:g} MB (NST_WALL_MB): "
+                        "ask the teacher to remove pictures or delete an old room"
+                    )
+                mine = db.execute(
+                    "SELECT COUNT(*) FROM entries WHERE room = ? AND session = ?", (room.code, session)
+                ).fetchone()[0]
+                if session and mine >= self.limits.shares_per_session:
+                    raise WallError(
+                        f"you have shared {mine} pictures to this wall, its limit per student (NST_SHARES_PER_SESSION)"
+                    )
                 cur = db.execute(
-                    "INSERT INTO entries (room, name, painting, settings, width, height, bytes, has_gif, created)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO entries (room, name, painting, settings, width, height, bytes, has_gif, created,"
+                    " session) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         room.code,
                         name,
@@ -306,6 +364,7 @@ class Wall:
                         size,
                         gif is not None,
                         now,
+                        session,
                     ),
                 )
                 entry_id = cur.lastrowid
@@ -317,11 +376,13 @@ class Wall:
                         tmp.write_bytes(data)
                         tmp.replace(files[kind])
         except BaseException:
-            for path in files.values():  # the row was rolled back: so are its files
+            for path in files.values():  # the row was rolled back: so are its files (and a half-written one)
                 path.unlink(missing_ok=True)
+                path.with_suffix(".tmp").unlink(missing_ok=True)
             raise
         return Entry(entry_id, room.code, name, painting, settings, picture.size, size, gif is not None, now)
 
+    @_storage
     def entries(self, code: str, after: int = 0) -> list[Entry]:
         """The room's entries, newest first (only those with id > after, if given)."""
         room = self.room(code)
@@ -344,6 +405,7 @@ class Wall:
             for r in rows
         ]
 
+    @_storage
     def version(self, code: str) -> tuple:
         """Changes whenever the room's wall does (a share, a removal, closing): cheap enough to poll."""
         room = self.room(code)
@@ -351,10 +413,12 @@ class Wall:
             count, last = db.execute("SELECT COUNT(*), MAX(id) FROM entries WHERE room = ?", (room.code,)).fetchone()
         return count, last, room.closed
 
+    @_storage
     def file(self, entry: Entry, kind: str) -> bytes:
         """'png' (the picture), 'gif' (its animation) or 'jpg' (the wall's thumbnail)."""
         return self._files(entry.room, entry.id)[kind].read_bytes()
 
+    @_storage
     def remove(self, code: str, key: str, entry_id: int) -> None:
         room = self.teacher(code, key)
         with self._write() as db:
@@ -362,6 +426,7 @@ class Wall:
         for path in self._files(room.code, entry_id).values():
             path.unlink(missing_ok=True)
 
+    @_storage
     def zip_bytes(self, code: str, key: str) -> bytes:
         """Every picture of the wall as PNG, and settings.csv with a row per picture."""
         room = self.teacher(code, key)
@@ -378,6 +443,6 @@ class Wall:
                 z.writestr(fname, self.file(e, "png"))
                 shared = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.created))
                 values = [" ".join(map(str, v)) if isinstance(v, list) else v for v in map(e.settings.get, keys)]
-                out.writerow([fname, e.name, e.painting, shared, *values])
+                out.writerow([inert(v) for v in (fname, e.name, e.painting, shared, *values)])
             z.writestr("settings.csv", table.getvalue())
         return buf.getvalue()

@@ -5,6 +5,8 @@ Experiments 1-4 are nst_core.lab Plans run through the same job panel and runner
 
 from __future__ import annotations
 
+import hashlib
+
 import streamlit as st
 
 from nst_core import lab
@@ -115,6 +117,21 @@ def local_backbone():
     return load_backbone(os.environ.get("NST_WEIGHTS", "original"), "cpu")
 
 
+def digest(image) -> str:
+    return hashlib.sha1(image.tobytes() + repr(image.size).encode()).hexdigest()
+
+
+@st.cache_data(max_entries=32, show_spinner="Looking inside VGG19...")
+def inside(key: tuple, _image, _other, layer: str):
+    """Feature maps, both Gram matrices and their distance for one input (`key`: the pictures' digests and the
+    layer): three VGG19 passes in this process once per input, not on every rerun of the page."""
+    bb = local_backbone()
+    maps = lab.feature_maps(bb, _image, layer)
+    a, b = lab.crops(_image) if _other is None else (_image, _other)
+    ga, gb = lab.gram_matrix(bb, a, layer), lab.gram_matrix(bb, b, layer)
+    return maps, lab.gram_heatmap(ga), lab.gram_heatmap(gb), lab.gram_distance(ga, gb)
+
+
 def inside_panel() -> None:
     layer = st.selectbox(
         "Layer",
@@ -135,8 +152,8 @@ def inside_panel() -> None:
         other = None
         if mode == "another painting":
             other = image_picker("lab_other", "Other painting", "styles", "the_scream.jpg", help="A second painting.")
-    bb = local_backbone()
-    maps = lab.feature_maps(bb, image, layer)
+    key = (digest(image), digest(other) if other is not None else None, layer)
+    maps, heat_a, heat_b, d = inside(key, image, other, layer)
     st.markdown(f"**The 16 most active feature maps of {layer}** — each tile is one channel; yellow where it responds.")
     st.image(maps, width=420)
     st.download_button(
@@ -147,21 +164,14 @@ def inside_panel() -> None:
         icon=":material/download:",
         key="dl_maps",
     )
-    if other is None:
-        a, b = lab.crops(image)
-        names = ("left half", "right half")
-    else:
-        a, b = image, other
-        names = ("this painting", "the other painting")
-    ga, gb = lab.gram_matrix(bb, a, layer), lab.gram_matrix(bb, b, layer)
+    names = ("left half", "right half") if other is None else ("this painting", "the other painting")
     st.markdown(
         f"**Gram matrices at {layer}** (first 64 channels, log scale) — bright where two channels fire "
         "together. This is what the style loss compares."
     )
     h1, h2 = st.columns(2)
-    h1.image(lab.gram_heatmap(ga), caption=names[0], width=320)
-    h2.image(lab.gram_heatmap(gb), caption=names[1], width=320)
-    d = lab.gram_distance(ga, gb)
+    h1.image(heat_a, caption=names[0], width=320)
+    h2.image(heat_b, caption=names[1], width=320)
     verdict = "similar style" if d < 0.2 else "different styles"
     st.metric("Style difference (relative Gram error)", f"{d:.3f}", help="0 means identical texture statistics.")
     st.caption(

@@ -10,7 +10,7 @@ from nst_core.images import fit
 from nst_core.serve.jobs import StyleTask
 from ui import results
 from ui.classroom import class_room, share_form
-from ui.common import SAMPLES, fmt_seconds, image_picker, service
+from ui.common import SAMPLES, fmt_seconds, image_picker, md, service
 from ui.fields import W, settings_form
 from ui.job_panel import JobPanel, wait_note
 
@@ -64,7 +64,7 @@ if st.button("Run", type="primary", icon=":material/play_arrow:", disabled=busy 
         side = max(32, round(settings.size * settings.style_scale))
         task = StyleTask(fit(content, settings.size), tuple(fit(im, side) for im in styles), settings)
     except ImageLoadError as e:
-        st.error(f"These pictures cannot run at this size: {e}")
+        st.error(f"These pictures cannot run at this size: {md(e)}")
     else:
         meta = {"settings": settings, "content": content, "styles": styles, "labels": labels}
         panel.submit(task, " + ".join(labels), meta)
