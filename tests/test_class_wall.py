@@ -19,6 +19,9 @@ from tests.conftest import ROOT, plain
 from tests.servers import CHROMIUM, FLAGS, StreamlitServer
 from tests.test_wall import picture
 
+# The Class page plans paces and shows a room's progress with the server's Service: here one in this process.
+pytestmark = pytest.mark.usefixtures("threaded_app")
+
 
 @pytest.mark.browser
 def test_a_teacher_opens_a_room_and_the_wall_fills_live(tmp_path):
@@ -128,7 +131,7 @@ def test_wrong_codes_and_keys_show_a_message_and_nothing_of_the_room(data):
 
 
 @pytest.mark.parametrize("broken", ["a file, not a directory", "a damaged database"])
-def test_an_unusable_data_directory_leaves_the_studio_working(tmp_path, monkeypatch, threaded_app, broken):
+def test_an_unusable_data_directory_leaves_the_studio_working(tmp_path, monkeypatch, broken):
     from ui.classroom import forget_wall
 
     if broken == "a file, not a directory":

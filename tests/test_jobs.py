@@ -191,6 +191,9 @@ class Held:
     def __init__(self):
         self.release = threading.Event()
 
+    def work(self):
+        return 1e7, 10
+
     def frames(self, backbone):
         yield Frame(5, 10, {"content": 1.0, "style": 1.0, "tv": 0.0, "total": 2.0}, 2.0, (8, 8), IMG)
         self.release.wait(60)

@@ -138,3 +138,41 @@ def test_a_worker_that_sends_nothing_past_the_time_limit_is_killed_and_its_slot_
             backend.silence = silence_limit(Limits())
         else:
             backend.close()
+
+
+def test_two_lanes_of_one_worker_run_two_runs_at_once_each_as_it_would_run_alone(content, style, tmp_path):
+    """The GPU's way (serve/lanes.py) on the CPU: one worker process with two lanes. Two runs overlap in time, and
+    each ends on exactly the picture it ends on alone (they share only the read-only VGG19); a worker that dies
+    fails both, and the next run starts it again."""
+    import numpy as np
+
+    from nst_core.serve.process_backend import ProcessBackend
+
+    backend = ProcessBackend("original", "cpu", Limits(), lanes=2)
+    backend.name = "process"
+    try:
+        assert backend.slots == 2 and len({lane.worker for lane in backend.pool.idle()}) == 1
+        r = Runner(backend, Limits(heartbeat_timeout=60), poll=0.1)
+        logs = [tmp_path / "a.log", tmp_path / "b.log"]
+        jobs = [r.submit(Logged(20, 0.02, log)) for log in logs]
+        wait(lambda: not any(j.active for j in jobs), beat=jobs)
+        (a0, a1), (b0, b1) = ((read_log(log)[0][2], read_log(log)[-1][2]) for log in logs)
+        assert a0 < b1 and b0 < a1  # at once, in one process
+        task = StyleTask(content, (style,), Settings(size=64, iterations=10, preview_every=10))
+        alone = r.submit(task)
+        wait(lambda: not alone.active, beat=[alone])
+        pair = [r.submit(task), r.submit(task)]
+        wait(lambda: not any(j.active for j in pair), beat=pair)
+        pictures = [np.asarray(j.final_frames()[-1].image()) for j in (alone, *pair)]
+        assert all(j.state == DONE for j in (alone, *pair))
+        assert np.array_equal(pictures[0], pictures[1]) and np.array_equal(pictures[0], pictures[2])
+        pid = worker_pid(backend)
+        dead = [r.submit(Crashing(2)), r.submit(Ticking(100_000, 0.01))]
+        wait(lambda: not any(j.active for j in dead), beat=dead)
+        assert [j.state for j in dead] == [FAILED, FAILED], [j.reason for j in dead]
+        assert all(re.match(DIED["process"], j.reason) for j in dead), [j.reason for j in dead]
+        after = r.submit(Ticking(3, 0.01))
+        wait(lambda: not after.active, timeout=120, beat=[after])
+        assert after.state == DONE and worker_pid(backend) != pid
+    finally:
+        backend.close()

@@ -16,13 +16,16 @@ import os
 import re
 import threading
 import time
+from dataclasses import dataclass
 
 import streamlit as st
 
+from nst_core.serve import pace as paces
 from nst_core.serve.limits import Limits, Quota
+from nst_core.serve.pace import Pace
 from nst_core.serve.wall import NAME_LENGTH, Entry, Wall, WallError
 
-from .common import ROOT, client_address, md, sentence, session_id
+from .common import ROOT, client_address, fmt_seconds, md, sentence, service, session_id
 
 _lock = threading.Lock()
 _wall: Wall | None = None
@@ -87,27 +90,70 @@ def find_room(wall: Wall, code: str):
         raise
 
 
-def class_room() -> None:
-    """A room link (?room=CODE) puts this tab in that class: its results can be shared to the room's wall."""
-    code = st.query_params.get("room")
+@dataclass(frozen=True)
+class Membership:
+    """This tab's class room: its code, whether it is the room's teacher, and the room's pace."""
+
+    code: str
+    teacher: bool
+    pace: Pace | None
+    version: int  # the pace's: the page follows when it changes
+
+
+def class_room() -> Membership | None:
+    """A room link (?room=CODE) puts this tab in that class: its results can be shared to the room's wall, and the
+    room's pace gives its settings' defaults and upper limits. The teacher's link (&key=KEY) puts its runs first."""
+    code, key = st.query_params.get("room"), st.query_params.get("key")
     try:
         wall = open_wall()
     except (WallError, ValueError) as e:  # the studio works without it
         if code:
             st.warning(f"Not in a class: the class wall is not available on this server ({md(e)}).")
-        return
-    if code and code != st.session_state.get("room"):
-        try:
-            st.session_state.room = find_room(wall, code).code
-        except WallError as e:
-            st.warning(f"Not in a class: {md(e)}.")
-            return
-    if st.session_state.get("room"):
-        code = st.session_state.room
-        st.info(
-            f"You are in class room **{code}**: when your picture is done you can share it to the "
-            f"[class wall](Class?room={code}) (only the picture, its animation and its settings, never your photo)."
+        return None
+    state = st.session_state
+    try:
+        if code and key:
+            room = wall.teacher(code, key)
+            state.room_key = key
+        elif code:
+            room = find_room(wall, code)
+            if state.get("room") != room.code:
+                state.pop("room_key", None)  # another room: not its teacher
+        elif state.get("room"):  # the same tab on another page of the app (the address lost its room)
+            room = wall.room(state.room)
+        else:
+            return None
+    except WallError as e:
+        st.warning(f"Not in a class: {md(e)}.")
+        state.pop("room", None)
+        state.pop("room_key", None)
+        return None
+    state.room = room.code
+    teacher = "room_key" in state
+    pace = Pace.from_dict(room.pace)
+    if teacher:
+        st.info(f"You are the teacher of room **{room.code}**: your runs go ahead of the students'.")
+    else:
+        limit = (
+            f" The room's pace: {pace.describe()}; up to {pace.size} px and {pace.iterations} steps." if pace else ""
         )
+
+        st.info(
+            f"You are in class room **{room.code}**: when your picture is done you can share it to the "
+            f"[class wall](Class?room={room.code}) (only the picture, its animation and its settings, never your "
+            f"photo).{limit}"
+        )
+    return Membership(room.code, teacher, pace, room.pace_version)
+
+
+def follow_pace(code: str, version: int) -> None:
+    """Every 10 s (an st.fragment): has the teacher changed the room's pace? Then the page follows (a full rerun)."""
+    try:
+        now = open_wall().room(code).pace_version
+    except WallError:
+        return
+    if now != version:
+        st.rerun()
 
 
 def share_form(r: dict) -> None:
@@ -179,11 +225,13 @@ def start_page(wall: Wall) -> None:
     with left.form("open"):
         st.subheader("Open a room (teacher)")
         title = st.text_input("Name of the class (optional)", max_chars=40, placeholder="e.g. Art 2B")
+        students, minutes = pace_inputs("open")
         password = os.environ.get(PASSWORD)
         given = st.text_input("Teacher password", type="password") if password else None
         if st.form_submit_button("Open a room", type="primary", icon=":material/add:"):
             try:
                 room, key = open_room(wall, title, password, given)
+                wall.set_pace(room.code, key, plan_pace(students, minutes).to_dict())
             except WallError as e:
                 st.error(md(sentence(e)))
             else:
@@ -230,8 +278,11 @@ def teacher_panel(wall: Wall, room, key: str) -> None:
     st.success(
         f"**Room {code} is open.** Students go to **{base}/?room={code}** to make and share their pictures; "
         f"the wall alone (for a projector) is **{base}/Class?room={code}**. This page's address is your private "
-        "teacher link: keep it to come back and moderate."
+        f"teacher link: keep it to come back and moderate. Your own Studio, whose runs go ahead of the students', is "
+        f"[{base}/?room={code}&key=...]({base or '.'}/?room={code}&key={key}), and the Lab "
+        f"[{base}/Lab?room={code}&key=...]({base or '.'}/Lab?room={code}&key={key})."
     )
+    pace_form(wall, room, key)
     c1, c2, c3 = st.columns(3)
     c1.download_button(
         "Download the wall (ZIP)",
@@ -253,6 +304,57 @@ def teacher_panel(wall: Wall, room, key: str) -> None:
             st.rerun()
 
 
+def plan_pace(students: int, minutes: float) -> Pace:
+    """The settings that keep the promise on this server (serve/pace.py), from its cost model and slots."""
+    svc = service()
+    return paces.plan(
+        svc.cost,
+        svc.runner.slots,
+        students,
+        minutes,
+        svc.limits.max_size(svc.device_type),
+        svc.limits.max_iterations,
+    )
+
+
+OWN = "the students and minutes below"
+
+
+def pace_inputs(prefix: str, students: int = 30, minutes: float = 5.0) -> tuple[int, float]:
+    """A named pace, or the class's size and the minutes it may wait for everyone's first picture (in a form:
+    both are shown, the choice says which counts)."""
+    choice = st.selectbox(
+        "The class's pace", [OWN, *paces.NAMED], key=f"{prefix}_pace", help="How long the class may wait."
+    )
+    a, b = st.columns(2)
+    n = a.number_input("Students", 1, 500, students, key=f"{prefix}_students")
+    m = b.number_input("Minutes for everyone's first picture", 0.5, 240.0, minutes, step=0.5, key=f"{prefix}_minutes")
+    return (int(n), float(m)) if choice == OWN else paces.NAMED[choice]
+
+
+def pace_form(wall: Wall, room, key: str) -> None:
+    """The room's pace: shown, and changed at any time (every student's page follows within 10 s)."""
+    pace = Pace.from_dict(room.pace)
+    with st.form("pace", border=True):
+        st.markdown(f"**The room's pace:** {pace.describe()}." if pace else "**The room has no pace yet.**")
+        students, minutes = pace_inputs("change", *(pace.students, pace.minutes) if pace else (30, 5.0))
+        if st.form_submit_button("Set the pace", icon=":material/speed:"):
+            wall.set_pace(room.code, key, plan_pace(students, minutes).to_dict())
+            st.rerun()
+
+
+def progress_line(code: str) -> None:
+    """In this room: pictures done, painting and waiting, and when the last should be done."""
+    p = service().runner.progress(code)
+    if p["painting"] or p["waiting"]:
+        st.info(
+            f"In this room: {p['done']} picture{'s' * (p['done'] != 1)} done, {p['painting']} painting, "
+            f"{p['waiting']} waiting; the last should be done in about {fmt_seconds(p['last'])}."
+        )
+    elif p["done"]:
+        st.caption(f"In this room: {p['done']} picture{'s' * (p['done'] != 1)} done, none painting or waiting.")
+
+
 def watch(code: str) -> None:
     """Every REFRESH seconds (an st.fragment): has the wall changed since this page drew it? Then draw it
     again (a full rerun). Drawing thirty pages' tiles every 3 s instead cost the server 30 ms per page
@@ -263,6 +365,7 @@ def watch(code: str) -> None:
         version = None  # deleted or expired: the full run says so
     if version != st.session_state.get("wall_seen"):
         st.rerun()
+    progress_line(code)
 
 
 def wall_view(wall: Wall, room, key: str | None) -> None:

@@ -68,12 +68,14 @@ class JobPanel:
             self._end(job)
         return self.job is not None
 
-    def submit(self, task, label: str, meta: dict) -> None:
-        """Queue `task` for this tab; `meta` goes to finish() with the job. Busy (another run of this tab)
-        is said in one line."""
+    def submit(self, task, label: str, meta: dict, room: str | None = None, first: bool = False) -> None:
+        """Queue `task` for this tab (in class `room`; `first`: a teacher's run); `meta` goes to finish() with the
+        job. A refusal (another run of this tab, a full queue) is said in one line."""
         svc = service()
         try:
-            job = svc.runner.submit(task, label, owner=session_id(), client=client_address(svc.limits))
+            job = svc.runner.submit(
+                task, label, owner=session_id(), client=client_address(svc.limits), room=room, first=first
+            )
         except Refused as e:
             st.error(f"Not started: {e}.")
             return

@@ -11,6 +11,7 @@ imports them.
 
 from __future__ import annotations
 
+import collections
 import heapq
 import io
 import itertools
@@ -111,6 +112,8 @@ class Job:
     max_frames: int = 48
     owner: str | None = None  # the session that submitted it (one active run per owner)
     client: str | None = None  # the client address it came from (Limits.runs_per_client)
+    room: str | None = None  # the class room it belongs to (Runner.progress)
+    first: bool = False  # a teacher's run: ahead of every run that is not
     id: int = 0
     state: str = QUEUED
     reason: str = ""  # why it stopped or failed, in one line
@@ -206,6 +209,7 @@ class Runner:
         self.cost = cost
         self._queue: list[Job] = []
         self._running: set[Job] = set()
+        self._done_in: collections.Counter[str] = collections.Counter()  # pictures finished, per room
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._poll = poll
@@ -222,9 +226,12 @@ class Runner:
         estimate: float | None = None,
         owner: str | None = None,
         client: str | None = None,
+        room: str | None = None,
+        first: bool = False,
     ) -> Job:
         """Queue a run, or raise (Refused) if `owner` already has one waiting or running (Busy), or the queue is
-        full, or `client`'s share of it (QueueFull). `estimate`: seconds, by default the cost model's."""
+        full, or `client`'s share of it (QueueFull). `estimate`: seconds, by default the cost model's. `first`:
+        a teacher's run, queued ahead of every run that is not (after the teachers' before it)."""
         if estimate is None:
             estimate = self.cost.seconds(*task.work()) if self.cost is not None else 0.0
         job = Job(
@@ -234,6 +241,8 @@ class Runner:
             max_frames=self.limits.max_frames,
             owner=owner,
             client=client,
+            room=room,
+            first=first,
             id=next(self._ids),
         )
         lim = self.limits
@@ -251,7 +260,8 @@ class Runner:
                     f"{lim.runs_per_client} runs from your network are already waiting or running (its limit: "
                     "NST_RUNS_PER_CLIENT); try again when one has finished"
                 )
-            self._queue.append(job)
+            at = sum(j.first for j in self._queue) if first else len(self._queue)
+            self._queue.insert(at, job)
         self._dispatch()
         return job
 
@@ -277,6 +287,16 @@ class Runner:
     def jobs(self) -> list[Job]:
         with self._lock:
             return list(self._running) + list(self._queue)
+
+    def progress(self, room: str) -> dict:
+        """A class room's pictures: done (since this server started), painting, waiting, and the seconds until the
+        last of them should be done (0 if none)."""
+        with self._lock:
+            running = [j for j in self._running if j.room == room]
+            waiting = [j for j in self._queue if j.room == room and not j._cancel.is_set()]
+            done = self._done_in[room]
+        last = max([self.wait_seconds(j) + j.estimate for j in waiting] + [j.seconds_left() for j in running] + [0.0])
+        return {"done": done, "painting": len(running), "waiting": len(waiting), "last": last}
 
     def stats(self) -> dict:
         with self._lock:
@@ -311,6 +331,9 @@ class Runner:
         last = job.latest
         if state == DONE and self.cost is not None and last is not None:
             self.cost.learn(*job.task.work(), seconds=last.elapsed)
+        if state in (DONE, STOPPED) and job.room is not None and job.finished_ok:
+            with self._lock:
+                self._done_in[job.room] += 1
         log.info(
             "run %d %s: %d steps in %.2f s (%.2f s after it started)%s",
             job.id,

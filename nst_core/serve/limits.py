@@ -26,7 +26,7 @@ class Limits:
     max_frames: int = 48  # preview frames kept per run (older ones are thinned out evenly)
     # Slots: runs at once. The others wait in the queue.
     concurrent_cpu: int = 1  # on a CPU host
-    concurrent_per_gpu: int = 1  # per GPU
+    concurrent_per_gpu: int = 0  # per GPU; 0: as many as the GPU's worker measured to pay (serve/lanes.py)
     ray_cpus: int = 0  # CPUs per slot on a Ray cluster without GPUs (0: the smallest node's, at most 8)
     heartbeat_timeout: float = 20.0  # a run whose page has not been seen for this long is stopped
     max_queue: int = 100  # runs waiting or running on this server; more are refused, with a message
@@ -63,8 +63,9 @@ class Limits:
         return self.max_size_cpu if device_type == "cpu" else self.max_size_gpu
 
     def slots(self, device_type: str, gpus: int = 1) -> int:
-        """Runs at once on one host: NST_CONCURRENT_CPU, or NST_CONCURRENT_PER_GPU for each GPU."""
-        return self.concurrent_cpu if device_type == "cpu" else self.concurrent_per_gpu * max(1, gpus)
+        """Runs at once on one host: NST_CONCURRENT_CPU, or NST_CONCURRENT_PER_GPU for each GPU (1 where nothing
+        has measured what pays: the in-process backend, Ray's actors)."""
+        return self.concurrent_cpu if device_type == "cpu" else (self.concurrent_per_gpu or 1) * max(1, gpus)
 
     def cluster_slots(self, gpus: int, node_cpus: list[int]) -> tuple[int, int]:
         """(slots, CPU threads per slot) on a Ray cluster: NST_CONCURRENT_PER_GPU per GPU (a GPU slot gets no CPU

@@ -1,18 +1,27 @@
-"""Worker processes: each loads VGG19 once and runs tasks sent by the server, one at a time.
+"""Worker processes: each loads VGG19 once and runs the tasks the server sends it, up to `lanes` at once.
 
-The server's side (ProcessBackend, one ProcessSlot per slot) talks to `python -m nst_core.serve.process_backend`
-over a socketpair with multiprocessing's Connection (pickled messages, no network):
+The server's side (ProcessBackend: a WorkerProcess per process, a slot per lane) talks to
+`python -m nst_core.serve.process_backend` over a socketpair with multiprocessing's Connection (pickled messages,
+no network); every message of a run carries its id:
 
-    server -> worker   ("run", task)   ("stop",)
-    worker -> server   ("ready", info)   ("shot", Shot)   ("end",)   ("error", "one line")
+    server -> worker   ("run", id, task)   ("stop", id)
+    worker -> server   ("ready", info)   ("shot", id, Shot)   ("end", id)   ("error", id, "one line")
+
+On a CPU a worker runs one task at a time (several runs at once are several processes, each with its share of the
+cores: batching runs does not pay on a CPU). On a GPU one process per GPU runs several tasks at once, each in a
+thread with its own CUDA stream over the shared, read-only VGG19: one run at 512 px leaves most of a GPU idle.
+How many (lanes) the worker measures when it starts (lanes.py), unless NST_CONCURRENT_PER_GPU says.
 
 A run that raises fails with its message and the worker carries on; a worker that dies (a crash, the
-kernel's out-of-memory killer) fails its run and is started again for the next one.
+kernel's out-of-memory killer) fails its runs and is started again for the next one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
+import queue
 import socket
 import subprocess
 import sys
@@ -24,16 +33,20 @@ from .limits import Limits
 from .slots import END, Pool, forget_failure, prepare, relay, silence_limit
 
 
-class ProcessSlot:
-    """The server's handle on one worker process (started again if it dies)."""
+class WorkerProcess:
+    """The server's handle on one worker process: started again, at the next run, if it has died. A reader thread
+    hands each message to the run it belongs to."""
 
-    def __init__(self, weights: str, device: str, threads: int = 0, start_timeout: float = 300.0, silence=None):
-        self.args = [weights, device, str(threads)]
+    def __init__(self, weights: str, device: str, threads: int = 0, lanes: int = 1, start_timeout: float = 300.0):
+        self.args = [weights, device, str(threads), str(lanes)]
         self.start_timeout = start_timeout
-        self.silence = silence if silence is not None else silence_limit(Limits())
         self.proc: subprocess.Popen | None = None
         self.conn: Connection | None = None
         self.info: dict = {}
+        self._inbox: dict[int, queue.Queue] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()  # starting, and the inbox
+        self._send_lock = threading.Lock()
         self._start()
 
     def _start(self) -> None:
@@ -45,96 +58,144 @@ class ProcessSlot:
         )
         theirs.close()
         self.conn = Connection(ours.detach())
-        msg = self._recv(self.start_timeout, "starting")
-        if msg[0] == "error":
+        msg = None
+        if self.conn.poll(self.start_timeout):
+            with contextlib.suppress(EOFError, OSError):
+                msg = self.conn.recv()
+        if msg is None or msg[0] != "ready":
+            why = msg[1] if msg else f"{self._ended('starting')}"
             self.close()
-            raise StartFailed(f"the worker could not start: {msg[1]}")
+            raise StartFailed(f"the worker could not start: {why}")
         self.info = msg[1]
+        threading.Thread(target=self._read, args=(self.conn, self.proc), name="nst-worker-reader", daemon=True).start()
 
-    def _recv(self, timeout: float, doing: str):
-        closed = False
-        if self.conn.poll(timeout):
-            try:
-                return self.conn.recv()
-            except (EOFError, OSError):
-                closed = True  # its end of the socket closed: the process is exiting, or has exited
+    def _ended(self, doing: str) -> str:
+        """Why the process is gone, in one line (it is reaped here)."""
         try:
-            code = self.proc.wait(5 if closed else 0)
+            code = self.proc.wait(5)
         except subprocess.TimeoutExpired:
-            code = None
-        if code is None:
             self.proc.kill()
             code = self.proc.wait()
-            raise WorkerDied(f"the worker did not answer while {doing}; it starts again for the next run")
         why = " (killed: out of memory?)" if code == -9 else ""
-        raise WorkerDied(
-            f"the worker process ended while {doing} (exit code {code}){why}; it starts again for the next run"
-        )
+        return f"the worker process ended {doing} (exit code {code}){why}; it starts again for the next run"
 
-    def _receive(self, timeout: float):
-        """The next message of a run, for slots.relay."""
-        if not self.conn.poll(timeout):
+    def _read(self, conn: Connection, proc: subprocess.Popen) -> None:
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                break
+            with self._lock:
+                box = self._inbox.get(msg[1])
+            if box is not None:  # (a late message of a run the server has given up on goes nowhere)
+                box.put(msg)
+        if self.proc is proc:  # this process is gone: so are its runs
+            why = self._ended("during this run")
+            with self._lock:
+                boxes = list(self._inbox.values())
+            for box in boxes:
+                box.put(("died", None, why))
+
+    def _send(self, msg) -> None:
+        with self._send_lock:
+            self.conn.send(msg)
+
+    def run(self, task, emit, cancelled: threading.Event, silence: float) -> None:
+        with self._lock:
             if self.proc.poll() is not None:
-                self._recv(0, "running")  # raises WorkerDied
-            return None
-        msg = self._recv(0, "running")
-        if msg[0] == "shot":
-            return msg[1]
-        if msg[0] == "end":
-            return END
-        raise RunFailed(msg[1])
+                self._start()
+            run_id, box = next(self._ids), queue.Queue()
+            self._inbox[run_id] = box
 
-    def run(self, task, emit, cancelled: threading.Event) -> None:
-        if self.proc.poll() is not None:
-            self._start()
+        def receive(timeout: float):
+            try:
+                msg = box.get(timeout=timeout)
+            except queue.Empty:
+                return None
+            if msg[0] == "shot":
+                return msg[2]
+            if msg[0] == "end":
+                return END
+            if msg[0] == "died":
+                raise WorkerDied(msg[2])
+            raise RunFailed(msg[2])
+
         try:
-            self.conn.send(("run", task))
-            relay(self._receive, lambda: self.conn.send(("stop",)), emit, cancelled, self.silence)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close()
-            raise WorkerDied(
-                f"the worker process ended during this run (exit code {self.proc.returncode}); "
-                "it starts again for the next run"
-            ) from None
-        except (WorkerDied, WorkerHung):
-            self.close()  # killed: it starts again for the next run
+            self._send(("run", run_id, task))
+            relay(receive, lambda: self._send(("stop", run_id)), emit, cancelled, silence)
+        except OSError:  # its socket is gone (BrokenPipeError, ConnectionResetError): the process with it
+            self.kill()
+            raise WorkerDied(self._ended("during this run")) from None
+        except WorkerHung:
+            self.kill()  # it starts again for the next run (a lane beside it fails with it)
             raise
+        finally:
+            with self._lock:
+                self._inbox.pop(run_id, None)
 
-    def close(self) -> None:
+    def kill(self) -> None:
+        """End the process now (and wait for it: the next run then sees that it has to start a new one)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
+            self.proc.wait()
+
+    def close(self) -> None:
+        self.kill()
         if self.proc is not None:
             self.proc.wait()
         if self.conn is not None:
             self.conn.close()
 
 
-class ProcessBackend:
-    """`slots` worker processes (Limits.slots: one per GPU times NST_CONCURRENT_PER_GPU, or NST_CONCURRENT_CPU)."""
+class Lane:
+    """One slot: a run at a time on one worker process (a GPU's process has several)."""
 
-    def __init__(self, weights: str = "original", device: str = "auto", limits: Limits | None = None):
+    def __init__(self, worker: WorkerProcess):
+        self.worker = worker
+
+    def run(self, task, emit, cancelled, silence: float) -> None:
+        self.worker.run(task, emit, cancelled, silence)
+
+    @property
+    def proc(self):
+        return self.worker.proc
+
+
+class ProcessBackend:
+    """Worker processes (Limits.slots): on a CPU NST_CONCURRENT_CPU of them, sharing the cores; on a GPU host one per
+    GPU, each running NST_CONCURRENT_PER_GPU runs at once (0: as many as the worker measured to pay). `lanes` puts
+    that many runs at once in each process whatever the device (the tests run the GPU's way on a CPU)."""
+
+    def __init__(
+        self, weights: str = "original", device: str = "auto", limits: Limits | None = None, lanes: int | None = None
+    ):
         limits = limits or Limits()
-        silence = silence_limit(limits)
-        first = ProcessSlot(weights, device, silence=silence)
+        self.silence = silence_limit(limits)
+        per_gpu = limits.concurrent_per_gpu
+        first = WorkerProcess(weights, device, lanes=lanes or (per_gpu if per_gpu > 0 else 0))
         self.info = first.info
-        self.slots = limits.slots(self.info["device_type"], self.info["gpus"])
         workers = [first]
-        if self.slots > 1:
-            # Share the CPU cores between the workers; one GPU each, round robin.
-            threads = max(1, (os.cpu_count() or 1) // self.slots) if self.info["device_type"] == "cpu" else 0
-            first.close()
-            workers = []
-            for i in range(self.slots):
-                dev = f"cuda:{i % self.info['gpus']}" if self.info["device_type"] == "cuda" else device
-                workers.append(ProcessSlot(weights, dev, threads, silence=silence))
-        self.pool = Pool(workers, ProcessSlot.close)
+        if self.info["device_type"] == "cuda":
+            lanes = lanes or self.info["lanes"]
+            for i in range(1, self.info["gpus"]):  # one process per GPU
+                workers.append(WorkerProcess(weights, f"cuda:{i}", lanes=lanes))
+        elif lanes is None:
+            lanes = 1
+            count = limits.slots(self.info["device_type"], self.info["gpus"])
+            if count > 1:  # several processes, the cores shared between them
+                threads = max(1, (os.cpu_count() or 1) // count)
+                first.close()
+                workers = [WorkerProcess(weights, device, threads) for _ in range(count)]
+        self.lanes = lanes
+        self.slots = len(workers) * lanes
+        self.pool = Pool([Lane(w) for w in workers for _ in range(lanes)], lambda lane: lane.worker.close())
 
     def run(self, task, emit, cancelled: threading.Event) -> None:
-        worker = self.pool.take()
+        lane = self.pool.take()
         try:
-            worker.run(task, emit, cancelled)
+            lane.run(task, emit, cancelled, self.silence)
         finally:
-            self.pool.put(worker)
+            self.pool.put(lane)
 
     def close(self) -> None:
         """End the idle workers now, a busy one as soon as its run has stopped."""
@@ -144,41 +205,55 @@ class ProcessBackend:
 # ---------------------------------------------------------------- the worker process itself
 
 
-def main(fd: int, weights: str, device: str, threads: int) -> None:
+def main(fd: int, weights: str, device: str, threads: int, lanes: int) -> None:
     conn = Connection(fd)
+    send_lock = threading.Lock()
+
+    def send(msg) -> None:
+        with send_lock:
+            conn.send(msg)
+
     try:
         backbone, info = prepare(weights, device, threads)
-        conn.send(("ready", info))
+        if backbone.device.type == "cuda" and lanes <= 0:
+            from .lanes import measure_lanes
+
+            info["lanes"], info["lane_throughput"] = measure_lanes(backbone, Limits.from_env().max_size_gpu)
+        else:
+            info["lanes"] = max(1, lanes)
+        send(("ready", info))
     except Exception as e:
-        conn.send(("error", one_line(e)))
+        send(("error", one_line(e)))
         return
+    stops: dict[int, threading.Event] = {}
 
-    class StopRequested:
-        """Cancelled when the server asks; checked between steps."""
+    def run(run_id: int, task) -> None:
+        from .lanes import own_stream
 
-        stopped = False
-
-        def is_set(self) -> bool:
-            while not self.stopped and conn.poll():
-                self.stopped = conn.recv()[0] == "stop"
-            return self.stopped
+        try:
+            with own_stream(backbone):
+                drive(task.frames(backbone), lambda shot: send(("shot", run_id, shot)), stops[run_id])
+            send(("end", run_id))
+        except (EOFError, BrokenPipeError, ConnectionResetError):
+            pass
+        except Exception as e:  # the run failed; the worker carries on with the next one
+            forget_failure(backbone)
+            with contextlib.suppress(OSError):
+                send(("error", run_id, one_line(e)))
+        finally:
+            stops.pop(run_id, None)
 
     while True:
         try:
             msg = conn.recv()
         except (EOFError, OSError):  # the server has gone: so do we
             return
-        if msg[0] != "run":
-            continue  # a late "stop" for a run that had already ended
-        try:
-            drive(msg[1].frames(backbone), lambda shot: conn.send(("shot", shot)), StopRequested())
-            conn.send(("end",))
-        except (EOFError, BrokenPipeError, ConnectionResetError):
-            return
-        except Exception as e:  # the run failed; the worker carries on with the next one
-            forget_failure(backbone)
-            conn.send(("error", one_line(e)))
+        if msg[0] == "run":
+            stops[msg[1]] = threading.Event()
+            threading.Thread(target=run, args=msg[1:], name=f"nst-run-{msg[1]}", daemon=True).start()
+        elif msg[0] == "stop" and msg[1] in stops:  # (a late "stop" for a run that has ended: nothing to do)
+            stops[msg[1]].set()
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    main(int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))

@@ -31,7 +31,7 @@ import sqlite3
 import time
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
@@ -72,6 +72,10 @@ MIGRATIONS: list[list[str]] = [
     [  # the browser tab each picture came from (Limits.shares_per_session); '' for pictures shared before
         "ALTER TABLE entries ADD COLUMN session TEXT NOT NULL DEFAULT ''",
     ],
+    [  # the room's pace (serve/pace.py): how many students, how many minutes, and the settings that fit them
+        "ALTER TABLE rooms ADD COLUMN pace TEXT NOT NULL DEFAULT '{}'",
+        "ALTER TABLE rooms ADD COLUMN pace_version INTEGER NOT NULL DEFAULT 0",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -104,6 +108,8 @@ class Room:
     created: float
     expires: float
     closed: bool
+    pace: dict = field(default_factory=dict)  # serve.pace.Pace.to_dict(), or {} for none
+    pace_version: int = 0  # changes whenever the teacher sets a pace: the students' pages follow
 
 
 @dataclass(frozen=True)
@@ -204,7 +210,9 @@ class Wall:
 
     @staticmethod
     def _room(row) -> Room:
-        return Room(row["code"], row["title"], row["created"], row["expires"], bool(row["closed"]))
+        pace = json.loads(row["pace"])
+        closed, version = bool(row["closed"]), row["pace_version"]
+        return Room(row["code"], row["title"], row["created"], row["expires"], closed, pace, version)
 
     # ------------------------------------------------------------ rooms
 
@@ -256,6 +264,17 @@ class Wall:
         if row is None or not hmac.compare_digest(row["teacher_hash"], _hash(key or "")):
             raise WallError(f"this teacher link is not valid for room {code}, or the room has been deleted")
         return self._room(row)
+
+    @_storage
+    def set_pace(self, code: str, key: str, pace: dict) -> Room:
+        """The teacher sets (or changes) the room's pace; every student's page follows it."""
+        room = self.teacher(code, key)
+        with self._write() as db:
+            db.execute(
+                "UPDATE rooms SET pace = ?, pace_version = pace_version + 1 WHERE code = ?",
+                (json.dumps(pace), room.code),
+            )
+        return self.teacher(code, key)
 
     @_storage
     def close_room(self, code: str, key: str) -> None:

@@ -12,6 +12,7 @@ import streamlit as st
 from nst_core import lab
 from nst_core.animation import make_gif
 from nst_core.images import fit, png_bytes
+from ui.classroom import class_room
 from ui.common import fmt_seconds, image_picker, service, show_png
 from ui.job_panel import JobPanel, Progress, wait_note
 
@@ -81,7 +82,9 @@ def run_panel(key: str, plan: lab.Plan, anim: bool) -> None:
     )
     busy = panel.busy()
     if st.button("Run the experiment", type="primary", icon=":material/play_arrow:", disabled=busy, key=f"run_{key}"):
-        panel.submit(plan, plan.title, {"key": key, "title": plan.title, "anim": anim})
+        room = st.session_state.get("lab_room")
+        meta = {"key": key, "title": plan.title, "anim": anim}
+        panel.submit(plan, plan.title, meta, room=room and room.code, first=bool(room and room.teacher))
     panel.show()
     result = panel.result
     if result and result["key"] == key and not panel.busy():
@@ -183,6 +186,7 @@ def inside_panel() -> None:
 def main() -> None:
     service()
     st.title("The Lab")
+    st.session_state.lab_room = class_room()  # a teacher's link (?room=...&key=...) puts the demo's runs first
     st.caption("Why does style transfer work? Five experiments, each a picture a class can make live.")
     choice = st.radio("Experiment", list(EXPLAIN), key="lab_experiment", horizontal=True)
     st.markdown(EXPLAIN[choice])

@@ -8,10 +8,11 @@ import streamlit as st
 from nst_core.errors import ImageLoadError
 from nst_core.images import fit
 from nst_core.serve.jobs import StyleTask
+from nst_core.serve.pace import host_default
 from ui import results
-from ui.classroom import class_room, share_form
+from ui.classroom import class_room, follow_pace, share_form
 from ui.common import SAMPLES, fmt_seconds, image_picker, md, service
-from ui.fields import W, settings_form
+from ui.fields import W, apply, settings_form, widget_values
 from ui.job_panel import JobPanel, wait_note
 
 st.set_page_config(page_title="Neural Style Studio", page_icon=":material/palette:", layout="wide")
@@ -22,11 +23,23 @@ st.caption(
     "Paint a photo in the style of a painting, live. The method: Gatys, Ecker & Bethge (2015), "
     "on a VGG19 network trained on ImageNet."
 )
-class_room()
+room = class_room()
 caps = {"size": svc.limits.max_size(svc.device_type), "iterations": svc.limits.max_iterations}
+if room and room.pace:  # the room's pace: its settings are the defaults, and a student's upper limits
+    base, note = room.pace.settings(), ""
+    if not room.teacher:
+        caps = {"size": min(caps["size"], room.pace.size), "iterations": min(caps["iterations"], room.pace.iterations)}
+        st.fragment(follow_pace, run_every=10)(room.code, room.version)
+    if W + "size" in st.session_state and st.session_state.get("pace_seen") != room.version:
+        apply(widget_values(base, caps))  # a new pace (or a tab that joins): the page follows
+    st.session_state.pace_seen = room.version
+else:
+    base, note = host_default(svc.cost, caps["size"], svc.device_type)
 with st.sidebar:
     st.header("Settings")
-    settings = settings_form(caps, st.query_params.to_dict())
+    settings = settings_form(caps, st.query_params.to_dict(), base)
+    if note:
+        st.caption(note)
     st.caption(f"Running on: {svc.caption}")
     lim = svc.limits
     st.caption(
@@ -60,6 +73,10 @@ if settings is not None:
         f"{settings.size} px (measured here){wait_note()}."
     )
 if st.button("Run", type="primary", icon=":material/play_arrow:", disabled=busy or settings is None, key="run"):
+    # A student's run within the room's limits, whatever the browser sent (the widgets offer no more).
+    settings = settings.replace(
+        size=min(settings.size, caps["size"]), iterations=min(settings.iterations, caps["iterations"])
+    )
     try:  # the worker gets the pictures at the size it needs, not the uploads' full size
         side = max(32, round(settings.size * settings.style_scale))
         task = StyleTask(fit(content, settings.size), tuple(fit(im, side) for im in styles), settings)
@@ -67,7 +84,7 @@ if st.button("Run", type="primary", icon=":material/play_arrow:", disabled=busy 
         st.error(f"These pictures cannot run at this size: {md(e)}")
     else:
         meta = {"settings": settings, "content": content, "styles": styles, "labels": labels}
-        panel.submit(task, " + ".join(labels), meta)
+        panel.submit(task, " + ".join(labels), meta, room=room and room.code, first=bool(room and room.teacher))
         busy = panel.busy()
 panel.show()
 if panel.result and not busy:

