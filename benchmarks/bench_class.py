@@ -109,9 +109,8 @@ def main() -> None:
                     f"server {r['server_cpu']:.1f} CPU-s, RSS {r['server_rss']:.0f} MB",
                     flush=True,
                 )
-                print(
-                    f"  the wall during the round (first, middle): {counts[:1]} {counts[len(counts) // 2 : len(counts) // 2 + 1]}"
-                )
+                middle = counts[len(counts) // 2 : len(counts) // 2 + 1]
+                print(f"  the wall during the round (first, middle): {counts[:1]} {middle}")
                 print(f"  the wall at the end: {r['final']!r}", flush=True)
                 teacher.close()
             browser.close()
