@@ -39,6 +39,8 @@ def add_settings_options(p: argparse.ArgumentParser) -> None:
     """One option per Settings field (--content-weight for content_weight), with its type, choices, help and
     default from settings.py. Unset options stay None: the preset, or Settings(), fills them in."""
     for name in D.to_dict():
+        if name == "masks":  # files, not text: --mask (build_parser)
+            continue
         flag, default, kind = "--" + name.replace("_", "-"), getattr(D, name), TYPES[name]
         shown = f" (default {_shown(default)})" if default != () else ""
         if kind in ("bool", bool):
@@ -69,13 +71,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", help="write losses, timings and settings as JSON")
     p.add_argument("--preset", choices=sorted(PRESETS), help="start from a named preset; other options override it")
     add_settings_options(p)
+    p.add_argument(
+        "--mask",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="where the painting goes (white), where the photo stays (black), grey in between; the photo's shape, any "
+        "size; with several paintings, one --mask per painting, in order",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress line")
     return p
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     base = preset(args.preset) if args.preset else Settings()
-    changes = {f: getattr(args, f) for f in D.to_dict() if getattr(args, f) is not None}
+    changes = {f: getattr(args, f) for f in D.to_dict() if getattr(args, f, None) is not None}
     if "optimizer" in changes and "lr" not in changes:
         changes["lr"] = LR[changes["optimizer"]]
     return base.replace(**changes)
@@ -98,6 +108,14 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_from_args(args)
         content = load_image(args.content)
         styles = [load_image(s) for s in args.styles]
+        if args.mask:
+            if len(args.mask) != len(styles):
+                raise ValueError(
+                    f"{len(args.mask)} --mask for {len(styles)} paintings: give one per painting, in order"
+                )
+            from .images import encode_mask, load_mask
+
+            settings = settings.replace(masks=tuple(encode_mask(load_mask(m, content.size)) for m in args.mask))
         backbone = load_backbone(settings.weights, settings.device, seed=settings.seed)
         history, gif_frames, last = [], [], None
         t0 = time.perf_counter()

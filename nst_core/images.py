@@ -195,3 +195,94 @@ def png_metadata(data: bytes) -> dict:
     """Read back what png_bytes embedded."""
     with Image.open(io.BytesIO(data)) as im:
         return json.loads(im.text.get("nst", "{}"))
+
+
+# ------------------------------------------------------------------ masks (spatial control)
+
+MASK_SIDE = 512  # a mask is kept (in the settings, the PNG's metadata) at most this long a side
+MASK_PREFIX = "png:"
+
+
+def as_mask(im: Image.Image) -> Image.Image:
+    """Any picture as a mask, 8-bit grey: white, the painting goes here; black, the photo stays; grey, in between.
+    Transparent pixels count as black (a brush stroke saved on a transparent layer is its alpha)."""
+    if im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA")
+        grey, alpha = im.convert("L"), im.getchannel("A")
+        return Image.composite(grey, Image.new("L", im.size, 0), alpha)
+    if im.mode.startswith("I") or im.mode == "F":
+        return _grey8(im)
+    return im.convert("L")
+
+
+def encode_mask(mask: Image.Image) -> str:
+    """A mask as the text a Settings keeps: 'png:' and the base64 of an 8-bit grey PNG of at most MASK_SIDE."""
+    import base64
+
+    m = as_mask(mask)
+    if max(m.size) > MASK_SIDE:
+        m = m.copy()
+        m.thumbnail((MASK_SIDE, MASK_SIDE), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    m.save(buf, format="PNG", optimize=True)
+    return MASK_PREFIX + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def decode_mask(text: str) -> Image.Image:
+    """The 8-bit grey mask a Settings keeps (encode_mask); ValueError if it is not one."""
+    import base64
+    import binascii
+
+    if not text.startswith(MASK_PREFIX):
+        raise ValueError("a mask is 'png:' and a base64 PNG")
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(text[len(MASK_PREFIX) :], validate=True))) as im:
+            im.load()
+            return as_mask(im)
+    except (binascii.Error, OSError, ValueError, Image.UnidentifiedImageError) as e:
+        raise ValueError(f"a mask that cannot be read ({type(e).__name__})") from None
+
+
+def check_mask(mask: Image.Image, photo_size: tuple[int, int], label: str = "the mask") -> Image.Image:
+    """`mask` if it can guide a run on a photo of `photo_size` (any size, the photo's shape), else ImageLoadError."""
+    (w, h), (pw, ph) = mask.size, photo_size
+    if abs(w / h - pw / ph) > 0.02 * (pw / ph):
+        raise ImageLoadError(
+            f"{label} is {w}x{h}, the photo {pw}x{ph}: a mask must have the photo's shape (any size, the same aspect)"
+        )
+    if as_mask(mask).getextrema()[1] < 8:
+        raise ImageLoadError(f"{label} is empty: nothing in it is white, so the painting would go nowhere")
+    return mask
+
+
+def load_mask(source: bytes | str | Path, photo_size: tuple[int, int], name: str | None = None) -> Image.Image:
+    """A mask file (any image; see as_mask) for a photo of `photo_size`, or ImageLoadError in one line."""
+    label = name or (Path(source).name if isinstance(source, (str, Path)) else "the mask")
+    if isinstance(source, (str, Path)):
+        try:
+            data = Path(source).read_bytes()
+        except OSError as e:
+            raise ImageLoadError(f"cannot read {source}: {e.strerror or e}") from None
+    else:
+        data = bytes(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+            if im.size[0] * im.size[1] > MAX_PIXELS:
+                raise ImageLoadError(f"{label} is {im.size[0]}x{im.size[1]} pixels: too large for a mask")
+            im.load()
+    except ImageLoadError:
+        raise
+    except Exception:
+        raise ImageLoadError(f"{label} is not an image Pillow can read (a mask is a picture: PNG, JPEG, ...)") from None
+    return check_mask(as_mask(im), photo_size, label)
+
+
+def mask_tensor(mask: Image.Image, size: tuple[int, int], device: torch.device | str = "cpu") -> Tensor:
+    """A mask as a (1, 1, h, w) float tensor in [0, 1] at `size` (w, h): area-averaged down, bilinear up."""
+    import torch
+
+    m = as_mask(mask).resize(size, Image.Resampling.BOX if mask.size[0] >= size[0] else Image.Resampling.BILINEAR)
+    a = torch.from_numpy(np.asarray(m, dtype=np.uint8).copy()).float().div(255.0)
+    return a[None, None].to(device)

@@ -31,7 +31,7 @@ DEPTHS = DEFAULT_STYLE_LAYERS  # the style layers, shallow to deep: one more in 
 @dataclass(frozen=True)
 class Cell:
     label: str
-    settings: Settings
+    settings: Settings | None  # None: a picture shown as it is (no run)
     content: Image.Image
     styles: tuple[Image.Image, ...] = ()
     init_image: Image.Image | None = None
@@ -47,7 +47,7 @@ class Plan:
 
     @property
     def iterations(self) -> int:
-        return sum(c.settings.iterations for c in self.cells)
+        return sum(c.settings.iterations for c in self.cells if c.settings)
 
     def frames(self, backbone) -> Iterator:
         """The runner's task interface: a Plan runs on a worker like a StyleTask."""
@@ -55,9 +55,8 @@ class Plan:
 
     def work(self) -> tuple[float, int]:
         """(pixel-evaluations, steps) of the whole plan, for the server's cost model."""
-        return sum(
-            pixel_evals(c.settings, min(c.content.size) / max(c.content.size)) for c in self.cells
-        ), self.iterations
+        aspect = [min(c.content.size) / max(c.content.size) for c in self.cells]
+        return sum(pixel_evals(c.settings, a) for c, a in zip(self.cells, aspect) if c.settings), self.iterations
 
 
 # ------------------------------------------------------------------ the experiments
@@ -178,16 +177,33 @@ def tradeoff_grid(
     return Plan("Content vs style", cells, cols=len(depths), row_labels=rows)
 
 
+def half_painted(content: Image.Image, style: Image.Image, size: int = 128, iterations: int = 60) -> Plan:
+    """6. Spatial control (Gatys et al. 2017): the same run everywhere, then only on the right half of the photo
+    (a mask: guided Gram matrices there, the photo kept on the left, the content term everywhere)."""
+    photo = images.fit(content, size)
+    mask = Image.new("L", photo.size, 0)
+    mask.paste(255, (photo.width // 2, 0, photo.width, photo.height))
+    s = Settings(size=size, iterations=iterations, preview_every=max(1, iterations // 10))
+    cells = (
+        Cell("the mask", None, mask.convert("RGB")),
+        Cell("painted where it is white", s.replace(masks=(images.encode_mask(mask),)), photo, (style,)),
+        Cell("painted everywhere", s, photo, (style,)),
+    )
+    return Plan("Half a photo painted", cells, cols=3)
+
+
 def run_plan(plan: Plan, backbone: Backbone) -> Iterator[Frame]:
     """Run the cells one after another; every frame with an image carries the whole grid so far."""
     from .transfer import Frame, stylize
 
-    cell_px = max(c.settings.size for c in plan.cells) + 8
-    w, h = plan.cells[0].content.size
+    cell_px = max(c.settings.size for c in plan.cells if c.settings) + 8
+    w, h = plan.cells[-1].content.size
     cell_h = round((cell_px - 8) * min(1.0, h / w)) + 8
-    results: list[Image.Image | None] = [None] * len(plan.cells)
+    results: list[Image.Image | None] = [c.content if c.settings is None else None for c in plan.cells]
     total, step, start = plan.iterations, 0, time.perf_counter()
     for i, cell in enumerate(plan.cells):
+        if cell.settings is None:
+            continue
         for f in stylize(cell.content, list(cell.styles), cell.settings, backbone, init_image=cell.init_image):
             step += 1
             grid = None

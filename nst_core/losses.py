@@ -65,3 +65,18 @@ def weighted_gram_target(grams: list[Tensor], blend: list[float]) -> Tensor:
     """Blend the Gram targets of several style images (weights are normalised to sum to 1)."""
     total = float(sum(blend))
     return sum(g * (w / total) for g, w in zip(grams, blend, strict=True))
+
+
+def guided_gram(features: Tensor, mask: Tensor) -> Tensor:
+    """The Gram matrix of the features inside a region: Gatys, Ecker, Bethge, Hertzmann and Shechtman, "Controlling
+    Perceptual Factors in Neural Style Transfer" (CVPR 2017), spatial control by guided Gram matrices. `mask` is
+    the region at this layer's grid (1, 1, H, W) in [0, 1]; the features are weighted by it and the Gram divided
+    by the region's size (the sum of its squared weights), so that a mask of ones gives gram(features) exactly."""
+    b, c, h, w = features.shape
+    weighted = (features * mask).reshape(b, c, h * w)
+    return _OuterProduct.apply(weighted) / (mask.pow(2).sum() + 1e-8)
+
+
+def masked_pixel_loss(image: Tensor, target: Tensor, weight: Tensor) -> Tensor:
+    """Squared pixel difference where `weight` is 1 (the photo kept there), relative to the target's energy."""
+    return (weight * (image - target).pow(2)).mean() / (target.pow(2).mean() + 1e-8)

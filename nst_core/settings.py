@@ -57,6 +57,9 @@ class Settings:
     # float32 elsewhere. The losses are always summed in float32.
     precision: Precision = _f("auto", "arithmetic of the VGG19 passes (auto: bfloat16 where the hardware has it)")
     preserve_colors: bool = _f(False, "transfer luminance only; keep the photo's colours")
+    # Spatial control (Gatys et al. 2017): one mask per painting, as images.encode_mask keeps them ('png:' and a base64
+    # PNG, at most 512 px): white, the painting goes here; black, the photo stays; grey, in between. () means none.
+    masks: tuple[str, ...] = _f((), "one mask per painting (white: the painting goes here; black: keep the photo)")
     scales: int = _f(3, "coarse-to-fine levels, each twice the size of the one before (1 = single scale)")
     min_scale_size: int = _f(64, "no level is smaller than this many pixels (levels below it are skipped)")
     preview_every: int = _f(10, "a picture every N steps (and at the last step)")
@@ -65,7 +68,7 @@ class Settings:
         def bad(name, why):
             raise ValueError(f"{name}={getattr(self, name)!r}: {why}")
 
-        for name in ("content_layers", "style_layers", "style_layer_weights", "style_blend"):
+        for name in ("content_layers", "style_layers", "style_layer_weights", "style_blend", "masks"):
             value = getattr(self, name)
             if isinstance(value, str):
                 value = tuple(v for v in value.replace(",", " ").split() if v)
@@ -95,6 +98,8 @@ class Settings:
                 bad(name, f"choose one of {', '.join(options)}")
         if not isinstance(self.seed, int) or self.seed < 0:
             bad("seed", "must be a non-negative integer")
+        if any(not isinstance(m, str) or not m.startswith("png:") for m in self.masks):
+            raise ValueError("masks: each is 'png:' and a base64 PNG (nst_core.images.encode_mask)")
 
     def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)

@@ -36,10 +36,27 @@ class Frame:
         return self.step == self.total
 
 
-class Objective:
-    """The weighted Gatys objective for fixed targets at one size."""
+# Where no painting's mask reaches, the picture keeps the photo's own pixels with this weight (relative to the content
+# term's 1). Where we depart from Gatys et al. 2017: their spatial control leaves such regions to the content loss
+# alone, which at relu4_2 keeps the layout, not the pixels, and lets the paintings' textures seep in through the
+# deep layers' receptive fields; a user who masks part of a photo out expects that part to stay the photo.
+KEEP_WEIGHT = 100.0
 
-    def __init__(self, backbone: Backbone, settings: Settings, content: Tensor, styles: Sequence[Tensor]):
+
+class Objective:
+    """The weighted Gatys objective for fixed targets at one size. With `masks` (one (1, 1, h, w) tensor per
+    style image, at this size), each painting's Gram matrices are matched inside its own region only (guided Gram
+    matrices, losses.guided_gram), the content term still counts everywhere, and where no mask reaches the photo's
+    pixels are kept (KEEP_WEIGHT)."""
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        settings: Settings,
+        content: Tensor,
+        styles: Sequence[Tensor],
+        masks: Sequence[Tensor] | None = None,
+    ):
         self.backbone, self.s = backbone, settings
         self.bf16 = backbone.uses_bf16(settings.precision)
         layer_w = settings.style_layer_weights or (1.0,) * len(settings.style_layers)
@@ -48,17 +65,43 @@ class Objective:
         blend = settings.style_blend or (1.0,) * len(styles)
         if len(blend) != len(styles):
             raise ValueError(f"style_blend has {len(blend)} weights for {len(styles)} style images")
+        self.masks = list(masks or [])
+        if self.masks and len(self.masks) != len(styles):
+            raise ValueError(f"{len(self.masks)} masks for {len(styles)} style images: one mask per painting")
         with torch.no_grad():
             self.content_targets = self.features(content, settings.content_layers)
-            grams_per_style = [
+            self.grams_per_style = [
                 {k: losses.gram(v) for k, v in self.features(s, settings.style_layers).items()} for s in styles
             ]
-            # Several styles: blend their Gram targets (as jcjohnson/neural-style does).
+            # Several styles: blend their Gram targets (as jcjohnson/neural-style does); with masks, each painting
+            # rules its own region instead (the blend weights do not apply).
             self.style_targets = {
-                layer: losses.weighted_gram_target([g[layer] for g in grams_per_style], list(blend))
+                layer: losses.weighted_gram_target([g[layer] for g in self.grams_per_style], list(blend))
                 for layer in settings.style_layers
             }
+        if self.masks:
+            self.photo = content
+            self.keep = 1 - torch.stack(self.masks).amax(dim=0)  # where no painting goes
+            self._grids: dict[tuple, Tensor] = {}
         self.layers = tuple(dict.fromkeys(settings.content_layers + settings.style_layers))
+
+    def _grid(self, i: int, shape) -> Tensor:
+        """Mask i at a layer's grid: the average over each cell (the layer sees the region it covers)."""
+        key = (i, tuple(shape[-2:]))
+        if key not in self._grids:
+            self._grids[key] = F.adaptive_avg_pool2d(self.masks[i], shape[-2:])
+        return self._grids[key]
+
+    def _masked_style(self, feats: dict[str, Tensor], zero: Tensor) -> Tensor:
+        """Each painting's style term inside its region, weighted by the region's share of the picture: a mask of
+        ones gives the unmasked term, and a region's pixels feel the same pull whatever its size."""
+        total = zero
+        for i, grams in enumerate(self.grams_per_style):
+            for l in self.s.style_layers:
+                m = self._grid(i, feats[l].shape)
+                term = (losses.guided_gram(feats[l], m) - grams[l]).pow(2).mean() / (grams[l].pow(2).mean() + 1e-8)
+                total = total + self.layer_weights[l] * m.mean() * term
+        return total
 
     def features(self, x: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
         """Backbone features, plus the pseudo-layer "pixels" (the image itself: plain pixel matching)."""
@@ -73,11 +116,17 @@ class Objective:
         feats = self.features(x, self.layers)
         zero = x.new_zeros(())
         c = sum((losses.content_loss(feats[l], self.content_targets[l]) for l in s.content_layers), zero)
-        st = sum(
-            (self.layer_weights[l] * losses.style_loss(feats[l], self.style_targets[l]) for l in s.style_layers), zero
-        )
+        if self.masks:
+            st = self._masked_style(feats, zero)
+        else:
+            st = sum(
+                (self.layer_weights[l] * losses.style_loss(feats[l], self.style_targets[l]) for l in s.style_layers),
+                zero,
+            )
         out = {"content": s.content_weight * c, "style": s.style_weight * st, "tv": s.tv_weight * losses.tv_loss(x)}
-        out["total"] = out["content"] + out["style"] + out["tv"]
+        if self.masks:
+            out["keep"] = KEEP_WEIGHT * losses.masked_pixel_loss(x, self.photo, self.keep)
+        out["total"] = sum(out.values())
         return out
 
 
@@ -274,6 +323,9 @@ def stylize(
     s = settings or Settings()
     if not styles and s.style_layers and s.style_weight > 0:
         raise ValueError("need at least one style image")
+    masks = [images.check_mask(images.decode_mask(m), content.size, f"mask {i + 1}") for i, m in enumerate(s.masks)]
+    if masks and len(masks) != len(styles):
+        raise ValueError(f"{len(masks)} masks for {len(styles)} paintings: give one mask per painting, in order")
     backbone = backbone or load_backbone(s.weights, s.device)
     dev = backbone.device
     gen = torch.Generator().manual_seed(s.seed)
@@ -282,7 +334,8 @@ def stylize(
     curvature = Curvature()
     for size, count in schedule(s):
         c, st, colour_source = level_targets(content, styles, s, size, dev)
-        objective = Objective(backbone, s, c, st)
+        at = (c.shape[-1], c.shape[-2])
+        objective = Objective(backbone, s, c, st, [images.mask_tensor(m, at, dev) for m in masks])
         if x is None and init_image is not None:
             x = images.to_tensor(init_image.resize((c.shape[-1], c.shape[-2]), Image.Resampling.LANCZOS), dev)
         elif x is None:

@@ -163,3 +163,34 @@ def test_a_run_does_not_import_torch_dynamo():
     )
     r = python("-c", code)
     assert r.returncode == 0, r.stderr
+
+
+def test_cli_masks_one_per_painting_and_their_errors(tmp_path):
+    from nst_core.images import decode_mask
+
+    photo = Image.open(C)
+    w, h = photo.size
+    mask = Image.new("L", (w * 2, h * 2), 0)  # any size, the photo's shape
+    mask.paste(255, (w, 0, 2 * w, 2 * h))
+    good = tmp_path / "mask.png"
+    mask.save(good)
+    out = tmp_path / "o.png"
+    r = cli(C, S, "-o", str(out), "--mask", str(good), "--size", "48", "--iterations", "3", "--device", "cpu", "-q")
+    assert r.returncode == 0, r.stderr
+    [text] = png_metadata(out.read_bytes())["settings"]["masks"]
+    assert (
+        decode_mask(text).getpixel((5, 5)) == 0 and decode_mask(text).getpixel((decode_mask(text).width - 5, 5)) == 255
+    )
+    square, empty, junk = tmp_path / "square.png", tmp_path / "empty.png", tmp_path / "junk.png"
+    Image.new("L", (100, 100), 255).save(square)
+    Image.new("L", (w, h), 0).save(empty)
+    junk.write_bytes(b"this is not a picture")
+    for args, says in (
+        (["--mask", str(square)], "square.png is 100x100"),
+        (["--mask", str(empty)], "empty.png is empty"),
+        (["--mask", str(junk)], "junk.png is not an image"),
+        (["--mask", str(good), "--mask", str(good)], "2 --mask for 1 paintings"),
+        (["--mask", str(tmp_path / "nowhere.png")], "cannot read"),
+    ):
+        r = cli(C, S, "-o", str(tmp_path / "x.png"), "--size", "48", "--iterations", "2", "-q", *args)
+        assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and says in r.stderr, (args, r.stderr)

@@ -23,6 +23,7 @@ EXPLAINS = {
     "3": "*Gram matrices*",
     "4": "as in the paper's figure",
     "5": "**Feature maps**",
+    "6": "*guided* Gram matrices",
 }
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from nst_core.images import decode_mask
 from nst_core.serve import pace as paces
 from nst_core.serve.limits import Limits, Quota
 from nst_core.serve.pace import Pace
@@ -203,6 +204,8 @@ def settings_line(s: dict) -> str:
         parts.append(f"style {s['style_weight']:g}")
     if s.get("preserve_colors"):
         parts.append("photo's colours")
+    if s.get("masks"):
+        parts.append("masked" if len(s["masks"]) == 1 else f"{len(s['masks'])} masks")
     return " · ".join(p for p in parts if p)
 
 
@@ -382,6 +385,9 @@ def wall_view(wall: Wall, room, key: str | None) -> None:
             a.image(png, width="stretch")
             a.markdown(f"**{md(chosen.name) or 'anonymous'}** · {md(chosen.painting)}")
             a.caption(settings_line(chosen.settings))
+            for i, text in enumerate(chosen.settings.get("masks") or []):  # the mask travels with the result
+                with contextlib.suppress(ValueError):
+                    a.image(decode_mask(text), caption=f"mask {i + 1}: where the painting went", width=240)
             a.download_button("Picture (PNG)", png, f"wall-{chosen.id}.png", "image/png", icon=":material/download:")
             if chosen.has_gif:
                 gif = wall.file(chosen, "gif")

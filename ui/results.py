@@ -15,6 +15,7 @@ from nst_core.serve.jobs import DONE, Job
 
 from .common import md, service, show_png
 from .job_panel import Progress
+from .masks import overlay
 
 GALLERY_SIZE = 6
 DL = ":material/download:"
@@ -78,13 +79,13 @@ def finish(job: Job, meta: dict) -> dict:
         "history": list(job.history),
         "info": info,
         "stopped": job.state != DONE,
+        "masks": overlay(meta["content"], meta["masks"]) if meta.get("masks") else None,
     }
     gallery = st.session_state.setdefault("gallery", [])
     thumb = image.copy()
     thumb.thumbnail((240, 240))
-    gallery.insert(
-        0, {"thumb": thumb, "png": result["png"], "gif": gif, "label": result["label"], "id": f"{time.time():.3f}"}
-    )
+    entry = {"thumb": thumb, "png": result["png"], "gif": gif, "label": result["label"], "id": f"{time.time():.3f}"}
+    gallery.insert(0, {**entry, "masks": overlay(meta["content"], meta["masks"], 120) if meta.get("masks") else None})
     del gallery[GALLERY_SIZE:]  # older results (and their media) are released
     return result
 
@@ -106,6 +107,8 @@ def result_view(r: dict) -> None:
     c1.image(r["content"], caption="Photo", width="stretch")
     c2.image(r["styles"][0], caption="Painting" if len(r["styles"]) == 1 else "Paintings (first)", width="stretch")
     c3.image(r["image"], caption=f"Result after {r['info']['steps']} steps", width="stretch")
+    if r.get("masks") is not None:
+        c1.image(r["masks"], caption="Where the paintings went (the masks, saved in the PNG and the JSON)")
     d1, _, d3 = st.columns(3)
     d1.download_button(
         "Picture (PNG)",
@@ -209,6 +212,8 @@ def gallery_view() -> None:
     cols = st.columns(GALLERY_SIZE)
     for col, g in zip(cols, gallery):
         col.image(g["thumb"], caption=md(g["label"]))
+        if g.get("masks") is not None:
+            col.image(g["masks"], caption="its mask")
         col.download_button("PNG", g["png"], "style-transfer.png", "image/png", key=f"g_png_{g['id']}")
         for kind, mime in KINDS.items():
             col.download_button(

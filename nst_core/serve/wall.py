@@ -461,7 +461,8 @@ class Wall:
                 fname = f"{e.id:03d}-{slug}.png"
                 z.writestr(fname, self.file(e, "png"))
                 shared = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.created))
-                values = [" ".join(map(str, v)) if isinstance(v, list) else v for v in map(e.settings.get, keys)]
+                settings = {**e.settings, "masks": len(e.settings.get("masks") or [])}  # a count, not the pictures
+                values = [" ".join(map(str, v)) if isinstance(v, list) else v for v in map(settings.get, keys)]
                 out.writerow([inert(v) for v in (fname, e.name, e.painting, shared, *values)])
             z.writestr("settings.csv", table.getvalue())
         return buf.getvalue()

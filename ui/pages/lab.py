@@ -1,4 +1,4 @@
-"""The classroom Lab: five experiments that show, one picture at a time, why style transfer works.
+"""The classroom Lab: six experiments that show, one picture at a time, why style transfer works.
 
 Experiments 1-4 are nst_core.lab Plans run through the same job panel and runner as the Studio; 5 is immediate.
 """
@@ -48,6 +48,13 @@ EXPLAIN = {
         "bright where it responds (the most active channels are shown). **Gram matrix**: how strongly each pair of "
         "channels is active *together*, summed over all positions; this is the painting's 'style'. Two halves of one "
         "painting have similar Gram matrices even though they show different things; two paintings do not."
+    ),
+    "6. Half a photo painted": (
+        "Style and content can be pulled apart region by region. A *mask* says where the painting goes: white on the "
+        "right half, black on the left. Inside the white region the picture's Gram matrices are matched to the "
+        "painting's (computed only over that region: *guided* Gram matrices, Gatys et al. 2017); outside it the "
+        "photo's own pixels are kept; the content term counts everywhere, so the seam stays clean. Compare it with "
+        "the same run painted everywhere."
     ),
 }
 
@@ -187,7 +194,7 @@ def main() -> None:
     service()
     st.title("The Lab")
     st.session_state.lab_room = class_room()  # a teacher's link (?room=...&key=...) puts the demo's runs first
-    st.caption("Why does style transfer work? Five experiments, each a picture a class can make live.")
+    st.caption("Why does style transfer work? Six experiments, each a picture a class can make live.")
     choice = st.radio("Experiment", list(EXPLAIN), key="lab_experiment", horizontal=True)
     st.markdown(EXPLAIN[choice])
     key = choice.split(".")[0]
@@ -204,7 +211,7 @@ def main() -> None:
         help="Small is fast; each experiment runs several optimisations.",
     )
     steps = st.slider(
-        "Steps per picture", 5, 300, {"1": 60, "2": 80, "3": 80, "4": 40}[key], step=5, key=f"lab_steps_{key}"
+        "Steps per picture", 5, 300, {"1": 60, "2": 80, "3": 80, "4": 40, "6": 60}[key], step=5, key=f"lab_steps_{key}"
     )
     if key == "1":
         c1, c2 = st.columns(2)
@@ -229,10 +236,13 @@ def main() -> None:
     else:
         c1, c2 = st.columns(2)
         with c1:
-            photo = image_picker("lab_photo4", "Photo", "content", "chelsea.png", help="The photo.")
+            photo = image_picker(f"lab_photo{key}", "Photo", "content", "chelsea.png", help="The photo.")
         with c2:
-            style = image_picker("lab_style4", "Painting", "styles", "starry_night.jpg", help="The painting.")
-        run_panel(key, lab.tradeoff_grid(photo, style, size, steps), anim=False)
+            style = image_picker(f"lab_style{key}", "Painting", "styles", "starry_night.jpg", help="The painting.")
+        if key == "4":
+            run_panel(key, lab.tradeoff_grid(photo, style, size, steps), anim=False)
+        else:
+            run_panel(key, lab.half_painted(photo, style, size, steps), anim=True)
 
 
 main()

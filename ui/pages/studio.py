@@ -6,7 +6,7 @@ Widgets (ui/fields.py) -> Settings -> a job on the shared runner (ui/job_panel.p
 import streamlit as st
 
 from nst_core.errors import ImageLoadError
-from nst_core.images import fit
+from nst_core.images import encode_mask, fit
 from nst_core.serve.jobs import StyleTask
 from nst_core.serve.pace import host_default
 from ui import results
@@ -14,6 +14,7 @@ from ui.classroom import class_room, follow_pace, share_form
 from ui.common import SAMPLES, fmt_seconds, image_picker, md, service
 from ui.fields import W, apply, settings_form, widget_values
 from ui.job_panel import JobPanel, wait_note
+from ui.masks import mask_ui
 
 st.set_page_config(page_title="Neural Style Studio", page_icon=":material/palette:", layout="wide")
 svc = service()
@@ -35,6 +36,9 @@ if room and room.pace:  # the room's pace: its settings are the defaults, and a 
     st.session_state.pace_seen = room.version
 else:
     base, note = host_default(svc.cost, caps["size"], svc.device_type)
+if W + "size" not in st.session_state:  # the defaults this tab starts from, and why (said once, not on every rerun)
+    st.session_state.host_note = note
+note = st.session_state.host_note
 with st.sidebar:
     st.header("Settings")
     settings = settings_form(caps, st.query_params.to_dict(), base)
@@ -65,6 +69,10 @@ with c3:
         if settings is not None:
             settings = settings.replace(style_blend=(round(1 - mix, 3), round(mix, 3)))
 
+masks = mask_ui(content, len(styles))
+if masks and settings is not None:
+    settings = settings.replace(masks=tuple(encode_mask(m) for m in masks))
+
 busy = panel.busy()
 if settings is not None:
     est = svc.cost.estimate(settings, min(content.size) / max(content.size))
@@ -83,7 +91,7 @@ if st.button("Run", type="primary", icon=":material/play_arrow:", disabled=busy 
     except ImageLoadError as e:
         st.error(f"These pictures cannot run at this size: {md(e)}")
     else:
-        meta = {"settings": settings, "content": content, "styles": styles, "labels": labels}
+        meta = {"settings": settings, "content": content, "styles": styles, "labels": labels, "masks": masks or []}
         panel.submit(task, " + ".join(labels), meta, room=room and room.code, first=bool(room and room.teacher))
         busy = panel.busy()
 panel.show()
