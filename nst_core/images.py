@@ -35,14 +35,7 @@ def load_image(
     down to it right after decoding (a server keeps uploads at a working size; JPEGs decode at a reduced scale
     to begin with).
     """
-    label = name or (Path(source).name if isinstance(source, (str, Path)) else "the image")
-    if isinstance(source, (str, Path)):
-        try:
-            data = Path(source).read_bytes()
-        except OSError as e:
-            raise ImageLoadError(f"cannot read {source}: {e.strerror or e}") from None
-    else:
-        data = bytes(source)
+    data, label = _read(source, name, "the image")
     if not data:
         raise ImageLoadError(f"{label} is empty (0 bytes)")
     try:
@@ -103,6 +96,17 @@ def _grey8(im: Image.Image) -> Image.Image:
     a += 0.5
     np.clip(a, 0, 255, out=a)
     return Image.fromarray(a.astype(np.uint8), "L")
+
+
+def _read(source: bytes | str | Path, name: str | None, what: str) -> tuple[bytes, str]:
+    """The bytes of an upload or a file, and what to call it in an error (its name, or `what`)."""
+    label = name or (Path(source).name if isinstance(source, (str, Path)) else what)
+    if not isinstance(source, (str, Path)):
+        return bytes(source), label
+    try:
+        return Path(source).read_bytes(), label
+    except OSError as e:
+        raise ImageLoadError(f"cannot read {source}: {e.strerror or e}") from None
 
 
 def to_rgb(im: Image.Image) -> Image.Image:
@@ -257,14 +261,7 @@ def check_mask(mask: Image.Image, photo_size: tuple[int, int], label: str = "the
 
 def load_mask(source: bytes | str | Path, photo_size: tuple[int, int], name: str | None = None) -> Image.Image:
     """A mask file (any image; see as_mask) for a photo of `photo_size`, or ImageLoadError in one line."""
-    label = name or (Path(source).name if isinstance(source, (str, Path)) else "the mask")
-    if isinstance(source, (str, Path)):
-        try:
-            data = Path(source).read_bytes()
-        except OSError as e:
-            raise ImageLoadError(f"cannot read {source}: {e.strerror or e}") from None
-    else:
-        data = bytes(source)
+    data, label = _read(source, name, "the mask")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -176,3 +176,21 @@ def test_two_lanes_of_one_worker_run_two_runs_at_once_each_as_it_would_run_alone
         assert after.state == DONE and worker_pid(backend) != pid
     finally:
         backend.close()
+
+
+def test_closing_a_backend_ends_a_shared_worker_only_after_its_busy_lane_has_stopped():
+    from nst_core.serve.process_backend import ProcessBackend
+
+    backend = ProcessBackend("original", "cpu", Limits(), lanes=2)
+    r = Runner(backend, Limits(heartbeat_timeout=60), poll=0.1)
+    job = r.submit(Ticking(100_000, 0.01))
+    wait(lambda: len(job.history) >= 3, beat=[job])
+    [idle] = backend.pool.idle()
+    backend.close()  # the idle lane is retired at once; the process is not: the other lane is busy
+    assert idle.worker.proc.poll() is None
+    n = len(job.history)
+    wait(lambda: len(job.history) > n + 3, beat=[job])  # the run goes on
+    job.cancel("stopped by you")
+    wait(lambda: not job.active, beat=[job])
+    wait(lambda: idle.worker.proc.poll() is not None, timeout=10)  # and then the process ends
+    assert job.state == STOPPED and job.finished_ok

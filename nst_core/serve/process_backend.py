@@ -18,6 +18,7 @@ kernel's out-of-memory killer) fails its runs and is started again for the next 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import os
@@ -188,7 +189,18 @@ class ProcessBackend:
                 workers = [WorkerProcess(weights, device, threads) for _ in range(count)]
         self.lanes = lanes
         self.slots = len(workers) * lanes
-        self.pool = Pool([Lane(w) for w in workers for _ in range(lanes)], lambda lane: lane.worker.close())
+        self._retired: collections.Counter = collections.Counter()
+        self._lock = threading.Lock()
+        self.pool = Pool([Lane(w) for w in workers for _ in range(lanes)], self._retire)
+
+    def _retire(self, lane: Lane) -> None:
+        """A lane the closed pool will not use again; its process ends with the last of its lanes (a GPU's other
+        lanes may still be finishing their runs)."""
+        with self._lock:
+            self._retired[lane.worker] += 1
+            last = self._retired[lane.worker] == self.lanes
+        if last:
+            lane.worker.close()
 
     def run(self, task, emit, cancelled: threading.Event) -> None:
         lane = self.pool.take()
