@@ -166,3 +166,15 @@ def test_the_lanes_a_gpu_worker_takes_are_the_fewest_near_the_best_that_its_memo
     assert one > 0 and two > 0
     with lanes.own_stream(backbone):  # a CPU run has no stream of its own
         pass
+
+
+def test_a_rooms_smallest_pace_leaves_nothing_to_choose_and_no_error(room):
+    wall, code, key = room
+    wall.set_pace(code, key, pace.Pace(30, 5.0, 64, 30, 20.0, 600.0, False).to_dict())
+    at = studio({"room": code})
+    assert not at.exception
+    assert any(
+        plain(c.value).startswith("Output size (longest side, px): 64 (this room's limit)") for c in at.sidebar.caption
+    )
+    assert slider(at, "Iterations").max == 30
+    assert at.session_state["w_size"] == 64

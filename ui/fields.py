@@ -264,6 +264,10 @@ def _widget(f: Field, caps: dict) -> None:
     key, help = W + f.name, f.help or HELP[f.name]
     if f.widget == "slider":
         lo, hi = bounds(f, caps)
+        if hi <= lo:  # a room's limit at the widget's lowest value: nothing to choose (a slider needs two)
+            st.session_state[key] = hi
+            st.caption(f"{f.label}: {hi} (this room's limit)")
+            return
         st.slider(f.label, lo, hi, step=f.step, key=key, format=f.fmt, help=help)
     elif f.widget == "number":
         st.number_input(f.label, f.lo, f.hi, step=f.step, key=key, format=f.fmt, help=help)
