@@ -64,4 +64,4 @@ demo: $(VENV)/.runtime
 	  --output out/demo.png --gif out/demo.gif --metrics out/demo.json
 
 bench: $(VENV)/.dev
-	$(BIN)/python benchmarks/bench_engine.py
+	$(BIN)/python -m benchmarks.bench_engine
