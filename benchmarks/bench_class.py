@@ -7,7 +7,11 @@ teacher's wall watches. Per round: runs finished, the time to the last against t
 run's own time (from the server's log), and the wall's progress line against the runs: the last count it shows
 must be the number of pictures done. Each round is bounded in sessions (40) and time, and stops by itself.
 
-    .venv/bin/python -m benchmarks.bench_class [--sessions 10 30] [--students 30] [--minutes 5]
+Each student's run is their own (a seed each; the server keeps no results to serve again), the case the pace is
+planned for. With --same every student presses Run on the room's defaults, the same run: the server runs it once
+and serves the others its result (nst_core.serve.jobs.Results).
+
+    .venv/bin/python -m benchmarks.bench_class [--sessions 10 30] [--students 30] [--minutes 5] [--same]
 """
 
 from __future__ import annotations
@@ -37,11 +41,12 @@ def open_room(browser, url: str, students: int, minutes: float) -> tuple[str, st
     return code, line, teacher
 
 
-def one_round(browser, server, code: str, teacher, n: int, limit: float) -> dict:
+def one_round(browser, server, code: str, teacher, n: int, limit: float, same: bool) -> dict:
     pages = []
     for i in range(n):
         page = browser.new_page(viewport={"width": 1300, "height": 1400})
-        page.goto(server.url + f"/?room={code}&seed={i}", wait_until="domcontentloaded")  # seeds: n distinct runs
+        seed = "" if same else f"&seed={i}"  # seeds: n distinct runs
+        page.goto(server.url + f"/?room={code}{seed}", wait_until="domcontentloaded")
         pages.append(page)
     for page in pages:
         page.get_by_text("Estimated time on this server").wait_for(timeout=180_000)
@@ -71,6 +76,7 @@ def one_round(browser, server, code: str, teacher, n: int, limit: float) -> dict
     for page in pages:
         page.close()
     return {
+        "served": sum("served from an identical run" in line for line in server.lines[log_from:]),
         "finished": len(done),
         "last": max(done.values()) if done else float("nan"),
         "median_run": statistics.median(runs) if runs else float("nan"),
@@ -86,12 +92,14 @@ def main() -> None:
     ap.add_argument("--sessions", type=int, nargs="+", default=[10, 30])
     ap.add_argument("--students", type=int, default=30)
     ap.add_argument("--minutes", type=float, default=5.0)
+    ap.add_argument("--same", action="store_true", help="every student on the room's defaults: one run, served")
     a = ap.parse_args()
     assert max(a.sessions) <= 40, "a bounded load test: at most 40 sessions"
     from playwright.sync_api import sync_playwright
 
     data = tempfile.mkdtemp(prefix="nst-bench-class-")
-    server = StreamlitServer({"NST_DATA_DIR": data, "NST_HEARTBEAT_TIMEOUT": "120"})
+    env = {"NST_DATA_DIR": data, "NST_HEARTBEAT_TIMEOUT": "120"}
+    server = StreamlitServer(env if a.same else {**env, "NST_RESULT_CACHE_MB": "0"})
     print(f"server on {server.url} (pid {server.proc.pid}); {os.cpu_count()} cores")
     os.nice(19)
     try:
@@ -101,11 +109,12 @@ def main() -> None:
                 code, line, teacher = open_room(browser, server.url, a.students, a.minutes)
                 promise = a.minutes * 60
                 print(f"room {code}: {line}", flush=True)
-                r = one_round(browser, server, code, teacher, n, limit=promise * 2)
+                r = one_round(browser, server, code, teacher, n, limit=promise * 2, same=a.same)
                 counts = [t for _, t in r["progress"]]
                 print(
                     f"N={n}: {r['finished']}/{n} finished, the last after {r['last']:.1f} s "
                     f"({r['last'] / promise:.2f} of the promised {promise:.0f} s); median run {r['median_run']:.2f} s; "
+                    f"{r['served']} served from an identical run; "
                     f"server {r['server_cpu']:.1f} CPU-s, RSS {r['server_rss']:.0f} MB",
                     flush=True,
                 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -44,6 +44,7 @@ class Plan:
     cols: int
     row_labels: tuple[str, ...] = ()  # shown left of each row (the trade-off grid)
     notes: dict = field(default_factory=dict)
+    cacheable: ClassVar[bool] = True  # the same pictures and settings give the same frames (serve.jobs.Results)
 
     @property
     def iterations(self) -> int:

@@ -151,6 +151,26 @@ def test_a_run_that_ends_between_reruns_is_not_lost(paced):
     assert at.session_state["studio_job"] is None and at.session_state["studio_result"]["info"]["steps"] == 10
 
 
+def test_the_same_run_again_is_served_at_once_and_the_page_says_so(paced):
+    """A second tab presses Run on the same pictures and settings as a run already done on this server: its result
+    is that run's, at once, and the page says why; a changed setting runs anew."""
+    from nst_core.serve import service
+
+    first = new_app()
+    job = start_small_run(first, 10)
+    paced.allow()
+    rerun_until(first, lambda: first.session_state["studio_job"] is None)
+    assert not job.cached and not any("shown at once" in m.value for m in first.success)
+    second = new_app()
+    assert start_small_run(second, 10) is None  # ended as it was submitted: nothing was queued or run
+    assert service.shared().runner.jobs() == []
+    assert any(m.value.startswith("Done: 10 steps") and "shown at once" in m.value for m in second.success)
+    r = second.session_state["studio_result"]
+    assert r["history"] == first.session_state["studio_result"]["history"] and r["info"]["steps"] == 10
+    changed = start_small_run(second, 20)
+    assert changed is not None and not changed.cached and changed.active
+
+
 @pytest.fixture
 def paced(use_service):
     """The page's Service on tests.fakes.PacedBackend: its run takes a step only when the test allows one."""

@@ -1,5 +1,6 @@
 """The process-wide runner: queue order, cancellation, closed pages, the concurrency limit."""
 
+import collections
 import threading
 import time
 
@@ -272,3 +273,108 @@ def test_quota_is_a_sliding_window_per_key():
     assert not q.allows("a") and q.wait("a") == 30
     clock[0] = 60.01
     assert q.allows("a") and q.wait("a") == 0
+
+
+# Cacheable test runs: their frames depend on their fields alone. A run waits at its gate (GATES[name], opened by
+# the test) before its first step; RUNS counts the runs that really ran.
+GATES: dict[str, threading.Event] = {}
+RUNS: collections.Counter = collections.Counter()
+
+
+class Gated:
+    cacheable = True
+
+    def __init__(self, n: int, name: str):
+        self.n, self.name = n, name
+
+    def work(self):
+        return 1e6 * self.n, self.n
+
+    def frames(self, backbone):
+        RUNS[self.name] += 1
+        GATES.setdefault(self.name, threading.Event()).wait(30)
+        for i in range(1, self.n + 1):
+            yield Frame(
+                i, self.n, {"content": 1.0 / i, "style": 1.0, "tv": 0.0, "total": 1.0 + 1.0 / i}, i, (8, 8), IMG
+            )
+
+
+def gate(name: str, open_: bool) -> str:
+    GATES[name] = threading.Event()
+    if open_:
+        GATES[name].set()
+    return name
+
+
+def test_a_run_identical_to_one_done_is_served_at_once_and_only_a_run_that_ended_done_is_kept():
+    r = runner(concurrency=1)
+    a = r.submit(Gated(4, gate("a", True)), owner="t1", room="K7QF3M")
+    wait(lambda: a.state == DONE)
+    b = r.submit(Gated(4, "a"), owner="t2", room="K7QF3M")  # another tab, the same pictures and settings
+    assert b.state == DONE and b.cached and not a.cached and RUNS["a"] == 1 and r.position(b) == 0
+    assert b.history == a.history and [f.png for f in b.final_frames()] == [f.png for f in a.final_frames()]
+    assert r.progress("K7QF3M")["done"] == 2
+    # A stopped run is not kept: the next identical one runs.
+    c = r.submit(Gated(4, gate("c", False)), owner="t3")
+    wait(lambda: c.state == RUNNING)
+    c.cancel()
+    GATES["c"].set()
+    wait(lambda: not c.active)
+    d = r.submit(Gated(4, "c"), owner="t4")
+    wait(lambda: d.state == DONE)
+    assert c.state == STOPPED and not d.cached and RUNS["c"] == 2
+    # A task that does not say it is cacheable always runs.
+    e, f = (r.submit(ticking(2), owner=o) for o in ("t5", "t6"))
+    wait(lambda: e.state == DONE and f.state == DONE)
+    assert not e.cached and not f.cached and e.key is None
+
+
+def test_twins_waiting_in_the_queue_take_no_slot_and_are_served_when_their_run_is_done():
+    r = runner(concurrency=1)
+    first = r.submit(Gated(3, gate("x", False)), estimate=10.0, owner="o0")
+    twins = [r.submit(Gated(3, "x"), estimate=10.0, owner=f"o{i}") for i in (1, 2, 3)]
+    other = r.submit(Gated(3, gate("y", True)), estimate=10.0, owner="o4")
+    wait(lambda: first.state == RUNNING)
+    # The twins will be first's result when it is done (10 s, its estimate); the other run waits for first alone.
+    assert all(r.when(t) == (10.0, 10.0, True) for t in twins)
+    assert r.when(other) == (10.0, 20.0, False) and r.wait_seconds() == 20.0
+    GATES["x"].set()
+    wait(lambda: first.state == DONE and other.state == DONE)
+    assert all(t.state == DONE and t.cached for t in twins) and RUNS["x"] == 1 and RUNS["y"] == 1
+    assert max(t.started for t in twins) <= other.started  # served as first ended, before the next run started
+
+
+def test_the_results_kept_fit_their_budget_and_none_are_kept_without_one():
+    one_run = runner(concurrency=1)
+    a = one_run.submit(Gated(3, gate("p", True)), owner="o1")
+    wait(lambda: a.state == DONE)
+    size = one_run.results.get(a.key).nbytes()
+    r = runner(concurrency=1, limits=Limits(result_cache_mb=1.5 * size / 2**20))  # room for one run, not two
+    for name in ("p", "q", "p", "q"):
+        job = r.submit(Gated(3, gate(name, True)), owner="o")
+        wait(lambda: job.state == DONE)
+    assert RUNS["p"] == 3 and RUNS["q"] == 2  # each pushed the other out
+    again = r.submit(Gated(3, "q"), owner="o")
+    assert again.cached and RUNS["q"] == 2  # the most recent is kept
+    off = runner(concurrency=1, limits=Limits(result_cache_mb=0))
+    for _ in range(2):
+        job = off.submit(Gated(3, "q"), owner="o")
+        wait(lambda: job.state == DONE)
+        assert job.key is None and not job.cached
+    assert RUNS["q"] == 4
+
+
+def test_a_style_tasks_digest_is_its_pictures_and_settings(content, style, style2):
+    from nst_core.lab import pixel_match
+    from nst_core.serve.jobs import Results
+
+    res = Results(1)
+    task = StyleTask(content, (style,), Settings(size=64))
+    assert res.key(task) == res.key(StyleTask(content.copy(), (style.copy(),), Settings(size=64)))
+    others = [
+        StyleTask(content, (style2,), Settings(size=64)),
+        StyleTask(content.transpose(0), (style,), Settings(size=64)),
+        StyleTask(content, (style,), Settings(size=64, seed=1)),
+    ]
+    assert len({res.key(t) for t in [task, *others]}) == 4
+    assert res.key(pixel_match(content, style, 64, 10)) == res.key(pixel_match(content, style, 64, 10)) is not None

@@ -134,7 +134,13 @@ class JobPanel:
         self._set("result", self._finish(job, meta))
         last = job.final_frames()[-1]
         if job.state == DONE:
-            self._set("message", ("success", f"Done: {last.step} steps in {fmt_seconds(last.elapsed)}."))
+            done = f"Done: {last.step} steps in {fmt_seconds(last.elapsed)}."
+            if job.cached:
+                done += (
+                    " The same run (these pictures and settings) was painted earlier on this server, so its result "
+                    "is shown at once. Change any setting for a run of your own."
+                )
+            self._set("message", ("success", done))
         else:
             self._set(
                 "message",
@@ -147,8 +153,13 @@ def queue_status(job: Job) -> str:
     pos = runner.position(job)
     if not pos:
         return "Starting..."
-    wait = runner.wait_seconds(job)
+    eta = runner.when(job)
+    if eta.twin:
+        return (
+            f"Waiting for the same run (these pictures and settings), which is ahead of yours: its result will be "
+            f"yours, in about {fmt_seconds(eta.done)}."
+        )
     return (
         f"Waiting for a free slot: you are number {pos} in the queue ({runner.stats()['running']} run(s) in "
-        f"progress). Starts in about {fmt_seconds(wait)}, done in about {fmt_seconds(wait + job.estimate)}."
+        f"progress). Starts in about {fmt_seconds(eta.start)}, done in about {fmt_seconds(eta.done)}."
     )

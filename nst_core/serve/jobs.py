@@ -4,23 +4,26 @@ Pages submit a task (anything picklable with `frames(backbone) -> Iterator[Frame
 a Lab Plan), then poll its Job. The Runner keeps the queue and the promises made to the pages (order, place,
 waiting time, one run per session, a closed tab stopped within `heartbeat_timeout`, the time limit) and
 teaches the cost model from every finished run. A backend runs one task per slot and reports its frames as
-Shots (previews as PNG bytes, never tensors). This module has the Backend seam and the in-process backend
-(ThreadBackend); the others are process_backend.py and ray_backend.py, which service.py picks. The queue never
-imports them.
+Shots (previews as PNG bytes, never tensors). A run identical to one already done here (a class pressing Run on
+the samples) is served from that run's result at once (Results). This module has the Backend seam and the
+in-process backend (ThreadBackend); the others are process_backend.py and ray_backend.py, which service.py picks.
+The queue never imports them.
 """
 
 from __future__ import annotations
 
 import collections
+import hashlib
 import heapq
 import io
 import itertools
 import logging
+import pickle
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import ClassVar, NamedTuple, Protocol
 
 from PIL import Image
 
@@ -89,6 +92,9 @@ class Shot:
 
 
 class Task(Protocol):
+    # Optional, a class attribute: `cacheable = True` says the frames depend on the task's fields alone (the same
+    # pictures and settings give the same run), so a finished run may be served again to an identical task.
+
     def frames(self, backbone) -> Iterator: ...
 
     def work(self) -> tuple[float, int]:
@@ -114,6 +120,8 @@ class Job:
     client: str | None = None  # the client address it came from (Limits.runs_per_client)
     room: str | None = None  # the class room it belongs to (Runner.progress)
     first: bool = False  # a teacher's run: ahead of every run that is not
+    key: str | None = None  # the task's digest, if it is cacheable (Results)
+    cached: bool = False  # served from an identical run done before, not run
     id: int = 0
     state: str = QUEUED
     reason: str = ""  # why it stopped or failed, in one line
@@ -183,6 +191,13 @@ class Job:
         with self.lock:
             self.state = state
 
+    def _end_as(self, twin: Finished) -> None:
+        """End as the identical run `twin` ended, without running."""
+        with self.lock:
+            self.frames, self.history = list(twin.frames), list(twin.history)
+            self.latest = self.pictured = twin.last
+            self.started, self.cached, self.state = time.monotonic(), True, DONE
+
     def final_frames(self) -> list[Shot]:
         """Kept shots plus the last image (a stopped run ends on whatever it had)."""
         with self.lock:
@@ -190,6 +205,72 @@ class Job:
             if self.pictured is not None and (not frames or frames[-1] is not self.pictured):
                 frames.append(self.pictured)
             return frames
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What a page shows of a run that ended DONE: the kept shots, the losses of every step, the last picture."""
+
+    frames: tuple[Shot, ...]
+    history: tuple[dict, ...]
+    last: Shot
+
+    def nbytes(self) -> int:
+        pictures = {id(s): s for s in (*self.frames, self.last)}.values()
+        return sum(len(s.png or b"") for s in pictures) + 200 * len(self.history)
+
+
+class Results:
+    """Finished runs by their task's digest, the most recently used kept within `mb`: a run identical to one already
+    done on this server (same pictures and settings; one server has one set of weights) is served from it at once.
+    Measured: a class of thirty on the samples at its room's pace gets every picture in about the time of one
+    (benchmarks/bench_class.py --same)."""
+
+    def __init__(self, mb: float):
+        self.budget = mb * 2**20
+        self._runs: collections.OrderedDict[str, tuple[Finished, int]] = collections.OrderedDict()  # with its bytes
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def key(self, task) -> str | None:
+        """The task's digest (of everything it is made of, pictures included), or None if it is not cacheable."""
+        if self.budget <= 0 or not getattr(task, "cacheable", False):
+            return None
+        try:
+            return hashlib.sha256(pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)).hexdigest()
+        except (pickle.PicklingError, TypeError, AttributeError):  # a task only ever run in this process, say
+            return None
+
+    def get(self, key: str | None) -> Finished | None:
+        with self._lock:
+            if key is None or key not in self._runs:
+                return None
+            self._runs.move_to_end(key)
+            return self._runs[key][0]
+
+    def put(self, job: Job) -> None:
+        """Keep a run that ended DONE (not one that was stopped or failed)."""
+        with job.lock:
+            if job.key is None or job.state != DONE or job.pictured is None:
+                return
+            run = Finished(tuple(job.frames), tuple(job.history), job.pictured)
+        size = run.nbytes()
+        with self._lock:
+            if job.key in self._runs or size > self.budget:
+                return
+            self._runs[job.key] = (run, size)
+            self._bytes += size
+            while self._bytes > self.budget:
+                self._bytes -= self._runs.popitem(last=False)[1][1]
+
+
+class Eta(NamedTuple):
+    """When a job should start and be done, in seconds from now; `twin`: an identical run ahead of it will be its
+    result (it takes no slot)."""
+
+    start: float
+    done: float
+    twin: bool = False
 
 
 def one_line(e: BaseException) -> str:
@@ -213,6 +294,7 @@ class Runner:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._poll = poll
+        self.results = Results(self.limits.result_cache_mb)
         threading.Thread(target=self._watchdog, name="nst-watchdog", daemon=True).start()
 
     @property
@@ -231,7 +313,8 @@ class Runner:
     ) -> Job:
         """Queue a run, or raise (Refused) if `owner` already has one waiting or running (Busy), or the queue is
         full, or `client`'s share of it (QueueFull). `estimate`: seconds, by default the cost model's. `first`:
-        a teacher's run, queued ahead of every run that is not (after the teachers' before it)."""
+        a teacher's run, queued ahead of every run that is not (after the teachers' before it). A run identical to
+        one done before is served at once: the job comes back DONE, with `cached` set."""
         if estimate is None:
             estimate = self.cost.seconds(*task.work()) if self.cost is not None else 0.0
         job = Job(
@@ -243,6 +326,7 @@ class Runner:
             client=client,
             room=room,
             first=first,
+            key=self.results.key(task),
             id=next(self._ids),
         )
         lim = self.limits
@@ -250,6 +334,8 @@ class Runner:
             active = [j for j in self._queue + list(self._running) if j.active]
             if owner is not None and any(j.owner == owner for j in active):
                 raise Busy("you already have a run waiting or in progress: stop it (or let it finish) first")
+            if self._serve(job):  # takes no place in the queue
+                return job
             if len(active) >= lim.max_queue:
                 raise QueueFull(
                     f"the server's queue is full ({len(active)} runs waiting or running, its limit: NST_MAX_QUEUE); "
@@ -271,18 +357,38 @@ class Runner:
             return self._queue.index(job) + 1 if job in self._queue else 0
 
     def wait_seconds(self, job: Job | None = None) -> float:
-        """Expected wait before `job` (or a run submitted now) starts: the runs ahead of it, scheduled on
-        the slots as the runner will (each slot free when its run's time left is over)."""
+        """Expected wait before `job` (or a run submitted now) starts (see when())."""
+        if job is None:
+            with self._lock:
+                return self._schedule()[1][0]
+        return self.when(job).start
+
+    def when(self, job: Job) -> Eta:
+        """When `job` should start and be done: a waiting one as the runner will schedule it, a running one now."""
         with self._lock:
-            if job is not None and job not in self._queue:
-                return 0.0
-            ahead = self._queue[: self._queue.index(job)] if job is not None else list(self._queue)
-            free_at = [j.seconds_left() for j in self._running]
-        free_at += [0.0] * max(0, self.slots - len(free_at))
-        heapq.heapify(free_at)
-        for j in ahead:
-            heapq.heappush(free_at, heapq.heappop(free_at) + j.estimate)
-        return free_at[0]
+            if job in self._queue:
+                return self._schedule()[0][job]
+            return Eta(0.0, job.seconds_left() if job in self._running else 0.0)
+
+    def _schedule(self) -> tuple[dict[Job, Eta], list[float]]:
+        """(Under _lock.) Each waiting job's Eta, as the runner will run them: on the first free slot (each slot free
+        when its run's time left is over), or, for a twin of a run ahead of it, when that run is done; and when the
+        slots are free after them all (a heap: the first is the soonest)."""
+        free = [j.seconds_left() for j in self._running]
+        free += [0.0] * max(0, self.slots - len(free))
+        heapq.heapify(free)
+        done_at = {j.key: j.seconds_left() for j in self._running if j.key is not None}
+        etas = {}
+        for j in self._queue:
+            if j.key is not None and j.key in done_at:
+                etas[j] = Eta(done_at[j.key], done_at[j.key], twin=True)
+                continue
+            start = heapq.heappop(free)
+            etas[j] = Eta(start, start + j.estimate)
+            heapq.heappush(free, etas[j].done)
+            if j.key is not None:
+                done_at[j.key] = etas[j].done
+        return etas, free
 
     def jobs(self) -> list[Job]:
         with self._lock:
@@ -295,15 +401,30 @@ class Runner:
             running = [j for j in self._running if j.room == room]
             waiting = [j for j in self._queue if j.room == room and not j._cancel.is_set()]
             done = self._done_in[room]
-        last = max([self.wait_seconds(j) + j.estimate for j in waiting] + [j.seconds_left() for j in running] + [0.0])
+            etas = self._schedule()[0]
+        last = max([etas[j].done for j in waiting] + [j.seconds_left() for j in running] + [0.0])
         return {"done": done, "painting": len(running), "waiting": len(waiting), "last": last}
 
     def stats(self) -> dict:
         with self._lock:
             return {"running": len(self._running), "queued": len(self._queue), "slots": self.slots}
 
+    def _serve(self, job: Job) -> bool:
+        """(Under _lock.) End `job` as an identical run done before ended, if there is one."""
+        twin = self.results.get(job.key)
+        if twin is None:
+            return False
+        job._end_as(twin)
+        if job.room is not None:
+            self._done_in[job.room] += 1
+        log.info("run %d done: served from an identical run of %d steps", job.id, twin.last.step)
+        return True
+
     def _dispatch(self) -> None:
         with self._lock:
+            for job in list(self._queue):  # twins of a run that has just ended need no slot: served now
+                if not job._cancel.is_set() and self._serve(job):
+                    self._queue.remove(job)
             while self._queue and len(self._running) < self.slots:
                 job = self._queue.pop(0)
                 if job._cancel.is_set():
@@ -328,6 +449,7 @@ class Runner:
         with self._lock:
             self._running.discard(job)
         job._set_state(state)
+        self.results.put(job)
         last = job.latest
         if state == DONE and self.cost is not None and last is not None:
             self.cost.learn(*job.task.work(), seconds=last.elapsed)
@@ -374,6 +496,7 @@ class StyleTask:
     content: Image.Image
     styles: tuple[Image.Image, ...]
     settings: Settings
+    cacheable: ClassVar[bool] = True  # the same pictures and settings give the same run (Results)
 
     def frames(self, backbone) -> Iterator:
         from ..transfer import stylize

@@ -24,6 +24,8 @@ class Limits:
     max_seconds: float = 900.0  # wall time per run; the run stops and keeps its result
     hang_grace: float = 60.0  # a worker silent for max_seconds plus this long is killed, and its run fails
     max_frames: int = 48  # preview frames kept per run (older ones are thinned out evenly)
+    # Finished runs kept in the server to serve an identical run again at once (jobs.Results); 0: none.
+    result_cache_mb: float = 100.0
     # Slots: runs at once. The others wait in the queue.
     concurrent_cpu: int = 1  # on a CPU host
     concurrent_per_gpu: int = 0  # per GPU; 0: as many as the GPU's worker measured to pay (serve/lanes.py)
