@@ -43,9 +43,10 @@ test: $(VENV)/.dev browser
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q tests
 
-# The development loop: no browser, no Ray, no sweeps (well under a minute on 2 cores).
+# The development loop: the method, the queue and the pages in this process; no browser, Ray, sweeps, worker
+# processes or command-line processes (under a minute on 2 cores).
 test-fast: $(VENV)/.dev
-	$(BIN)/python -m pytest -q -m "not browser and not ray and not sweep" tests
+	$(BIN)/python -m pytest -q -m "not browser and not ray and not sweep and not process" tests
 
 # The numerics-sensitive tests (optimiser, schedule, Lab, backbone) under other CPUs' kernels: ONEDNN_MAX_CPU_ISA
 # holds oneDNN to older instructions, with their own rounding ("native": no cap, as `make test` runs them).

@@ -47,9 +47,9 @@ def test_a_teacher_opens_a_room_and_the_wall_fills_live(tmp_path):
             expect(teacher.get_by_text(f"{srv.url}/?room={code}").first).to_be_visible()
 
             students = {}
-            for name in ("Ana", "Ben"):  # two sessions, both press Run at once: one waits for the other
+            for seed, name in enumerate(("Ana", "Ben")):  # two sessions, two runs, pressed at once: one waits
                 page = browser.new_context(viewport={"width": 1400, "height": 2000}).new_page()
-                page.goto(f"{srv.url}/?room={code}&size=64&iterations=10", wait_until="domcontentloaded")
+                page.goto(f"{srv.url}/?room={code}&size=64&iterations=10&seed={seed}", wait_until="domcontentloaded")
                 expect(page.get_by_text(f"You are in class room {code}")).to_be_visible(timeout=60_000)
                 page.get_by_role("button", name="Run").click()
                 students[name] = page

@@ -4,12 +4,14 @@ import json
 import subprocess
 import sys
 
+import pytest
 from PIL import Image
 
 from nst_core.images import png_metadata
 from tests.conftest import ROOT, SAMPLES
 
 C, S = str(SAMPLES / "content" / "coffee.png"), str(SAMPLES / "styles" / "wave_crop.jpg")
+pytestmark = pytest.mark.process
 
 
 def cli(*args):
@@ -165,7 +167,10 @@ def test_a_run_does_not_import_torch_dynamo():
     assert r.returncode == 0, r.stderr
 
 
-def test_cli_masks_one_per_painting_and_their_errors(tmp_path):
+def test_cli_masks_one_per_painting_and_their_errors(tmp_path, capsys):
+    """A mask of another size with the photo's shape, in a real process; the bad masks in this process (the same
+    main() as `python -m nst_core`, as in test_cli_bad_options_are_one_line_exit_2)."""
+    from nst_core.__main__ import main
     from nst_core.images import decode_mask
 
     photo = Image.open(C)
@@ -192,5 +197,7 @@ def test_cli_masks_one_per_painting_and_their_errors(tmp_path):
         (["--mask", str(good), "--mask", str(good)], "2 --mask for 1 paintings"),
         (["--mask", str(tmp_path / "nowhere.png")], "cannot read"),
     ):
-        r = cli(C, S, "-o", str(tmp_path / "x.png"), "--size", "48", "--iterations", "2", "-q", *args)
-        assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and says in r.stderr, (args, r.stderr)
+        code = main([C, S, "-o", str(tmp_path / "x.png"), "--size", "48", "--iterations", "2", "-q", *args])
+        err = capsys.readouterr().err
+        assert code == 2 and err.strip().count("\n") == 0 and says in err, (args, err)
+    assert not (tmp_path / "x.png").exists()

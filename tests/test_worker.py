@@ -13,6 +13,8 @@ from nst_core.serve.limits import Limits
 from tests.conftest import wait
 from tests.tasks import Crashing, Hanging, Logged, Raising, Ticking, read_log
 
+pytestmark = pytest.mark.process
+
 DIED = {
     "process": r"^the worker process ended (while running|during this run) \(exit code 9\); "
     r"it starts again for the next run$",
@@ -152,7 +154,8 @@ def test_two_lanes_of_one_worker_run_two_runs_at_once_each_as_it_would_run_alone
     backend.name = "process"
     try:
         assert backend.slots == 2 and len({lane.worker for lane in backend.pool.idle()}) == 1
-        r = Runner(backend, Limits(heartbeat_timeout=60), poll=0.1)
+        # Every run runs (none is served from an identical one: the same task goes three times).
+        r = Runner(backend, Limits(heartbeat_timeout=60, result_cache_mb=0), poll=0.1)
         logs = [tmp_path / "a.log", tmp_path / "b.log"]
         jobs = [r.submit(Logged(20, 0.02, log)) for log in logs]
         wait(lambda: not any(j.active for j in jobs), beat=jobs)
@@ -163,6 +166,7 @@ def test_two_lanes_of_one_worker_run_two_runs_at_once_each_as_it_would_run_alone
         wait(lambda: not alone.active, beat=[alone])
         pair = [r.submit(task), r.submit(task)]
         wait(lambda: not any(j.active for j in pair), beat=pair)
+        assert not any(j.cached for j in (alone, *pair)) and pair[1].started < pair[0].started + pair[0].latest.elapsed
         pictures = [np.asarray(j.final_frames()[-1].image()) for j in (alone, *pair)]
         assert all(j.state == DONE for j in (alone, *pair))
         assert np.array_equal(pictures[0], pictures[1]) and np.array_equal(pictures[0], pictures[2])
