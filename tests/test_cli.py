@@ -18,6 +18,18 @@ def cli(*args):
     return python("-m", "nst_core", *args)
 
 
+def in_process(capsys, *args) -> tuple[int, str]:
+    """`python -m nst_core ARGS` as main() in this process (an exception that escaped main() fails the test):
+    its exit code and what it wrote to stderr."""
+    from nst_core.__main__ import main
+
+    try:
+        code = main(list(args))
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    return code, capsys.readouterr().err
+
+
 def python(*args):
     """A fresh Python process in the project root (`python("-c", code)`, `python("-m", module, ...)`)."""
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT)
@@ -107,10 +119,7 @@ def test_cli_bad_file_is_one_line_exit_2(tmp_path):
 
 
 def test_cli_bad_options_are_one_line_exit_2(tmp_path, capsys):
-    """In this process (the same main() as `python -m nst_core`; test_cli_bad_file_is_one_line_exit_2 runs the
-    real process): an exception that escaped main() would fail the test."""
-    from nst_core.__main__ import main
-
+    """In this process (test_cli_bad_file_is_one_line_exit_2 runs the real process)."""
     for args in (
         ["--size", "3"],
         ["--style-layers", "relu9_1"],
@@ -119,11 +128,7 @@ def test_cli_bad_options_are_one_line_exit_2(tmp_path, capsys):
         ["--style-layer-weights", "a,b"],
         ["--animation", "out.avi"],
     ):
-        try:
-            code = main([C, S, "-o", str(tmp_path / "o.png"), "-q", *args])
-        except SystemExit as e:  # argparse's own errors
-            code = e.code
-        err = capsys.readouterr().err
+        code, err = in_process(capsys, C, S, "-o", str(tmp_path / "o.png"), "-q", *args)
         assert code == 2, args
         assert err.strip().count("\n") == 0 and err.startswith(("error: ", "python -m nst_core: error: ")), err
     assert not (tmp_path / "o.png").exists()
@@ -168,9 +173,7 @@ def test_a_run_does_not_import_torch_dynamo():
 
 
 def test_cli_masks_one_per_painting_and_their_errors(tmp_path, capsys):
-    """A mask of another size with the photo's shape, in a real process; the bad masks in this process (the same
-    main() as `python -m nst_core`, as in test_cli_bad_options_are_one_line_exit_2)."""
-    from nst_core.__main__ import main
+    """A mask of another size with the photo's shape, in a real process; the bad masks in this process."""
     from nst_core.images import decode_mask
 
     photo = Image.open(C)
@@ -197,7 +200,8 @@ def test_cli_masks_one_per_painting_and_their_errors(tmp_path, capsys):
         (["--mask", str(good), "--mask", str(good)], "2 --mask for 1 paintings"),
         (["--mask", str(tmp_path / "nowhere.png")], "cannot read"),
     ):
-        code = main([C, S, "-o", str(tmp_path / "x.png"), "--size", "48", "--iterations", "2", "-q", *args])
-        err = capsys.readouterr().err
+        code, err = in_process(
+            capsys, C, S, "-o", str(tmp_path / "x.png"), "--size", "48", "--iterations", "2", "-q", *args
+        )
         assert code == 2 and err.strip().count("\n") == 0 and says in err, (args, err)
     assert not (tmp_path / "x.png").exists()
