@@ -134,7 +134,7 @@ def test_a_worker_that_sends_nothing_past_the_time_limit_is_killed_and_its_slot_
         assert "\n" not in job.reason and len(job.history) == 1
         after = Runner(backend, Limits(), poll=0.1).submit(Ticking(3, 0.01))  # the slot, with a new worker
         wait(lambda: not after.active, timeout=120, beat=[after])
-        assert after.state == DONE and worker_pid(backend) != pid
+        assert after.state == DONE and worker_pid(backend) != pid, after.reason
     finally:
         if backend is runner.backend:
             backend.silence = silence_limit(Limits())
@@ -198,3 +198,31 @@ def test_closing_a_backend_ends_a_shared_worker_only_after_its_busy_lane_has_sto
     wait(lambda: not job.active, beat=[job])
     wait(lambda: idle.worker.proc.poll() is not None, timeout=10)  # and then the process ends
     assert job.state == STOPPED and job.finished_ok
+
+
+def test_the_end_of_a_killed_worker_is_not_told_to_the_next_run_on_its_new_process():
+    """A hung worker is killed and the next run starts a new process at once (run() holds the worker's lock while it
+    starts one). The old process's reader hears of the end meanwhile: it must tell only the old process's runs, and
+    leave the new process alone. Before, it told the new run that its worker had died (seen once in CI)."""
+    import queue
+    import threading
+
+    from nst_core.serve.process_backend import WorkerProcess
+
+    w = WorkerProcess("original", "cpu")
+    try:
+        old = w.proc
+        with w._lock:  # as run() does
+            w.kill()  # the old process ends; its reader hears it at once and waits for the lock
+            wait(lambda: old.poll() is not None)
+            time.sleep(0.5)
+            w._start()  # the next run's new process ...
+            box = w._inbox.setdefault(999, queue.Queue())  # ... and that run's inbox
+        time.sleep(1.0)  # the old reader has had the lock by now
+        assert box.empty() and w.proc is not old and w.proc.poll() is None
+        w._inbox.pop(999)
+        shots = []
+        w.run(Ticking(3, 0.01), shots.append, threading.Event(), silence=60)  # and the new process runs
+        assert [s.step for s in shots] == [1, 2, 3]
+    finally:
+        w.close()

@@ -64,19 +64,21 @@ class WorkerProcess:
             with contextlib.suppress(EOFError, OSError):
                 msg = self.conn.recv()
         if msg is None or msg[0] != "ready":
-            why = msg[1] if msg else f"{self._ended('starting')}"
+            why = msg[1] if msg else self._ended(self.proc, "starting")
             self.close()
             raise StartFailed(f"the worker could not start: {why}")
         self.info = msg[1]
         threading.Thread(target=self._read, args=(self.conn, self.proc), name="nst-worker-reader", daemon=True).start()
 
-    def _ended(self, doing: str) -> str:
-        """Why the process is gone, in one line (it is reaped here)."""
+    @staticmethod
+    def _ended(proc: subprocess.Popen, doing: str) -> str:
+        """Why `proc` is gone, in one line (it is reaped here). Always the process the caller saw end: by then
+        self.proc may be a new one, starting for the next run."""
         try:
-            code = self.proc.wait(5)
+            code = proc.wait(5)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait()
+            proc.kill()
+            code = proc.wait()
         why = " (killed: out of memory?)" if code == -9 else ""
         return f"the worker process ended {doing} (exit code {code}){why}; it starts again for the next run"
 
@@ -90,12 +92,16 @@ class WorkerProcess:
                 box = self._inbox.get(msg[1])
             if box is not None:  # (a late message of a run the server has given up on goes nowhere)
                 box.put(msg)
-        if self.proc is proc:  # this process is gone: so are its runs
-            why = self._ended("during this run")
-            with self._lock:
-                boxes = list(self._inbox.values())
-            for box in boxes:
-                box.put(("died", None, why))
+        # This process is gone: so are its runs. Checked and reaped under the lock that run() holds while it starts a
+        # new process, so that a run of the new one is never told of the old one's end (seen when a hung worker was
+        # killed and the next run started at once).
+        with self._lock:
+            if self.proc is not proc:  # started again meanwhile: the runs waiting now are the new process's
+                return
+            why = self._ended(proc, "during this run")
+            boxes = list(self._inbox.values())
+        for box in boxes:
+            box.put(("died", None, why))
 
     def _send(self, msg) -> None:
         with self._send_lock:
@@ -105,7 +111,7 @@ class WorkerProcess:
         with self._lock:
             if self.proc.poll() is not None:
                 self._start()
-            run_id, box = next(self._ids), queue.Queue()
+            proc, run_id, box = self.proc, next(self._ids), queue.Queue()
             self._inbox[run_id] = box
 
         def receive(timeout: float):
@@ -125,20 +131,22 @@ class WorkerProcess:
             self._send(("run", run_id, task))
             relay(receive, lambda: self._send(("stop", run_id)), emit, cancelled, silence)
         except OSError:  # its socket is gone (BrokenPipeError, ConnectionResetError): the process with it
-            self.kill()
-            raise WorkerDied(self._ended("during this run")) from None
+            self.kill(proc)
+            raise WorkerDied(self._ended(proc, "during this run")) from None
         except WorkerHung:
-            self.kill()  # it starts again for the next run (a lane beside it fails with it)
+            self.kill(proc)  # it starts again for the next run (a lane beside it fails with it)
             raise
         finally:
             with self._lock:
                 self._inbox.pop(run_id, None)
 
-    def kill(self) -> None:
-        """End the process now (and wait for it: the next run then sees that it has to start a new one)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+    def kill(self, proc: subprocess.Popen | None = None) -> None:
+        """End the process (`proc`, or the current one) now, and wait for it: the next run then sees that it has to
+        start a new one."""
+        proc = proc or self.proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
     def close(self) -> None:
         self.kill()
