@@ -39,7 +39,9 @@ def runner(request):
 
 def worker_pid(backend) -> int:
     slot = backend.pool.idle()[0]
-    return slot.proc.pid if backend.name == "process" else slot.info["pid"]
+    if backend.name == "process":
+        return slot.proc.pid
+    return (slot.info or backend.ray.get(slot.ready))["pid"]  # an actor's info is read at its first run
 
 
 def test_a_real_run_streams_png_previews_from_the_worker(runner, content, style):
