@@ -73,6 +73,14 @@ class Settings:
             if isinstance(value, str):
                 value = tuple(v for v in value.replace(",", " ").split() if v)
             object.__setattr__(self, name, tuple(value))
+        # Numbers in one canonical type (1 and 1.0 are one setting): the same run has the same digest in the
+        # server's cache of finished runs (serve.jobs.Results) and the same JSON, wherever its values came from.
+        try:
+            for name in FLOATS:
+                value = getattr(self, name)
+                object.__setattr__(self, name, tuple(map(float, value)) if isinstance(value, tuple) else float(value))
+        except (TypeError, ValueError):
+            bad(name, "must be a number")
         for name, (lo, hi) in RANGES.items():
             if not lo <= getattr(self, name) <= hi:
                 bad(name, f"must be between {lo:g} and {hi:g}")
@@ -130,6 +138,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "preview_every": (1, 100_000),
 }
 TYPES = typing.get_type_hints(Settings)
+FLOATS = tuple(name for name, t in TYPES.items() if t in (float, tuple[float, ...]))
 # The choices of every Literal field, from its type: the CLI's choices, the app's options, the validation.
 CHOICES: dict[str, tuple[str, ...]] = {
     f.name: get_args(TYPES[f.name]) for f in dataclasses.fields(Settings) if typing.get_origin(TYPES[f.name]) is Literal

@@ -377,4 +377,6 @@ def test_a_style_tasks_digest_is_its_pictures_and_settings(content, style, style
         StyleTask(content, (style,), Settings(size=64, seed=1)),
     ]
     assert len({res.key(t) for t in [task, *others]}) == 4
+    # the same settings written another way (1 for 1.0, as an address or a widget may give them): the same run
+    assert res.key(StyleTask(content, (style,), Settings(size=64, style_weight=10))) == res.key(task)
     assert res.key(pixel_match(content, style, 64, 10)) == res.key(pixel_match(content, style, 64, 10)) is not None

@@ -129,6 +129,17 @@ def test_settings_validation():
     assert Settings.from_dict(s.to_dict()) == s
     with pytest.raises(ValueError, match="unknown setting"):
         Settings.from_dict({"colour": 1})
+    with pytest.raises(ValueError, match="tv_weight='x': must be a number"):
+        Settings(tv_weight="x")
+
+
+def test_numbers_have_one_type_so_the_same_settings_are_the_same_bytes():
+    import pickle
+
+    ints = Settings(content_weight=1, style_weight=10, style_layer_weights=(1, 2, 1, 1, 1), style_blend=(1,), lr=1)
+    floats = Settings(style_layer_weights=(1.0, 2.0, 1.0, 1.0, 1.0), style_blend=(1.0,))
+    assert pickle.dumps(ints) == pickle.dumps(floats) and ints.to_json() == floats.to_json()
+    assert type(ints.content_weight) is float and {type(w) for w in ints.style_layer_weights} == {float}
 
 
 def test_every_preset_runs(backbone, content, style):
