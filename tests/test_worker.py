@@ -211,16 +211,21 @@ def test_the_end_of_a_killed_worker_is_not_told_to_the_next_run_on_its_new_proce
 
     from nst_core.serve.process_backend import WorkerProcess
 
+    def readers() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name == "nst-worker-reader"}
+
+    others = readers()  # of other tests' workers
     w = WorkerProcess("original", "cpu")
     try:
-        old = w.proc
+        old, (old_reader,) = w.proc, readers() - others
         with w._lock:  # as run() does
             w.kill()  # the old process ends; its reader hears it at once and waits for the lock
             wait(lambda: old.poll() is not None)
-            time.sleep(0.5)
+            time.sleep(0.5)  # (the reader has seen the end before the new process starts, as in CI)
             w._start()  # the next run's new process ...
             box = w._inbox.setdefault(999, queue.Queue())  # ... and that run's inbox
-        time.sleep(1.0)  # the old reader has had the lock by now
+        old_reader.join(timeout=30)  # the old reader has had the lock and said what it says
+        assert not old_reader.is_alive()
         assert box.empty() and w.proc is not old and w.proc.poll() is None
         w._inbox.pop(999)
         shots = []
