@@ -380,3 +380,36 @@ def test_a_style_tasks_digest_is_its_pictures_and_settings(content, style, style
     # the same settings written another way (1 for 1.0, as an address or a widget may give them): the same run
     assert res.key(StyleTask(content, (style,), Settings(size=64, style_weight=10))) == res.key(task)
     assert res.key(pixel_match(content, style, 64, 10)) == res.key(pixel_match(content, style, 64, 10)) is not None
+
+
+def test_with_two_slots_a_twin_of_a_running_run_waits_for_it_and_different_runs_use_both_slots():
+    r = runner(concurrency=2)
+    first = r.submit(Gated(3, gate("t2a", False)), estimate=10.0, owner="o0")
+    twin = r.submit(Gated(3, "t2a"), estimate=10.0, owner="o1")
+    wait(lambda: first.state == RUNNING)
+    # A free slot is there, but the twin does not take it: it will be first's result.
+    assert twin.state == QUEUED and r.stats()["running"] == 1 and r.when(twin).twin
+    other = r.submit(Gated(3, gate("t2b", False)), estimate=10.0, owner="o2")
+    wait(lambda: other.state == RUNNING)  # a different run takes the second slot, past the waiting twin
+    assert twin.state == QUEUED and r.stats()["running"] == 2
+    GATES["t2a"].set()
+    GATES["t2b"].set()
+    wait(lambda: not (first.active or twin.active or other.active))
+    assert twin.state == DONE and twin.cached and RUNS["t2a"] == 1 and RUNS["t2b"] == 1
+
+
+def test_a_rooms_teacher_goes_ahead_with_one_run_at_a_time():
+    r = runner(concurrency=1)
+    busy = r.submit(Gated(2, gate("tq0", False)), owner="s0", room="K7QF3M")
+    wait(lambda: busy.state == RUNNING)
+    students = [r.submit(Gated(2, gate(f"tq{i}", True)), owner=f"s{i}", room="K7QF3M") for i in (1, 2)]
+    teacher = [r.submit(Gated(2, gate(f"tt{i}", True)), owner=f"t{i}", room="K7QF3M", first=True) for i in (1, 2)]
+    other_room = r.submit(Gated(2, gate("to", True)), owner="u", room="ABCDEF", first=True)
+    # The teacher's first run and the other room's teacher's run go ahead; the second teacher tab waits its turn.
+    assert [r.position(j) for j in (teacher[0], other_room, *students, teacher[1])] == [1, 2, 3, 4, 5]
+    assert teacher[0].first and not teacher[1].first
+    GATES["tq0"].set()
+    wait(lambda: all(j.state == DONE for j in (*students, *teacher, other_room)))
+    # Once the teacher's run ahead has ended, the next one goes ahead again.
+    again = r.submit(Gated(2, gate("tt3", True)), owner="t3", room="K7QF3M", first=True)
+    assert again.first

@@ -313,7 +313,8 @@ class Runner:
     ) -> Job:
         """Queue a run, or raise (Refused) if `owner` already has one waiting or running (Busy), or the queue is
         full, or `client`'s share of it (QueueFull). `estimate`: seconds, by default the cost model's. `first`:
-        a teacher's run, queued ahead of every run that is not (after the teachers' before it). A run identical to
+        a teacher's run, queued ahead of every run that is not (after the teachers' before it), one per room at a
+        time: while that room's teacher has one ahead, waiting or running, a further one queues like anyone's. A run identical to
         one done before is served at once: the job comes back DONE, with `cached` set."""
         if estimate is None:
             estimate = self.cost.seconds(*task.work()) if self.cost is not None else 0.0
@@ -346,7 +347,11 @@ class Runner:
                     f"{lim.runs_per_client} runs from your network are already waiting or running (its limit: "
                     "NST_RUNS_PER_CLIENT); try again when one has finished"
                 )
-            at = sum(j.first for j in self._queue) if first else len(self._queue)
+            # A room's teacher goes ahead of the queue with one run at a time: a further run from the teacher's
+            # link (another tab, another page) waits like anyone's, so a teacher link cannot starve a class.
+            if first and any(j.first and j.room == room for j in active):
+                job.first = False
+            at = sum(j.first for j in self._queue) if job.first else len(self._queue)
             self._queue.insert(at, job)
         self._dispatch()
         return job
@@ -425,8 +430,14 @@ class Runner:
             for job in list(self._queue):  # twins of a run that has just ended need no slot: served now
                 if not job._cancel.is_set() and self._serve(job):
                     self._queue.remove(job)
-            while self._queue and len(self._running) < self.slots:
-                job = self._queue.pop(0)
+            while len(self._running) < self.slots:
+                # The first waiting run that is not a twin of a running one: a twin takes no slot (it is served when
+                # its run is done), so with several slots a class pressing Run on one run paints it once.
+                painting = {j.key for j in self._running if j.key is not None}
+                job = next((j for j in self._queue if j.key is None or j.key not in painting), None)
+                if job is None:
+                    break
+                self._queue.remove(job)
                 if job._cancel.is_set():
                     job._set_state(STOPPED)
                     continue
