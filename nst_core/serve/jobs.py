@@ -314,8 +314,8 @@ class Runner:
         """Queue a run, or raise (Refused) if `owner` already has one waiting or running (Busy), or the queue is
         full, or `client`'s share of it (QueueFull). `estimate`: seconds, by default the cost model's. `first`:
         a teacher's run, queued ahead of every run that is not (after the teachers' before it), one per room at a
-        time: while that room's teacher has one ahead, waiting or running, a further one queues like anyone's. A run identical to
-        one done before is served at once: the job comes back DONE, with `cached` set."""
+        time: while that room's teacher has one ahead, waiting or running, a further one queues like anyone's. A
+        run identical to one done before is served at once: the job comes back DONE, with `cached` set."""
         if estimate is None:
             estimate = self.cost.seconds(*task.work()) if self.cost is not None else 0.0
         job = Job(
