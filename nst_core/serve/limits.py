@@ -26,6 +26,12 @@ class Limits:
     max_frames: int = 48  # preview frames kept per run (older ones are thinned out evenly)
     # Finished runs kept in the server to serve an identical run again at once (jobs.Results); 0: none.
     result_cache_mb: float = 100.0
+    # A Studio result on disk (NST_DATA_DIR/results, serve/store.py): its address works this long; one result and
+    # its kept animations at most result_mb (previews are thinned to fit), all results at most results_mb.
+    result_hours: float = 24.0
+    result_mb: float = 40.0
+    results_mb: float = 2000.0
+    encodes_at_once: int = 1  # animations (MP4, WebP, GIF) encoded at once in the server process
     # Slots: runs at once. The others wait in the queue.
     concurrent_cpu: int = 1  # on a CPU host
     concurrent_per_gpu: int = 0  # per GPU; 0: as many as the GPU's worker measured to pay (serve/lanes.py)
