@@ -75,6 +75,20 @@ def test_a_worker_that_dies_fails_its_run_and_is_restarted(runner):
     assert after.state == DONE and worker_pid(runner.backend) != pid
 
 
+def test_a_cuda_error_that_breaks_the_gpu_is_reported_at_once_and_the_next_run_gets_a_new_worker(runner):
+    """After such an error every later call on that GPU fails: the worker says why (not the hang limit, 16 minutes
+    later), and its process (its actor) is replaced, so the next run works."""
+    from tests.gpu_tasks import CudaBroken
+
+    pid = worker_pid(runner.backend)
+    bad = runner.submit(CudaBroken(2))
+    wait(lambda: not bad.active, beat=[bad])
+    assert bad.state == FAILED and bad.reason == "RuntimeError: CUDA error: an illegal memory access was encountered"
+    after = runner.submit(Ticking(3, 0.01))
+    wait(lambda: not after.active, timeout=120, beat=[after])
+    assert after.state == DONE and worker_pid(runner.backend) != pid, after.reason
+
+
 def test_stop_ends_the_run_in_the_worker_and_keeps_the_picture(runner, tmp_path):
     """Stop ends the run in the worker at the next step: the worker closes the run right after the step in
     progress (every step it made reached the page, none came after), and the page hears of the end soon after

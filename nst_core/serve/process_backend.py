@@ -6,14 +6,16 @@ no network); every message of a run carries its id:
 
     server -> worker   ("run", id, task)   ("stop", id)
     worker -> server   ("ready", info)   ("shot", id, Shot)   ("end", id)   ("error", id, "one line")
+                       ("error", id, "one line", "ending"): and the process ends (a CUDA error broke its GPU)
 
 On a CPU a worker runs one task at a time (several runs at once are several processes, each with its share of the
 cores: batching runs does not pay on a CPU). On a GPU one process per GPU runs several tasks at once, each in a
 thread with its own CUDA stream over the shared, read-only VGG19: one run at 512 px leaves most of a GPU idle.
 How many (lanes) the worker measures when it starts (lanes.py), unless NST_CONCURRENT_PER_GPU says.
 
-A run that raises fails with its message and the worker carries on; a worker that dies (a crash, the
-kernel's out-of-memory killer) fails its runs and is started again for the next one.
+A run that raises fails with its message and the worker carries on, unless the error was a CUDA error that broke the
+process's GPU: then the worker ends once it has said so. A worker that ends or dies (a crash, the kernel's
+out-of-memory killer) fails its runs and is started again for the next one.
 """
 
 from __future__ import annotations
@@ -27,11 +29,15 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 from .jobs import RunFailed, StartFailed, WorkerDied, WorkerHung, drive, one_line
 from .limits import Limits
-from .slots import END, Pool, forget_failure, prepare, relay, silence_limit
+from .slots import END, Pool, clean_up, context_broken, forget_failure, prepare, relay, silence_limit
+
+# The exit code of a worker whose GPU context a CUDA error broke (it has reported the error, and ends).
+CONTEXT_BROKEN = 70
 
 
 class WorkerProcess:
@@ -79,7 +85,7 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             proc.kill()
             code = proc.wait()
-        why = " (killed: out of memory?)" if code == -9 else ""
+        why = {-9: " (killed: out of memory?)", CONTEXT_BROKEN: " after a CUDA error that broke its GPU"}.get(code, "")
         return f"the worker process ended {doing} (exit code {code}){why}; it starts again for the next run"
 
     def _read(self, conn: Connection, proc: subprocess.Popen) -> None:
@@ -125,6 +131,10 @@ class WorkerProcess:
                 return END
             if msg[0] == "died":
                 raise WorkerDied(msg[2])
+            if msg[3:] == ("ending",):  # its GPU is broken: the slot comes back once the process has ended
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(30)
+                self.kill(proc)
             raise RunFailed(msg[2])
 
         try:
@@ -248,18 +258,8 @@ def main(fd: int, weights: str, device: str, threads: int, lanes: int) -> None:
     stops: dict[int, threading.Event] = {}
 
     def run(run_id: int, task) -> None:
-        from .lanes import own_stream
-
         try:
-            with own_stream(backbone):
-                drive(task.frames(backbone), lambda shot: send(("shot", run_id, shot)), stops[run_id])
-            send(("end", run_id))
-        except (EOFError, BrokenPipeError, ConnectionResetError):
-            pass
-        except Exception as e:  # the run failed; the worker carries on with the next one
-            forget_failure(backbone)
-            with contextlib.suppress(OSError):
-                send(("error", run_id, one_line(e)))
+            serve_run(run_id, task, backbone, send, stops[run_id])
         finally:
             stops.pop(run_id, None)
 
@@ -273,6 +273,32 @@ def main(fd: int, weights: str, device: str, threads: int, lanes: int) -> None:
             threading.Thread(target=run, args=msg[1:], name=f"nst-run-{msg[1]}", daemon=True).start()
         elif msg[0] == "stop" and msg[1] in stops:  # (a late "stop" for a run that has ended: nothing to do)
             stops[msg[1]].set()
+
+
+def serve_run(run_id: int, task, backbone, send: Callable, stop, cleanup: Callable = forget_failure, exit=os._exit):
+    """One run in the worker: its shots, then "end", or its error in one line. The error is sent first, and only then
+    is the run's memory given back (`cleanup`, outside the `except`: after a CUDA error it raises again, and it must
+    not keep the message from the server). After an error that breaks the GPU context, the process ends
+    (`exit(CONTEXT_BROKEN)`) once the error is sent: the server starts a new one for the next run."""
+    from .lanes import own_stream
+
+    failure, broken = None, False
+    try:
+        with own_stream(backbone):
+            drive(task.frames(backbone), lambda shot: send(("shot", run_id, shot)), stop)
+        send(("end", run_id))
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        return
+    except Exception as e:  # the run failed; the worker carries on with the next one
+        failure, broken = one_line(e), context_broken(e)
+    if failure is None:
+        return
+    with contextlib.suppress(OSError):
+        send(("error", run_id, failure, "ending") if broken else ("error", run_id, failure))
+    if broken:
+        exit(CONTEXT_BROKEN)
+        return
+    clean_up(backbone, cleanup)
 
 
 if __name__ == "__main__":

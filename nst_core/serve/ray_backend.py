@@ -33,9 +33,13 @@ from pathlib import Path
 
 from .jobs import RunFailed, StartFailed, WorkerDied, WorkerHung, one_line, shots
 from .limits import Limits
-from .slots import END, Pool, forget_failure, prepare, relay, silence_limit
+from .slots import END, Pool, clean_up, context_broken, prepare, relay, silence_limit
 
 LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": a local Ray instance uses 127.0.0.1 only
+
+
+class ContextBroken(RunFailed):
+    """A run's CUDA error that left its actor's GPU unusable: the server kills that actor once it has read this."""
 
 
 class WorkerActor:
@@ -57,11 +61,18 @@ class WorkerActor:
             def is_set(_) -> bool:
                 return self.stopped == run_id
 
+        failure = None
         try:
             yield from shots(task.frames(self.backbone), Cancelled())
-        except Exception:
-            forget_failure(self.backbone)
-            raise
+        except Exception as e:
+            if context_broken(e):  # the server reads this type, kills this actor and starts a new one
+                raise ContextBroken(one_line(e)) from None
+            failure = one_line(e)
+        if failure is not None:
+            # Outside the `except`: the traceback (it holds the run's tensors) is gone, so the memory can be given
+            # back; a cleanup that fails too is only logged, and the run's own error still goes to the server.
+            clean_up(self.backbone)
+            raise RunFailed(failure)
 
     def stop(self, run_id: int) -> None:
         self.stopped = run_id
@@ -206,7 +217,7 @@ class RayBackend:
             if where:
                 raise WorkerDied(f"the Ray worker{where} died during this run; a new one is starting") from None
             raise WorkerDied(f"the Ray worker could not start: {self._why(e)}") from None
-        except WorkerHung:
+        except (WorkerHung, ContextBroken):
             self.ray.kill(slot.actor)
             slot = self._new_slot()
             raise
@@ -234,6 +245,8 @@ class RayBackend:
             except StopIteration:
                 return END
             except ray.exceptions.RayTaskError as e:
+                if isinstance(getattr(e, "cause", None), ContextBroken):
+                    raise ContextBroken(self._why(e)) from None
                 raise RunFailed(self._why(e)) from None
 
         relay(receive, lambda: slot.actor.stop.remote(run_id), emit, cancelled, self.silence)

@@ -8,11 +8,12 @@ until the worker says the run has ended (or fails).
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable
 
-from .jobs import WorkerHung
+from .jobs import WorkerHung, one_line
 
 END = object()  # what a slot's receive() returns when the run has ended
 
@@ -45,6 +46,32 @@ def forget_failure(backbone) -> None:
         import torch
 
         torch.cuda.empty_cache()
+
+
+# The messages of CUDA errors after which the process's GPU context is unusable: every later call fails the same way
+# (a device-side assert, an illegal address, a launch failure, ...). Only a new process gets a working GPU again.
+# An out-of-memory error is not one of them: the next run works once the failed one's memory is given back.
+_BROKEN = ("cuda error", "cudnn_status_execution_failed", "cublas_status_execution_failed", "cudaerror")
+
+
+def context_broken(e: BaseException) -> bool:
+    """Whether `e` leaves this process's GPU unusable (then its worker reports the error and ends)."""
+    import torch
+
+    text = str(e).lower()
+    if isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in text:
+        return False
+    return isinstance(e, getattr(torch, "AcceleratorError", ())) or any(k in text for k in _BROKEN)
+
+
+def clean_up(backbone, cleanup: Callable = forget_failure) -> None:
+    """After a failed run has been reported: `cleanup(backbone)`, whose own failure is only logged. Called outside
+    the `except` that caught the run's error, so that its traceback (which holds the run's tensors) is gone and the
+    memory can really be given back."""
+    try:
+        cleanup(backbone)
+    except Exception as e:
+        print(f"nst worker: cleanup after a failed run failed: {one_line(e)}", file=sys.stderr, flush=True)
 
 
 def relay(
