@@ -23,6 +23,11 @@ if TYPE_CHECKING:  # torch is imported only by the functions that need it: the a
 
 MAX_PIXELS = 40_000_000  # decoded pixels accepted (stops decompression bombs before decoding)
 MIN_SIDE = 16  # smaller images are refused: VGG19's five poolings leave nothing of them
+# The formats a picture is opened in: those the app's upload widget lists (ui.common.UPLOAD_TYPES). Pillow knows
+# dozens more (PCX, EPS, PSD, ICO, ...), each a decoder that a stranger's bytes would otherwise reach. A phone's MPO
+# (a JPEG with a second frame appended) opens as a JPEG.
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+ACCEPTED = "JPEG, PNG, WebP, GIF, BMP or TIFF"
 
 
 def load_image(
@@ -41,7 +46,7 @@ def load_image(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))  # reads the header only
+            im = _open(data, label)  # reads the header only
             w, h = im.size
             if w * h > max_pixels:
                 raise ImageLoadError(
@@ -49,7 +54,7 @@ def load_image(
                     f"the limit is {max_pixels / 1e6:.0f} megapixels"
                 )
             im.seek(0)  # first frame of an animation
-            if max_side and im.format == "JPEG":
+            if max_side and im.format in ("JPEG", "MPO"):
                 im.draft("RGB", (max_side, max_side))  # decode at 1/2, 1/4 or 1/8 scale, still >= max_side
             im.load()
             im = ImageOps.exif_transpose(im)
@@ -60,17 +65,34 @@ def load_image(
             f"{label} is too large to decode safely (limit {max_pixels / 1e6:.0f} megapixels)"
         ) from None
     except Image.UnidentifiedImageError:
-        raise ImageLoadError(f"{label} is not an image Pillow can read (JPEG, PNG, WebP, GIF, BMP, TIFF...)") from None
+        raise ImageLoadError(f"{label} is not an image this app opens ({ACCEPTED})") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as e:
         raise ImageLoadError(
             f"{label} is damaged or truncated: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
         ) from None
     if max_side and max(im.size) > max_side:
         im = _small_enough(im, max_side)
-    rgb = to_rgb(im)
+    rgb = bare(to_rgb(im))
     if min(rgb.size) < MIN_SIDE:
         raise ImageLoadError(f"{label} is {rgb.width}x{rgb.height} pixels; each side must be at least {MIN_SIDE}")
     return rgb
+
+
+def _open(data: bytes, label: str) -> Image.Image:
+    """The picture in `data`, header read, pixels not yet decoded: only in FORMATS, else one line naming them."""
+    try:
+        return Image.open(io.BytesIO(data), formats=FORMATS)
+    except Image.UnidentifiedImageError:
+        raise ImageLoadError(f"{label} is not an image this app opens ({ACCEPTED})") from None
+
+
+def bare(im: Image.Image) -> Image.Image:
+    """`im` with its pixels and nothing else, once its orientation and colours are applied: Pillow keeps a file's
+    text chunks, EXIF, ICC profile, XMP and comments in `info` (a 20 kB PNG can carry 20 MB of compressed text),
+    and an image pickles its `info` with it into session state, every task, its digest and the worker. (An ICC
+    profile is dropped, not applied: the pixels are taken as sRGB, as browsers show a picture without one.)"""
+    im.info = {}
+    return im
 
 
 def _small_enough(im: Image.Image, max_side: int) -> Image.Image:
@@ -233,18 +255,25 @@ def encode_mask(mask: Image.Image) -> str:
 
 
 def decode_mask(text: str) -> Image.Image:
-    """The 8-bit grey mask a Settings keeps (encode_mask); ValueError if it is not one."""
+    """The 8-bit grey mask a Settings keeps (encode_mask); ValueError if it is not one (a PNG of at most
+    MASK_SIDE a side: its header is read before its pixels)."""
     import base64
     import binascii
 
     if not text.startswith(MASK_PREFIX):
         raise ValueError("a mask is 'png:' and a base64 PNG")
     try:
-        with Image.open(io.BytesIO(base64.b64decode(text[len(MASK_PREFIX) :], validate=True))) as im:
-            im.load()
-            return as_mask(im)
-    except (binascii.Error, OSError, ValueError, Image.UnidentifiedImageError) as e:
+        im = Image.open(io.BytesIO(base64.b64decode(text[len(MASK_PREFIX) :], validate=True)), formats=["PNG"])
+    except (binascii.Error, OSError, ValueError) as e:
         raise ValueError(f"a mask that cannot be read ({type(e).__name__})") from None
+    with im:
+        if max(im.size) > MASK_SIDE:
+            raise ValueError(f"a mask of {im.width}x{im.height}; a mask is at most {MASK_SIDE} px a side")
+        try:
+            im.load()
+            return bare(as_mask(im))
+        except (OSError, ValueError) as e:
+            raise ValueError(f"a mask that cannot be read ({type(e).__name__})") from None
 
 
 def check_mask(mask: Image.Image, photo_size: tuple[int, int], label: str = "the mask") -> Image.Image:
@@ -259,21 +288,43 @@ def check_mask(mask: Image.Image, photo_size: tuple[int, int], label: str = "the
     return mask
 
 
+# A mask may be drawn on the photo's original, which the upload keeps at a working size (768 px on a CPU server):
+# up to 8 times its sides (a 6000x4500 original) is accepted; more is refused before a pixel is decoded.
+MASK_PIXELS_PER_PHOTO_PIXEL = 64
+
+
 def load_mask(source: bytes | str | Path, photo_size: tuple[int, int], name: str | None = None) -> Image.Image:
-    """A mask file (any image; see as_mask) for a photo of `photo_size`, or ImageLoadError in one line."""
+    """A mask file (any image; see as_mask) for a photo of `photo_size`, or ImageLoadError in one line. It is
+    decoded at most at about the photo's size (a JPEG at a reduced scale, anything else reduced right after
+    decoding), and keeps its pixels and nothing else."""
     data, label = _read(source, name, "the mask")
+    pw, ph = photo_size
+    limit = min(MAX_PIXELS, MASK_PIXELS_PER_PHOTO_PIXEL * pw * ph)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
-            if im.size[0] * im.size[1] > MAX_PIXELS:
-                raise ImageLoadError(f"{label} is {im.size[0]}x{im.size[1]} pixels: too large for a mask")
+            im = _open(data, label)
+            w, h = im.size
+            if w * h > limit:
+                raise ImageLoadError(
+                    f"{label} is {w}x{h} pixels, too large for a mask of a {pw}x{ph} photo "
+                    f"(at most {limit / 1e6:.1f} megapixels): save it smaller"
+                )
+            im.seek(0)
+            if im.format in ("JPEG", "MPO"):
+                im.draft("L", (pw, ph))  # decode at 1/2, 1/4 or 1/8 scale, still at least the photo's size
             im.load()
+            mask = as_mask(ImageOps.exif_transpose(im))
+            factor = min(mask.width // pw, mask.height // ph)
+            if factor > 1:
+                mask = mask.reduce(factor)  # an integer factor first: fast, and no larger than needed from here on
+            if mask.width > pw or mask.height > ph:
+                mask.thumbnail((pw, ph), Image.Resampling.BOX)
     except ImageLoadError:
         raise
     except Exception:
-        raise ImageLoadError(f"{label} is not an image Pillow can read (a mask is a picture: PNG, JPEG, ...)") from None
-    return check_mask(as_mask(im), photo_size, label)
+        raise ImageLoadError(f"{label} is not an image this app opens as a mask ({ACCEPTED})") from None
+    return check_mask(bare(mask), photo_size, label)
 
 
 def mask_tensor(mask: Image.Image, size: tuple[int, int], device: torch.device | str = "cpu") -> Tensor:

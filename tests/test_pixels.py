@@ -1,0 +1,152 @@
+"""Whatever a browser sends that becomes pixels: only the listed formats are opened, a mask is bounded by its
+photo before it is decoded, and every decoded picture keeps its pixels and nothing else."""
+
+import base64
+import io
+import pickle
+import struct
+import zlib
+
+import pytest
+from PIL import Image, ImageFile, PngImagePlugin
+
+from nst_core import ImageLoadError, load_image
+from nst_core.images import FORMATS, MASK_SIDE, decode_mask, encode_mask, load_mask
+
+
+def encode(im, fmt, **kw):
+    buf = io.BytesIO()
+    im.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_saying(w: int, h: int) -> bytes:
+    """A small PNG whose header says w x h (8-bit RGBA) and whose pixel data is a few bytes: decoding it would
+    allocate w x h x 4 bytes before finding out."""
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.fixture
+def decoded(monkeypatch):
+    """The sizes of the pictures whose pixels Pillow decodes from here on."""
+    sizes = []
+    real = ImageFile.ImageFile.load
+
+    def load(self):
+        sizes.append(self.size)
+        return real(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    return sizes
+
+
+def metadata_png(size=(64, 48), text_mb: int = 20) -> bytes:
+    """A small PNG with `text_mb` MB of compressed text (zTXt, 1 MB a chunk: Pillow reads each up to 1 MB)."""
+    info = PngImagePlugin.PngInfo()
+    for i in range(text_mb):
+        info.add_text(f"note{i}", "A" * 1_000_000, zip=True)
+    info.add_itxt("XML:com.adobe.xmp", "<x:xmpmeta/>" * 1000)
+    return encode(Image.new("RGB", size, "teal"), "PNG", pnginfo=info, icc_profile=b"\0" * 3000)
+
+
+def test_a_small_png_with_megabytes_of_text_decodes_to_its_pixels_alone():
+    data = metadata_png()
+    assert len(data) < 60_000  # 20 MB of text in a few tens of kB
+    with Image.open(io.BytesIO(data)) as raw:
+        raw.load()
+        assert sum(len(v) for v in raw.info.values() if isinstance(v, (str, bytes))) > 20_000_000  # Pillow keeps it
+    im = load_image(data)
+    assert im.info == {} and im.size == (64, 48)
+    assert len(pickle.dumps(im)) < 64 * 48 * 3 + 1000  # the pixels and a few bytes: what session state keeps
+
+
+def test_exif_icc_xmp_and_comments_go_after_orientation_is_applied():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    exif[0x010E] = "x" * 30_000  # ImageDescription
+    data = encode(Image.new("RGB", (64, 32), "red"), "JPEG", exif=exif, icc_profile=b"\0" * 5000, comment=b"c" * 5000)
+    with Image.open(io.BytesIO(data)) as raw:
+        assert {"exif", "icc_profile", "comment"} <= set(raw.info)
+    im = load_image(data)
+    assert im.size == (32, 64) and im.info == {}  # turned, then bare
+    assert im.getexif() == {}
+    assert load_image(data, max_side=32).info == {}  # the scaled-down path too
+
+
+def test_masks_keep_their_pixels_and_nothing_else():
+    mask = Image.new("L", (64, 48), 0)
+    mask.paste(255, (32, 0, 64, 48))
+    info = PngImagePlugin.PngInfo()
+    for i in range(5):
+        info.add_text(f"note{i}", "B" * 1_000_000, zip=True)
+    m = load_mask(encode(mask, "PNG", pnginfo=info), (64, 48))
+    assert m.info == {} and len(pickle.dumps(m)) < 64 * 48 + 1000
+    text = "png:" + base64.b64encode(encode(mask, "PNG", pnginfo=info)).decode()
+    d = decode_mask(text)
+    assert d.info == {} and d.getpixel((60, 10)) == 255
+    assert decode_mask(encode_mask(mask)).info == {}
+
+
+@pytest.mark.parametrize("fmt", ["PCX", "ICO", "TGA", "PPM", "SGI", "DDS"])
+def test_only_the_formats_the_app_lists_are_opened(fmt):
+    data = encode(Image.new("RGB", (32, 32), "blue"), fmt)
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.format == fmt  # Pillow would open it
+    with pytest.raises(
+        ImageLoadError, match=r"^x\.bin is not an image this app opens \(JPEG, PNG, WebP, GIF, BMP or TIFF\)$"
+    ):
+        load_image(data, name="x.bin")
+    with pytest.raises(ImageLoadError, match="not an image this app opens"):
+        load_mask(data, (32, 32), name="x.bin")
+    with pytest.raises(ValueError, match="cannot be read"):
+        decode_mask("png:" + base64.b64encode(data).decode())
+
+
+@pytest.mark.parametrize("fmt", FORMATS + ("MPO",))
+def test_every_listed_format_opens_and_a_phones_mpo_counts_as_a_jpeg(fmt):
+    im = Image.new("RGB", (32, 24), (200, 30, 30))
+    kw = {"save_all": True, "append_images": [im]} if fmt == "MPO" else {}
+    assert load_image(encode(im, fmt, **kw)).size == (32, 24)
+
+
+def test_the_upload_widgets_types_are_the_formats_opened():
+    from ui.common import UPLOAD_TYPES
+
+    extensions = Image.registered_extensions()
+    assert {extensions[f".{t}"] for t in UPLOAD_TYPES} == set(FORMATS)
+
+
+def test_a_mask_far_larger_than_its_photo_is_refused_from_its_header(decoded):
+    data = png_saying(12000, 7000)  # a 40-byte promise of 336 MB
+    assert len(data) < 200
+    with pytest.raises(ImageLoadError, match=r"^m\.png is 12000x7000 pixels, too large for a mask of a 120x70 photo"):
+        load_mask(data, (120, 70), name="m.png")
+    assert decoded == []  # nothing was decoded
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_a_mask_is_decoded_at_about_its_photos_size(fmt, decoded):
+    big = Image.new("L", (800, 400), 0)
+    big.paste(255, (400, 0, 800, 400))
+    m = load_mask(encode(big, fmt), (100, 50))
+    assert m.size == (100, 50) and m.getpixel((90, 25)) > 200 and m.getpixel((10, 25)) < 50
+    if fmt == "JPEG":
+        assert set(decoded) == {(100, 50)}  # a JPEG decodes at 1/8 scale to begin with
+
+
+def test_a_mask_drawn_on_the_photos_original_is_accepted():
+    # A phone's 4032x3024 photo is kept at 768x576 on a CPU server; its mask, drawn on the original, still fits.
+    big = Image.new("L", (4032, 3024), 0)
+    big.paste(255, (2016, 0, 4032, 3024))
+    assert load_mask(encode(big, "PNG"), (768, 576)).size in ((768, 576), (767, 576), (768, 575))
+
+
+def test_a_settings_mask_is_at_most_its_working_size_before_decoding(decoded):
+    with pytest.raises(ValueError, match=f"at most {MASK_SIDE} px"):
+        decode_mask("png:" + base64.b64encode(png_saying(12000, 7000)).decode())
+    assert decoded == []
