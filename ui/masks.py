@@ -8,8 +8,11 @@ The strokes are translucent, so the canvas is the live overlay of where each pai
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import io
+import struct
 
 import numpy as np
 import streamlit as st
@@ -18,21 +21,97 @@ from PIL import Image
 from nst_core.errors import ImageLoadError
 from nst_core.images import as_mask, check_mask, load_mask
 
-from .common import UPLOAD_TYPES, md
+from .common import UPLOAD_TYPES, md, sentence
 
 BRUSHES = {"painting 1": (230, 40, 40), "painting 2": (40, 90, 230), "keep the photo (eraser)": (150, 150, 150)}
 ALPHA = 0.55  # of a stroke: the photo shows through
 CANVAS_WIDTH = 480
 
 
+def _squares(c: int) -> np.ndarray:
+    """(v - c)^2 for every 8-bit v: a channel's distance to a brush colour is one table look-up per pixel."""
+    return (np.arange(256, dtype=np.int32) - c) ** 2
+
+
+_SQUARES = [[_squares(c) for c in colour] for colour in BRUSHES.values()]
+# A pixel's alpha -> its mask value: a stroke at full opacity (ALPHA) is 255, its soft edges less.
+_STRENGTH = np.round(255 * np.clip(np.arange(256) / 255.0 / ALPHA, 0, 1)).astype(np.uint8)
+
+
 def strokes_to_masks(rgba: np.ndarray, paintings: int) -> list[Image.Image]:
     """The canvas's strokes (H, W, 4) as one 8-bit mask per painting: a pixel belongs to the brush whose colour
-    it is nearest (the eraser's grey belongs to none), as strong as its stroke's opacity (soft at the edges)."""
-    rgb, alpha = rgba[..., :3].astype(np.float32), rgba[..., 3].astype(np.float32) / 255.0
-    colours = np.array(list(BRUSHES.values()), dtype=np.float32)
-    nearest = np.argmin(((rgb[..., None, :] - colours) ** 2).sum(-1), axis=-1)
-    strength = np.clip(alpha / ALPHA, 0, 1)
-    return [Image.fromarray(np.round(255 * strength * (nearest == i)).astype(np.uint8), "L") for i in range(paintings)]
+    it is nearest (the eraser's grey belongs to none), as strong as its stroke's opacity (soft at the edges).
+    About 17 bytes a pixel at most: one brush's int32 distances at a time, no float copies of the canvas."""
+    best = nearest = None
+    for i, squares in enumerate(_SQUARES):
+        d = squares[0][rgba[..., 0]]
+        d += squares[1][rgba[..., 1]]
+        d += squares[2][rgba[..., 2]]
+        if best is None:
+            best, nearest = d, np.zeros(d.shape, np.uint8)
+        else:
+            closer = d < best  # ties stay with the earlier brush
+            nearest[closer] = i
+            np.minimum(best, d, out=best)
+            del closer
+        del d
+    strength = _STRENGTH[rgba[..., 3]]
+    return [Image.fromarray(strength * (nearest == i), "L") for i in range(paintings)]
+
+
+def canvas_size(photo: Image.Image) -> tuple[int, int]:
+    """The brush's canvas for `photo`: at most CANVAS_WIDTH wide, the photo's shape."""
+    w = min(CANVAS_WIDTH, photo.width)
+    return w, max(1, round(w * photo.height / photo.width))
+
+
+_PNG_URL = "data:image/png;base64,"
+
+
+def canvas_png(value: str | None, size: tuple[int, int]) -> bytes | None:
+    """The PNG the brush sent (the component's data URL), if it is the canvas's own size; else ImageLoadError in
+    one line. Only its length and its header are read before that (a few hundred kB of PNG can say 12000x7000
+    pixels, and decoding allocates them all). The component draws its PNG at the canvas's size in CSS pixels
+    (Fabric's toDataURL with multiplier 1, no retina scaling), whatever the screen's pixel ratio."""
+    if value is None:
+        return None
+    w, h = size
+    if not isinstance(value, str) or not value.startswith(_PNG_URL):
+        raise ImageLoadError(f"the brush sent something that is not a PNG; the canvas is {w}x{h}")
+    head = base64.b64decode(value[len(_PNG_URL) : len(_PNG_URL) + 32] + "==", validate=False)
+    if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR" or len(head) < 24:
+        raise ImageLoadError(f"the brush sent something that is not a PNG; the canvas is {w}x{h}")
+    sw, sh = struct.unpack(">II", head[16:24])
+    if (sw, sh) != (w, h):
+        raise ImageLoadError(f"the brush sent a {sw}x{sh} picture; the canvas is {w}x{h}")
+    # An 8-bit RGBA PNG stored without compression: a filter byte a row, 5 bytes per deflate block, 12 per chunk.
+    raw = h * (4 * w + 1)
+    most = 4 * (raw + raw // 100 + 65536) // 3 + len(_PNG_URL)
+    if len(value) > most:
+        raise ImageLoadError(f"the brush sent {len(value)} bytes; a {w}x{h} canvas is at most {most}")
+    try:
+        return base64.b64decode(value[len(_PNG_URL) :], validate=True)
+    except binascii.Error:
+        raise ImageLoadError("the brush sent a PNG that is not valid base64") from None
+
+
+def canvas_masks(value: str | None, size: tuple[int, int], paintings: int) -> list[Image.Image] | None:
+    """The masks the brush's canvas value draws (see canvas_png), or ImageLoadError in one line."""
+    data = canvas_png(value, size)
+    if data is None:
+        return None
+    try:
+        with Image.open(io.BytesIO(data), formats=["PNG"]) as im:
+            if im.size != size:  # what the header said, read again by the decoder itself
+                raise ImageLoadError(
+                    f"the brush sent a {im.width}x{im.height} picture; the canvas is {size[0]}x{size[1]}"
+                )
+            rgba = np.asarray(im.convert("RGBA"))
+    except ImageLoadError:
+        raise
+    except (OSError, ValueError, SyntaxError) as e:
+        raise ImageLoadError(f"the brush sent a damaged PNG ({type(e).__name__})") from None
+    return strokes_to_masks(rgba, paintings)
 
 
 def _canvas(photo: Image.Image, paintings: int, key: str) -> list[Image.Image] | None:
@@ -44,8 +123,7 @@ def _canvas(photo: Image.Image, paintings: int, key: str) -> list[Image.Image] |
         "Brush", names, horizontal=True, key=f"{key}_brush", help="Red and blue: where each painting goes."
     )
     width = c2.slider("Brush size", 4, 80, 30, key=f"{key}_size")
-    w = min(CANVAS_WIDTH, photo.width)
-    h = round(w * photo.height / photo.width)
+    w, h = canvas_size(photo)
     r, g, b = BRUSHES[brush]
     result = st_canvas(
         stroke_width=width,
@@ -59,11 +137,13 @@ def _canvas(photo: Image.Image, paintings: int, key: str) -> list[Image.Image] |
         key=f"{key}_canvas_{hashlib.sha1(photo.tobytes()[:100_000]).hexdigest()[:12]}",
     )
     st.caption("Draw with the mouse or a finger; the toolbar's arrows undo and redo, its bin clears everything.")
-    data = result.image_bytes if result is not None else None
-    if data is None:
+    # The data URL as the component sent it: CanvasResult's image_data and image_bytes decode it whole, unchecked.
+    value = getattr(result, "_image_data_url", None) if result is not None else None
+    try:
+        return canvas_masks(value, (w, h), paintings)
+    except ImageLoadError as e:
+        st.error(md(sentence(e)))
         return None
-    with Image.open(io.BytesIO(data)) as im:
-        return strokes_to_masks(np.asarray(im.convert("RGBA")), paintings)
 
 
 def _uploads(photo: Image.Image, paintings: int, key: str) -> list[Image.Image] | None:
@@ -77,11 +157,18 @@ def _uploads(photo: Image.Image, paintings: int, key: str) -> list[Image.Image] 
         )
         if up is None:
             return None
-        try:
-            masks.append(load_mask(up.getvalue(), photo.size, name=up.name))
-        except ImageLoadError as e:
-            st.error(md(f"{e} — the run goes without a mask."))
+        # Decoded once per upload and photo, not on every rerun: the mask or its one-line error.
+        kept, seen = f"{key}_upload_{i}_decoded", (up.file_id, photo.size)
+        if st.session_state.get(kept, (None,))[0] != seen:
+            try:
+                st.session_state[kept] = (seen, load_mask(up.getvalue(), photo.size, name=up.name))
+            except ImageLoadError as e:
+                st.session_state[kept] = (seen, f"{e} — the run goes without a mask.")
+        mask = st.session_state[kept][1]
+        if isinstance(mask, str):
+            st.error(md(mask))
             return None
+        masks.append(mask)
     return masks
 
 

@@ -1,0 +1,181 @@
+"""The brush's canvas value as a hostile websocket client can send it: only a PNG of the canvas's own size is
+decoded, anything else is one line; strokes become masks in a few bytes a pixel; an uploaded mask is decoded
+once per upload."""
+
+import base64
+import importlib
+import io
+import struct
+import sys
+import tracemalloc
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFile
+from streamlit.testing.v1 import AppTest
+
+from nst_core import ImageLoadError
+from tests.conftest import plain
+from ui.masks import ALPHA, BRUSHES, canvas_masks, canvas_png, canvas_size, strokes_to_masks
+
+
+def data_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def png_saying(w: int, h: int) -> bytes:
+    """A PNG of a few dozen bytes whose header says w x h, 8-bit RGBA (decoding it allocates w x h x 4 bytes)."""
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def strokes(size=(480, 320)) -> bytes:
+    """What the component sends: a transparent canvas with a red stroke on the right half, translucent."""
+    im = Image.new("RGBA", size, (0, 0, 0, 0))
+    r, g, b = BRUSHES["painting 1"]
+    ImageDraw.Draw(im).rectangle((size[0] // 2, 0, size[0], size[1]), fill=(r, g, b, round(255 * ALPHA)))
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def old_strokes_to_masks(rgba, paintings):
+    """The float reference: (H, W, 3, 3) distances."""
+    rgb, alpha = rgba[..., :3].astype(np.float32), rgba[..., 3].astype(np.float32) / 255.0
+    colours = np.array(list(BRUSHES.values()), dtype=np.float32)
+    nearest = np.argmin(((rgb[..., None, :] - colours) ** 2).sum(-1), axis=-1)
+    strength = np.clip(alpha / ALPHA, 0, 1)
+    return [np.round(255 * strength * (nearest == i)).astype(np.uint8) for i in range(paintings)]
+
+
+@pytest.fixture
+def drawable_canvas(monkeypatch):
+    """The real streamlit_drawable_canvas module (its CanvasResult), importable outside a server: its component
+    is declared by a running Streamlit, so here the declaration is a no-op and st_canvas is the test's."""
+    import streamlit.components.v2 as v2
+
+    monkeypatch.setattr(v2, "component", lambda *a, **k: None)
+    monkeypatch.delitem(sys.modules, "streamlit_drawable_canvas", raising=False)
+    yield importlib.import_module("streamlit_drawable_canvas")
+    sys.modules.pop("streamlit_drawable_canvas", None)
+
+
+@pytest.fixture
+def decoded(monkeypatch):
+    sizes = []
+    real = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: sizes.append(self.size) or real(self))
+    return sizes
+
+
+def test_the_masks_are_the_nearest_brush_and_the_strokes_opacity():
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, (60, 80, 4), dtype=np.uint8)
+    rgba[:5, :5, :3] = (95, 65, 135)  # equally far from both paintings' brushes: the first one takes it
+    for new, old in zip(strokes_to_masks(rgba, 2), old_strokes_to_masks(rgba, 2)):
+        assert np.abs(np.asarray(new).astype(int) - old).max() <= 1
+
+
+def test_strokes_to_masks_needs_a_few_bytes_a_pixel():
+    rgba = np.random.default_rng(1).integers(0, 256, (1000, 1000, 4), dtype=np.uint8)
+    tracemalloc.start()
+    strokes_to_masks(rgba, 2)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 24 * rgba.shape[0] * rgba.shape[1]  # the float version: about 64 bytes a pixel
+
+
+def test_a_canvas_value_of_the_canvas_size_becomes_masks():
+    [m] = canvas_masks(data_url(strokes()), (480, 320), 1)
+    assert m.size == (480, 320) and m.getpixel((400, 100)) == 255 and m.getpixel((100, 100)) == 0
+    assert canvas_masks(None, (480, 320), 1) is None
+
+
+@pytest.mark.parametrize(
+    "value, error",
+    [
+        (data_url(png_saying(12000, 7000)), r"^the brush sent a 12000x7000 picture; the canvas is 480x320$"),
+        (data_url(png_saying(960, 640)), "the brush sent a 960x640 picture"),  # twice the size: not what it draws
+        ("data:image/jpeg;base64,/9j/4AAQ", "not a PNG"),
+        (data_url(b"GIF89a" + b"\0" * 40), "not a PNG"),
+        (data_url(strokes()[:33]) + "A" * 2_000_000, "the brush sent 2000.* bytes; a 480x320 canvas is at most"),
+    ],
+)
+def test_anything_else_is_refused_in_one_line_before_it_is_decoded(value, error, decoded):
+    with pytest.raises(ImageLoadError, match=error):
+        canvas_masks(value, (480, 320), 1)
+    assert decoded == []
+
+
+def test_the_canvas_is_the_photos_shape_at_most_480_wide():
+    assert canvas_size(Image.new("RGB", (600, 400))) == (480, 320)
+    assert canvas_size(Image.new("RGB", (300, 600))) == (300, 600)
+    assert canvas_png(data_url(strokes((300, 600))), (300, 600))[:4] == b"\x89PNG"
+
+
+def brush_page(value: str | None):
+    import streamlit as st
+    from PIL import Image
+
+    from ui.masks import mask_ui
+
+    st.session_state["masks"] = mask_ui(Image.new("RGB", (600, 400), "white"), 1)
+
+
+@pytest.mark.parametrize("hostile", [True, False])
+def test_the_page_refuses_a_hostile_canvas_value_in_one_line(monkeypatch, drawable_canvas, hostile, decoded):
+    value = data_url(png_saying(12000, 7000) if hostile else strokes())
+    asked = []
+
+    def st_canvas(**kw):
+        asked.append((kw["width"], kw["height"]))
+        return drawable_canvas.CanvasResult(json_data=None, image_data_url=value, return_image_data=True)
+
+    monkeypatch.setattr(drawable_canvas, "st_canvas", st_canvas)
+    at = AppTest.from_function(brush_page, args=(value,), default_timeout=30)
+    at.run()
+    at.toggle(key="mask_on").set_value(True).run()
+    assert not at.exception and asked[-1] == (480, 320)
+    if hostile:
+        assert [plain(e.value) for e in at.error] == ["The brush sent a 12000x7000 picture; the canvas is 480x320."]
+        assert at.session_state["masks"] is None and (12000, 7000) not in decoded
+    else:
+        assert not at.error and at.session_state["masks"][0].getpixel((400, 100)) == 255
+
+
+def upload_page():
+    import streamlit as st
+    from PIL import Image
+
+    from ui.masks import mask_ui
+
+    st.session_state["masks"] = mask_ui(Image.new("RGB", (64, 48), "white"), 1)
+
+
+def test_an_uploaded_mask_is_decoded_once_per_upload(monkeypatch):
+    from ui import masks
+
+    calls = []
+    real = masks.load_mask
+    monkeypatch.setattr(masks, "load_mask", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    mask = Image.new("L", (128, 96), 0)
+    mask.paste(255, (64, 0, 128, 96))
+    buf = io.BytesIO()
+    mask.save(buf, "PNG")
+    at = AppTest.from_function(upload_page, default_timeout=30)
+    at.run()
+    at.toggle(key="mask_on").set_value(True).run()
+    at.radio(key="mask_source").set_value("Upload a mask").run()
+    at.file_uploader(key="mask_upload_0").upload("m.png", buf.getvalue(), "image/png").run()
+    for _ in range(3):
+        at.run()
+    assert not at.exception and calls == [(64, 48)]
+    assert at.session_state["masks"][0].size == (64, 48)
+    at.file_uploader(key="mask_upload_0").upload("bad.png", b"not a picture", "image/png").run()
+    at.run()
+    assert calls == [(64, 48)] * 2 and "bad.png is not an image" in plain(at.error[0].value)
