@@ -252,3 +252,191 @@ def test_every_address_setting_beyond_its_widget_is_clamped_or_ignored_with_a_wa
         assert key in warnings, key
     assert all("\n" not in plain(w.value) for w in at.warning)
     assert at.button(key="run")  # the page is all there
+
+
+# ---------------------------------------------------------------- a result's address (?result=ID)
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    """A data directory of the pages' own, and the pages' result store and wall opened anew on it."""
+    from ui import results
+    from ui.classroom import forget_wall
+
+    monkeypatch.setenv("NST_DATA_DIR", str(tmp_path / "data"))
+    results.forget()
+    forget_wall()
+    yield tmp_path / "data"
+    results.forget()
+    forget_wall()
+
+
+def open_address(**params) -> AppTest:
+    """A new session (another tab, a reload) on the Studio's address with these parameters."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.query_params.update(params)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def finished_run(paced, iterations: int = 10) -> tuple[AppTest, str]:
+    at = new_app()
+    start_small_run(at, iterations)
+    paced.allow()
+    rerun_until(at, lambda: at.session_state["studio_job"] is None)
+    return at, at.query_params["result"]
+
+
+def test_a_finished_run_has_an_address_that_another_session_opens(paced, data_dir):
+    from nst_core.serve import store as stores
+
+    at = new_app()
+    job = start_small_run(at, 10)
+    rid = at.query_params["result"]  # in the address from the moment the run is queued
+    assert stores.valid(rid) and job.active
+    paced.allow()
+    rerun_until(at, lambda: at.session_state["studio_job"] is None)
+    r = at.session_state["studio_result"]
+    assert r["id"] == rid == at.query_params["result"]
+    assert any("This page's address is this result's link" in c.value for c in at.caption)
+    other = open_address(result=rid)
+    shown = other.session_state["studio_result"]
+    assert shown["id"] == rid and shown["png"] == r["png"] and shown["gif"] == r["gif"]
+    assert shown["image"].size == (64, 43) and shown["info"] == r["info"] and shown["history"] == r["history"]
+    assert [f.step for f in shown["frames"]] == [f.step for f in r["frames"]]
+    labels = [b.label for b in other.get("download_button")]
+    assert labels[:5] == ["Picture (PNG)", "Settings (JSON)", "Animation (GIF)", "Video (MP4)", "Animation (WebP)"]
+    assert "This step as PNG (step 10)" in labels
+    assert not other.warning and other.button(key="run")
+    # Only what the run made is on disk: the photo (Chelsea, 451x300) is not, beyond a small thumbnail.
+    for f in (data_dir / "results" / rid).rglob("*.*"):
+        if f.suffix in (".png", ".jpg"):
+            assert max(Image.open(f).size) <= 256, f
+
+
+@pytest.mark.parametrize("bad", ["nope", "../../../../etc/passwd", "A" * 22, "![](http://127.0.0.1:9/x.png)"])
+def test_an_unknown_or_malformed_result_id_is_one_line_and_the_page_works(paced, data_dir, bad):
+    at = open_address(result=bad)
+    assert [w.value for w in at.warning] == ["This result has expired or does not exist."]
+    assert at.session_state.get("studio_result") is None
+    assert not (data_dir / "results").exists() or [p.name for p in (data_dir / "results").iterdir()] == [".pending"]
+    job = start_small_run(at, 10)  # the page works: a run, which gets an address of its own
+    assert job is not None and at.query_params["result"] != bad
+
+
+def test_after_a_restart_a_result_shows_again_and_a_lost_run_says_so(paced, data_dir):
+    """A server restarts (its module state gone, the data directory kept) after one run finished and while another
+    was painting: the finished one's address shows it; the lost one's says in one line to press Run again."""
+    from ui import results
+
+    done, rid = finished_run(paced)
+    painting = new_app()
+    job = start_small_run(painting, 1000)
+    lost = painting.query_params["result"]
+    assert job.active and lost != rid
+    results.forget()  # a new server process on the same NST_DATA_DIR
+    at = open_address(result=rid)
+    assert at.session_state["studio_result"]["png"] == done.session_state["studio_result"]["png"]
+    at = open_address(result=lost)
+    assert [w.value for w in at.warning] == ["The server restarted before your run finished: press Run again."]
+    assert at.session_state.get("studio_job") is None and at.button(key="run")
+    job.cancel()
+
+
+def test_a_reload_while_the_run_paints_watches_the_same_run_to_its_result(paced, data_dir):
+    at = new_app()
+    job = start_small_run(at, 10)
+    rid = at.query_params["result"]
+    reloaded = open_address(result=rid)  # a new session: the old one's page is gone
+    assert reloaded.session_state["studio_job"] is job and not reloaded.warning
+    paced.allow()
+    rerun_until(reloaded, lambda: reloaded.session_state["studio_job"] is None)
+    assert reloaded.session_state["studio_result"]["id"] == rid
+    assert any(m.value.startswith("Done: 10 steps") for m in reloaded.success)
+
+
+def test_a_videos_second_ask_is_served_the_first_encode(paced, data_dir, monkeypatch):
+    """Two asks for the same result's MP4 at once make one encode; after a restart it is read from disk."""
+    import threading
+
+    from ui import results
+
+    at, rid = finished_run(paced)
+    r = at.session_state["studio_result"]
+    calls, both_asked = [], threading.Barrier(2, timeout=30)
+    real = results.make_animation
+
+    def counted(kind, pictures, card=None):
+        calls.append(kind)
+        return real(kind, pictures, card)
+
+    monkeypatch.setattr(results, "make_animation", counted)
+    got = []
+
+    def ask():
+        both_asked.wait()
+        got.append(results.animation(r, "mp4", len(r["frames"]), False))
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert calls == ["mp4"] and len(got) == 2 and got[0] == got[1] and got[0][4:8] == b"ftyp"
+    results.forget()  # a restarted server
+    again = open_address(result=rid).session_state["studio_result"]
+    assert results.animation(again, "mp4", len(again["frames"]), False) == got[0] and calls == ["mp4"]
+    assert results.animation(again, "webp", len(again["frames"]), False)[8:12] == b"WEBP" and len(calls) == 2
+
+
+def test_encodes_of_different_results_wait_for_each_other(paced, data_dir, monkeypatch):
+    """NST_ENCODES_AT_ONCE=1 (the default): a second result's WebP waits while the first's is encoded."""
+    import threading
+
+    from ui import results
+
+    rs = [finished_run(paced)[0].session_state["studio_result"] for _ in range(2)]
+    running, most, second_in = [0], [0], threading.Event()
+    lock = threading.Lock()
+    real = results.make_animation
+
+    def watched(kind, pictures, card=None):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            if running[0] > 1:
+                second_in.set()
+        second_in.wait(2)  # (a second encode running at once would end this wait at once)
+        try:
+            return real(kind, pictures, card)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(results, "make_animation", watched)
+    threads = [threading.Thread(target=results.animation, args=(r, "webp", len(r["frames"]), False)) for r in rs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert most[0] == 1 and not second_in.is_set()
+    assert all(results.result_store().kept(r["id"], f"anim-{len(r['frames'])}-0.webp") for r in rs)
+
+
+def test_a_result_restored_after_a_restart_can_be_shared_to_its_room(paced, data_dir):
+    from nst_core.serve.wall import Wall
+    from ui import results
+
+    room, _ = Wall(data_dir).open_room("Art 2B")
+    _, rid = finished_run(paced)
+    results.forget()
+    at = open_address(room=room.code, result=rid)
+    at.text_input(key="share_name").set_value("Ada")
+    next(b for b in at.button if b.label == "Share to the class wall").click().run()
+    assert not at.exception, at.exception
+    assert [e.name for e in Wall(data_dir).entries(room.code)] == ["Ada"]
+    assert any(f"Shared to the wall of room {room.code}" in plain(s.value) for s in at.success)
+    again = open_address(room=room.code, result=rid)  # a reload: the result says it was shared, no second form
+    assert any(f"Shared to the wall of room {room.code}" in plain(s.value) for s in again.success)
+    assert not [b for b in again.button if b.label == "Share to the class wall"]

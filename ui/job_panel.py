@@ -42,10 +42,17 @@ class JobPanel:
     """`name` keeps this panel's job and result apart from other pages' (one run per tab, on any page).
 
     live(progress) draws the page's live view; finish(job, meta) returns the page's result (kept as
-    `self.result`) once the run has ended with a picture."""
+    `self.result`) once the run has ended with a picture; failed(meta), if given, is told of a run that ended
+    without one."""
 
-    def __init__(self, name: str, live: Callable[[Progress], None], finish: Callable[[Job, dict], dict]):
-        self.name, self._live, self._finish = name, live, finish
+    def __init__(
+        self,
+        name: str,
+        live: Callable[[Progress], None],
+        finish: Callable[[Job, dict], dict],
+        failed: Callable[[dict], None] | None = None,
+    ):
+        self.name, self._live, self._finish, self._failed = name, live, finish, failed
 
     def _get(self, what: str, default=None):
         return st.session_state.get(f"{self.name}_{what}", default)
@@ -61,6 +68,22 @@ class JobPanel:
     def result(self) -> dict | None:
         return self._get("result")
 
+    @property
+    def meta(self) -> dict | None:
+        """What the page gave submit() for the run waiting or running (None when there is none)."""
+        return self._get("meta")
+
+    def keep(self, result: dict) -> None:
+        """Show `result` as this panel's (one kept elsewhere: a result's address)."""
+        self._set("result", result)
+        self._set("message", None)
+
+    def adopt(self, job: Job, meta: dict) -> None:
+        """Watch and finish `job` here (a run that another page of this tab, before a reload, submitted)."""
+        self._set("job", job)
+        self._set("meta", meta)
+        self._set("message", None)
+
     def busy(self) -> bool:
         """Whether this panel's run is waiting or running (one that ended between reruns is finished here)."""
         job = self.job
@@ -68,9 +91,9 @@ class JobPanel:
             self._end(job)
         return self.job is not None
 
-    def submit(self, task, label: str, meta: dict, room: str | None = None, first: bool = False) -> None:
+    def submit(self, task, label: str, meta: dict, room: str | None = None, first: bool = False) -> Job | None:
         """Queue `task` for this tab (in class `room`; `first`: a teacher's run); `meta` goes to finish() with the
-        job. A refusal (another run of this tab, a full queue) is said in one line."""
+        job, which is returned. A refusal (another run of this tab, a full queue) is said in one line (None)."""
         svc = service()
         try:
             job = svc.runner.submit(
@@ -78,10 +101,11 @@ class JobPanel:
             )
         except Refused as e:
             st.error(f"Not started: {e}.")
-            return
+            return None
         self._set("job", job)
         self._set("meta", meta)
         self._set("message", None)
+        return job
 
     def show(self) -> None:
         """The live view while the run waits or runs (a fragment that polls), then the outcome's line."""
@@ -130,6 +154,8 @@ class JobPanel:
         if not job.finished_ok:
             why = f"The run failed: {md(job.reason)}" if job.reason else "The run stopped before its first picture."
             self._set("message", ("error", why))
+            if self._failed is not None:
+                self._failed(meta)
             return
         self._set("result", self._finish(job, meta))
         last = job.final_frames()[-1]

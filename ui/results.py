@@ -1,20 +1,29 @@
 """The Studio's run, drawn: the live view, the result (pictures, downloads, before/after, every saved step,
-losses) and the session's gallery."""
+losses) and the session's gallery; a result's address (?result=ID, kept on disk by nst_core.serve.store)."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 import json
+import os
+import threading
 import time
+from pathlib import Path
 
 import streamlit as st
 from PIL import Image
 
 from nst_core.animation import KINDS, gif_frames, intro_card, make_animation
 from nst_core.images import png_bytes
+from nst_core.serve import store as stores
 from nst_core.serve.jobs import DONE, Job
+from nst_core.serve.service import log
+from nst_core.serve.store import Encoder, ResultStore, Stored, StoreError
 
-from .common import md, service, show_png
-from .job_panel import Progress
+from .common import ROOT, md, service, show_png
+from .job_panel import JobPanel, Progress
 from .masks import overlay
 
 GALLERY_SIZE = 6
@@ -49,8 +58,178 @@ def live(p: Progress) -> None:
         loss_chart(p.history)
 
 
+# ---------------------------------------------------------------- results on disk, and their addresses
+
+_lock = threading.Lock()
+_store: ResultStore | None = None
+_fallback = Encoder(1)  # the encodes of a session's results that have no place on disk
+# The runs submitted in this server process by their result id, so that a reload (a new session, whose page has the
+# id in its address) watches and finishes the run instead of losing it. Only active runs and runs nobody finished.
+_runs: dict[str, tuple[Job, dict]] = {}
+RESTARTED = "The server restarted before your run finished: press Run again."
+UNKNOWN = "This result has expired or does not exist."
+
+
+def result_store() -> ResultStore | None:
+    """The server's one result store (NST_DATA_DIR/results), kept in this module with a thread that deletes expired
+    results every 10 minutes; None (logged) if the data directory is unusable: the Studio works without addresses."""
+    global _store
+    where, limits = os.environ.get("NST_DATA_DIR") or ROOT / "data", service().limits
+    with _lock:
+        if _store is None or _store.dir.parent != Path(where) or _store.limits != limits:
+            try:
+                _store = ResultStore(where, limits)
+            except StoreError as e:
+                log.error("results have no addresses: %s", e)
+                return None
+            threading.Thread(target=_expire, args=(_store,), name="nst-result-expiry", daemon=True).start()
+        return _store
+
+
+def _expire(store: ResultStore) -> None:
+    while _store is store:  # ends when another store has taken its place
+        with contextlib.suppress(Exception):
+            store.expire()
+        time.sleep(600)
+
+
+def forget() -> None:
+    """As a new server process would start: no store open, no runs known (tests; a changed NST_DATA_DIR)."""
+    global _store
+    with _lock:
+        _store = None
+        _runs.clear()
+
+
+def encoder() -> Encoder:
+    store = result_store()
+    return store.encoder if store is not None else _fallback
+
+
+def started(panel: JobPanel, job: Job | None) -> None:
+    """A run was submitted (or refused: None): its id goes in the address at once, with a pending marker on disk, so
+    that a reload finds the run and a restart can say the run was lost."""
+    meta, store = panel.meta or {}, result_store()
+    rid = meta.get("result_id")
+    if job is None or rid is None or store is None:
+        return
+    try:
+        store.mark_pending(rid)
+    except OSError as e:
+        log.error("no pending marker for a run: %s", e)
+    with _lock:
+        if len(_runs) >= 2 * service().limits.max_queue:  # runs nobody came back for, oldest first
+            for old in [k for k, (j, _) in _runs.items() if not j.active][: len(_runs) // 2 or 1]:
+                del _runs[old]
+        _runs[rid] = (job, meta)
+    st.query_params["result"] = rid
+
+
+def failed(meta: dict) -> None:
+    """A run ended without a picture: its id leaves the address and the disk."""
+    rid, store = meta.get("result_id"), result_store()
+    with _lock:
+        _runs.pop(rid, None)
+    if store is not None and rid:
+        store.forget_pending(rid)
+    if rid and st.query_params.get("result") == rid:
+        del st.query_params["result"]
+
+
+def follow_address(panel: JobPanel) -> None:
+    """The result the address names (?result=ID): shown with its downloads (read from disk once per tab), or the
+    run it names watched here (a reload), or one line saying why not. The id is checked before the disk is read
+    and never shown."""
+    rid = st.query_params.get("result")
+    panel.busy()  # a run that ended between reruns is finished first (its result has this id)
+    r, meta = panel.result, panel.meta or {}
+    if rid is None or (r is not None and r.get("id") == rid) or meta.get("result_id") == rid:
+        return
+    store = result_store() if stores.valid(rid) else None
+    saved = store.load(rid) if store is not None else None
+    if saved is not None:
+        panel.keep(from_stored(rid, saved))
+        return
+    if panel.job is None and store is not None:
+        with _lock:
+            run = _runs.get(rid)
+        if run is not None:
+            panel.adopt(*run)
+            return
+        marker = store.pending(rid)
+        if marker is not None and marker.get("boot") != store.boot:
+            st.warning(RESTARTED)
+            return
+    st.warning(UNKNOWN)
+
+
+def from_stored(rid: str, saved: Stored) -> dict:
+    """A result read back from disk, as finish() makes it (the photo and painting as thumbnails)."""
+    image = Image.open(io.BytesIO(saved.png)).convert("RGB")
+    return {
+        "id": rid,
+        "image": image,
+        "png": saved.png,
+        "gif": saved.gif,
+        "frames": list(saved.frames),
+        "settings_json": json.dumps(saved.info, indent=2),
+        "content": saved.photo,
+        "styles": [saved.painting],
+        "label": saved.label,
+        "paintings": saved.paintings,
+        "history": list(saved.history),
+        "info": saved.info,
+        "stopped": saved.stopped,
+        "masks": saved.masks,
+        "shared": saved.shared,
+    }
+
+
+def remember_shared(r: dict) -> None:
+    """A result shared to a class wall says so after a reload or a restart too."""
+    store = result_store()
+    if r.get("shared") and r.get("id") and r.get("shared_kept") != r["shared"] and store is not None:
+        store.set_shared(r["id"], r["shared"])
+        r["shared_kept"] = r["shared"]
+
+
+def _save(rid: str | None, r: dict, meta: dict) -> dict:
+    """Keep `r` on disk under `rid` (its address); returns it with its id, or with the reason it has none."""
+    store = result_store()
+    with _lock:
+        _runs.pop(rid, None)
+    if rid is None or store is None:
+        return r
+    try:
+        saved = store.save(
+            rid,
+            Stored(
+                png=r["png"],
+                gif=r["gif"],
+                frames=tuple(r["frames"]),
+                info=r["info"],
+                label=r["label"],
+                paintings=r["paintings"],
+                stopped=r["stopped"],
+                history=tuple(r["history"]),
+                photo=meta["content"],
+                painting=meta["styles"][0],
+                masks=r["masks"],
+            ),
+        )
+    except StoreError as e:
+        r["no_address"] = str(e)
+        if st.query_params.get("result") == rid:
+            del st.query_params["result"]
+        return r
+    return {**r, "id": rid, "frames": list(saved.frames)}
+
+
+# ---------------------------------------------------------------- the result
+
+
 def finish(job: Job, meta: dict) -> dict:
-    """The session's result from a finished job (and a copy in the gallery)."""
+    """The session's result from a finished job (kept on disk under its address, and a copy in the gallery)."""
     svc, s = service(), meta["settings"]
     frames = job.final_frames()
     last = frames[-1]
@@ -63,8 +242,9 @@ def finish(job: Job, meta: dict) -> dict:
     }
     image = last.image()
     pictures = [f.image() for f in frames[:-1]] + [image]
+    rid = meta.get("result_id")
     with st.spinner("Making the GIF..."):  # MP4 and WebP are made when asked for: the server only serves
-        gif = make_animation("gif", pictures)
+        gif = encoder().get((rid or f"job-{job.id}", "run.gif"), lambda: make_animation("gif", pictures))
     labels = meta["labels"]
     result = {
         "image": image,
@@ -81,6 +261,7 @@ def finish(job: Job, meta: dict) -> dict:
         "stopped": job.state != DONE,
         "masks": overlay(meta["content"], meta["masks"]) if meta.get("masks") else None,
     }
+    result = _save(rid, result, meta)
     gallery = st.session_state.setdefault("gallery", [])
     thumb = image.copy()
     thumb.thumbnail((240, 240))
@@ -103,6 +284,15 @@ def before_after(content: Image.Image, result: Image.Image, split: int) -> Image
 
 def result_view(r: dict) -> None:
     st.subheader("Result" + (" (stopped early)" if r["stopped"] else ""))
+    if r.get("id"):
+        hours = service().limits.result_hours
+        st.caption(
+            f"This page's address is this result's link: it shows the result again for {hours:g} hours, also in "
+            "another tab or after the server restarts (only the picture, its steps and settings are kept, with "
+            "small copies of the photo and the painting)."
+        )
+    elif r.get("no_address"):
+        st.caption(f"This result has no link of its own: {md(r['no_address'])}.")
     c1, c2, c3 = st.columns(3)
     c1.image(r["content"], caption="Photo", width="stretch")
     c2.image(r["styles"][0], caption="Painting" if len(r["styles"]) == 1 else "Paintings (first)", width="stretch")
@@ -170,15 +360,6 @@ def result_tabs(r: dict) -> None:
 
 def animation_buttons(r: dict, n: int, intro: bool, key: str) -> None:
     """GIF, MP4 and WebP of the first n saved steps (the whole run's GIF is made when it ends; others on click)."""
-
-    def make(kind: str):
-        def data() -> bytes:
-            pictures = [f.image() for f in r["frames"][:n]]
-            card = intro_card(r["content"], r["styles"][0], pictures[-1].size) if intro else None
-            return make_animation(kind, pictures, card)
-
-        return r["gif"] if kind == "gif" and n == len(r["frames"]) and not intro else data
-
     labels = {"gif": "Animation (GIF)", "mp4": "Video (MP4)", "webp": "Animation (WebP)"}
     helps = {
         "gif": "Every saved step, looping; 256 colours.",
@@ -186,9 +367,10 @@ def animation_buttons(r: dict, n: int, intro: bool, key: str) -> None:
         "webp": "Full colour, looping, smaller than the GIF.",
     }
     for col, kind in zip(st.columns(3), KINDS, strict=True):
+        whole_gif = kind == "gif" and n == len(r["frames"]) and not intro
         col.download_button(
             labels[kind],
-            make(kind),
+            r["gif"] if whole_gif else functools.partial(animation, r, kind, n, intro),
             f"style-transfer.{kind}",
             KINDS[kind],
             key=f"dl_{key}_{kind}",
@@ -198,10 +380,25 @@ def animation_buttons(r: dict, n: int, intro: bool, key: str) -> None:
         )
 
 
-def from_gif(gif: bytes, kind: str):
+def animation(r: dict, kind: str, n: int, intro: bool) -> bytes:
+    """Result `r`'s `kind` animation of its first n saved steps, made when a download asks for it: once per result
+    (kept beside it on disk, within its bytes), and one encode at a time on this server (NST_ENCODES_AT_ONCE)."""
+
+    def encode() -> bytes:
+        pictures = [f.image() for f in r["frames"][:n]]
+        card = intro_card(r["content"], r["styles"][0], pictures[-1].size) if intro else None
+        return make_animation(kind, pictures, card)
+
+    name, store = f"anim-{n}-{int(intro)}.{kind}", result_store()
+    if r.get("id") and store is not None:
+        return store.animation(r["id"], name, encode)
+    return encoder().get((f"session-{id(r)}", name), encode)
+
+
+def from_gif(gif: bytes, kind: str, key: str):
     """A gallery entry's MP4 or WebP, made when clicked from its GIF's frames (256 colours): the gallery
     keeps no full-colour frames, which for six 512 px runs would be over 100 MB per session."""
-    return lambda: make_animation(kind, gif_frames(gif))
+    return lambda: encoder().get((f"gallery-{key}", kind), lambda: make_animation(kind, gif_frames(gif)))
 
 
 def gallery_view() -> None:
@@ -218,7 +415,7 @@ def gallery_view() -> None:
         for kind, mime in KINDS.items():
             col.download_button(
                 kind.upper(),
-                g["gif"] if kind == "gif" else from_gif(g["gif"], kind),
+                g["gif"] if kind == "gif" else from_gif(g["gif"], kind, g["id"]),
                 f"style-transfer.{kind}",
                 mime,
                 key=f"g_{kind}_{g['id']}",

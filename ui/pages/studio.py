@@ -7,6 +7,7 @@ import streamlit as st
 
 from nst_core.errors import ImageLoadError
 from nst_core.images import encode_mask, fit
+from nst_core.serve import store as stores
 from nst_core.serve.jobs import StyleTask
 from nst_core.serve.pace import host_default
 from ui import results
@@ -18,13 +19,14 @@ from ui.masks import mask_ui
 
 st.set_page_config(page_title="Neural Style Studio", page_icon=":material/palette:", layout="wide")
 svc = service()
-panel = JobPanel("studio", results.live, results.finish)
+panel = JobPanel("studio", results.live, results.finish, results.failed)
 st.title("Neural Style Studio")
 st.caption(
     "Paint a photo in the style of a painting, live. The method: Gatys, Ecker & Bethge (2015), "
     "on a VGG19 network trained on ImageNet."
 )
 room = class_room()
+results.follow_address(panel)  # ?result=ID: a result (or a run) this tab, another tab or the server had before
 caps = {"size": svc.limits.max_size(svc.device_type), "iterations": svc.limits.max_iterations}
 if room and room.pace:  # the room's pace: its settings are the defaults, and a student's upper limits
     base, note = room.pace.settings(), ""
@@ -92,12 +94,15 @@ if st.button("Run", type="primary", icon=":material/play_arrow:", disabled=busy 
         st.error(f"These pictures cannot run at this size: {md(e)}")
     else:
         meta = {"settings": settings, "content": content, "styles": styles, "labels": labels, "masks": masks or []}
-        panel.submit(task, " + ".join(labels), meta, room=room and room.code, first=bool(room and room.teacher))
+        meta["result_id"] = stores.new_id()  # the result's address, from the moment the run is queued
+        job = panel.submit(task, " + ".join(labels), meta, room=room and room.code, first=bool(room and room.teacher))
+        results.started(panel, job)
         busy = panel.busy()
 panel.show()
 if panel.result and not busy:
     results.result_view(panel.result)
     if st.session_state.get("room"):
+        results.remember_shared(panel.result)
         share_form(panel.result)
     results.result_tabs(panel.result)
 results.gallery_view()
