@@ -167,10 +167,13 @@ def test_a_teacher_password_and_limits_per_client_on_rooms_opened_and_codes_trie
     monkeypatch.setenv("NST_TEACHER_PASSWORD", "s3cret")
     monkeypatch.setattr(classroom, "ROOMS_OPENED", Quota(2, 3600))  # the quotas of a server started now
     monkeypatch.setattr(classroom, "WRONG_CODES", Quota(3, 600))
+    monkeypatch.setattr(classroom, "WRONG_CODES_TAB", Quota(100, 600))  # (here the address runs out first)
 
     def open_room(password: str) -> AppTest:
         at = run_page({})
-        next(t for t in at.text_input if t.label == "Teacher password").set_value(password)
+        for t in at.text_input:
+            if t.label == "Teacher password":
+                t.set_value(password)
         next(b for b in at.button if b.label == "Open a room").click().run()
         assert not at.exception, at.exception
         return at
@@ -179,17 +182,94 @@ def test_a_teacher_password_and_limits_per_client_on_rooms_opened_and_codes_trie
     assert [plain(e.value) for e in at.error] == ["That is not the teacher password of this server."]
     assert "room" not in at.query_params and Wall(data).expire() == 0 and not list((data / "rooms").iterdir())
     codes = []
-    for _ in range(2):
+    for _ in range(3):  # the right password: more rooms than a client without it opens in an hour
         at = open_room("s3cret")
         assert not at.error and at.query_params["room"]
+        assert "key" not in at.query_params  # the teacher key never enters the address
         room = at.query_params["room"]
         codes.append(room[0] if isinstance(room, list) else room)
-    at = open_room("s3cret")
+    monkeypatch.delenv("NST_TEACHER_PASSWORD")
+    for _ in range(2):
+        at = open_room("")
+        assert not at.error
+    at = open_room("")
     [error] = [plain(e.value) for e in at.error]
     assert error.startswith("Your network has opened 2 rooms in the last hour, the limit (NST_ROOMS_PER_CLIENT)")
+    wrong = next(c for c in ("ZZZZZZ", "YYYYYY", "XXXXXX") if c not in codes)
     for _ in range(2):  # with the wrong password above: three wrong tries
-        at = run_page({"room": "ZZZZZZ" if "ZZZZZZ" not in codes else "YYYYYY"})
+        at = run_page({"room": wrong})
         assert plain(at.error[0].value).startswith("There is no room")
-    at = run_page({"room": codes[0]})  # a right code, now refused: codes cannot be guessed in bulk
+    at = run_page({"room": wrong})  # a fourth wrong code is refused: codes cannot be guessed in bulk
     assert plain(at.error[0].value).startswith("Too many wrong room codes from your network: try again in 10 min")
-    assert not any(codes[0] in t and "Class wall ·" in t for t in texts(at))
+    at = run_page({"room": codes[0]})  # and a right code still joins
+    assert not at.error and any(f"room {codes[0]} is open" in t for t in texts(at))
+
+
+def test_a_teacher_link_leaves_the_address_and_a_new_link_ends_the_old(data):
+    wall = Wall(data)
+    room, key = wall.open_room("Art 2B")
+    wall.share(room.code, picture((200, 40, 40)), name="Ana")
+    at = run_page({"room": room.code, "key": key})
+    assert "key" not in at.query_params and at.query_params["room"] == room.code
+    assert [b.label for b in at.button if b.label == "Remove"] == ["Remove"]
+    assert [c.value for c in at.code] == [f"./Class?room={room.code}&key={key}"]  # the teacher can still copy it
+    at.run()  # a rerun (any widget): still the teacher, from the key kept in the session
+    assert not at.exception and [b.label for b in at.button if b.label == "Remove"] == ["Remove"]
+    next(b for b in at.button if b.label == "Make a new teacher link").click().run()
+    assert not at.exception and not at.error
+    fresh = at.session_state["room_key"]
+    assert fresh != key and [c.value for c in at.code] == [f"./Class?room={room.code}&key={fresh}"]
+    assert Wall(data).teacher(room.code, fresh).code == room.code
+    at.run()
+    assert [b.label for b in at.button if b.label == "Remove"] == ["Remove"]
+    old = run_page({"room": room.code, "key": key})  # the old link (a projector's history, a proxy log) is dead
+    assert [plain(e.value) for e in old.error] == [
+        f"This teacher link is not valid for room {room.code}, or the room has been deleted."
+    ]
+    assert not [b for b in old.button if b.label == "Remove"]
+
+
+def test_the_studio_takes_the_teacher_key_out_of_the_address(data):
+    wall = Wall(data)
+    room, key = wall.open_room()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.query_params.update({"room": room.code, "key": key})
+    at.run()
+    assert not at.exception and "key" not in at.query_params and at.query_params["room"] == room.code
+    teacher = f"You are the teacher of room **{room.code}**: your runs go ahead of the students'."
+    assert teacher in [plain(i.value) for i in at.info]
+    at.run()  # after a rerun, still the teacher (the key is in the session)
+    assert teacher in [plain(i.value) for i in at.info]
+    wall.new_key(room.code, key)  # a new teacher link, made on the Class page, ends this one here too
+    at.run()
+    assert not at.exception and teacher not in [plain(i.value) for i in at.info]
+    assert f"You are in class room **{room.code}**" in " ".join(plain(i.value) for i in at.info)
+
+
+def test_a_missing_or_damaged_picture_is_one_tile_that_keeps_its_remove_button(data):
+    wall = Wall(data)
+    room, key = wall.open_room()
+    a, b, c = (wall.share(room.code, picture((i * 60, 0, 0)), name=n) for i, n in enumerate(("Ana", "Ben", "Cy")))
+    (data / "rooms" / room.code / f"{a.id}.jpg").unlink()
+    (data / "rooms" / room.code / f"{b.id}.jpg").write_bytes(b"\xff\xd8 not a picture")
+    (data / "rooms" / room.code / f"{b.id}.png").unlink()
+    at = run_page({"room": room.code, "key": key})
+    assert [plain(w.value) for w in at.warning] == ["This picture's file is missing or damaged."] * 2
+    assert len([x for x in at.button if x.label == "Remove"]) == 3 and "**Cy** ·" in texts(at)
+    at.button(key=f"view_{b.id}").click().run()  # its big view says so too, and the page goes on
+    assert not at.exception and "This picture's file is missing on the server." in [plain(w.value) for w in at.warning]
+    at.button(key=f"remove_{a.id}").click().run()
+    assert not at.exception and [e.name for e in wall.entries(room.code)] == ["Cy", "Ben"]
+
+
+def test_a_deleted_room_is_said_as_such_on_its_pages(data):
+    import ui.classroom as classroom
+
+    wall = Wall(data)
+    room, key = wall.open_room()
+    wall.delete_room(room.code, key)
+    before = len(classroom.WRONG_CODES._events.get("local", ()))
+    for _ in range(3):
+        at = run_page({"room": room.code})
+        assert [plain(e.value) for e in at.error] == [f"Room {room.code} was deleted by its teacher."]
+    assert len(classroom.WRONG_CODES._events.get("local", ())) == before  # not a wrong code

@@ -1,6 +1,7 @@
 """The class wall's storage on a real SQLite file: concurrency, restarts, wrong codes and keys, limits,
 expiry and the teacher's ZIP."""
 
+import contextlib
 import csv
 import io
 import sqlite3
@@ -11,7 +12,7 @@ import pytest
 from PIL import Image
 
 from nst_core.serve.limits import Limits
-from nst_core.serve.wall import SCHEMA_VERSION, Wall, WallError, normalise_code
+from nst_core.serve.wall import SCHEMA_VERSION, NoRoom, RoomGone, Wall, WallError, inert, normalise_code
 
 
 def picture(colour, size=(48, 32)) -> bytes:
@@ -93,6 +94,8 @@ def test_a_restart_keeps_the_wall(tmp_path):
     wall = Wall(tmp_path)
     room, key = wall.open_room("Year 9")
     shared = wall.share(room.code, picture((1, 2, 3)), animation((1, 2, 3)), "Ana", "The Scream", {"size": 256})
+    room = wall.room(room.code)  # its first picture keeps the room for its full time
+    assert room.expires == room.created + 24 * 3600
     del wall
     again = Wall(tmp_path)  # a new server process on the same directory
     assert again.room(room.code.lower()) == room  # codes are read case-insensitively
@@ -116,7 +119,7 @@ def test_wrong_codes_and_keys_get_a_clear_message_and_no_data(tmp_path):
         with pytest.raises(WallError, match="^there is no room"):
             wall.share(code, picture((0, 0, 0)))
     for bad in ("", "x" * 32, key[:-1]):
-        for call in (wall.teacher, wall.zip_bytes, wall.close_room, wall.delete_room):
+        for call in (wall.teacher, wall.zip_file, wall.close_room, wall.delete_room):
             with pytest.raises(WallError, match=rf"^this teacher link is not valid for room {room.code}"):
                 call(room.code, bad)
         with pytest.raises(WallError, match="^this teacher link is not valid"):
@@ -140,7 +143,7 @@ def test_the_teacher_removes_closes_and_deletes(tmp_path):
         wall.share(room.code, picture((3, 3, 3)))
     assert [e.name for e in wall.entries(room.code)] == ["Ana"]  # a closed wall can still be seen
     wall.delete_room(room.code, key)
-    with pytest.raises(WallError, match="^there is no room"):
+    with pytest.raises(RoomGone, match=f"^room {room.code} was deleted by its teacher$"):
         wall.entries(room.code)
     assert not (tmp_path / "rooms" / room.code).exists()
 
@@ -155,9 +158,11 @@ def test_rooms_expire_with_their_files(tmp_path):
     young, _ = wall.open_room()
     wall.share(young.code, picture((2, 2, 2)), name="Ben")
     clock.t += 3601  # the first is 2 h 0 min 1 s old, the second 1 h 0 min 1 s
-    with pytest.raises(WallError, match="rooms are deleted 2 hours after they open"):
+    with pytest.raises(RoomGone, match=rf"^room {old.code} has expired \(rooms are deleted 2 hours after they open"):
         wall.entries(old.code)  # out of reach at once, even before the clean-up
     assert wall.expire() == 1
+    with pytest.raises(RoomGone, match=f"^room {old.code} has expired"):
+        wall.room(old.code)  # and said as such after it
     assert not (tmp_path / "rooms" / old.code).exists()
     assert [e.name for e in wall.entries(young.code)] == ["Ben"]
     with sqlite3.connect(tmp_path / "wall.sqlite3") as db:
@@ -188,7 +193,7 @@ def test_the_zip_holds_every_picture_and_a_row_per_picture(tmp_path):
     names = ["Ana", "Ben", "", "Zoë, the 2nd"]
     for i, name in enumerate(names):
         wall.share(room.code, picture((i, 0, 0)), name=name, painting="Starry Night", settings={"size": 64 + i})
-    z = zipfile.ZipFile(io.BytesIO(wall.zip_bytes(room.code, key)))
+    z = zipfile.ZipFile(wall.zip_file(room.code, key))
     pngs = sorted(n for n in z.namelist() if n.endswith(".png"))
     assert len(pngs) == 4 and set(z.namelist()) == {*pngs, "settings.csv"}
     rows = list(csv.DictReader(io.StringIO(z.read("settings.csv").decode())))
@@ -223,27 +228,190 @@ def test_spreadsheet_formulas_in_the_csv_are_inert(tmp_path):
     names = ['=HYPERLINK("http://evil/","click")', "+1+1", "-2", "@SUM(A1)", "Ana"]
     for name in names:
         wall.share(room.code, picture((1, 2, 3)), name=name, painting="=cmd|' /C calc'!A0")
-    z = zipfile.ZipFile(io.BytesIO(wall.zip_bytes(room.code, key)))
+    z = zipfile.ZipFile(wall.zip_file(room.code, key))
     rows = list(csv.DictReader(io.StringIO(z.read("settings.csv").decode())))
     assert [r["name"] for r in rows] == ["'" + n for n in names[:4]] + ["Ana"]
     assert all(r["painting"] == "'=cmd|' /C calc'!A0" for r in rows)
 
 
-def test_a_disk_cap_for_all_walls_and_a_cap_per_tab_and_room(tmp_path):
+def test_a_disk_cap_for_all_walls_and_a_cap_per_client_and_room(tmp_path):
     one = len(picture((9, 9, 9)))
-    wall = Wall(tmp_path, Limits(wall_mb=2.5 * one / 1e6, shares_per_session=2))
+    wall = Wall(tmp_path, Limits(wall_mb=2.5 * one / 1e6, shares_per_client=2))
     a, _ = wall.open_room()
     b, _ = wall.open_room()
-    wall.share(a.code, picture((9, 9, 9)), session="tab-1")
-    wall.share(a.code, picture((9, 9, 9)), session="tab-1")
+    wall.share(a.code, picture((9, 9, 9)), client="10.0.0.1")
+    wall.share(a.code, picture((9, 9, 9)), client="10.0.0.1")
     with pytest.raises(WallError, match=r"^the class walls on this server have used their .* MB \(NST_WALL_MB\)"):
-        wall.share(b.code, picture((9, 9, 9)), session="tab-2")  # another room: the cap is the server's
-    wall = Wall(tmp_path, Limits(shares_per_session=2))
-    with pytest.raises(WallError, match=r"^you have shared 2 pictures to this wall, its limit per student"):
-        wall.share(a.code, picture((9, 9, 9)), session="tab-1")
-    wall.share(b.code, picture((9, 9, 9)), session="tab-1")  # the cap is per room
-    wall.share(a.code, picture((9, 9, 9)), session="tab-2")
+        wall.share(b.code, picture((9, 9, 9)), client="10.0.0.2")  # another room: the cap is the server's
+    wall = Wall(tmp_path, Limits(shares_per_client=2))
+    with pytest.raises(WallError, match=r"^your network has shared 2 pictures to this wall, its limit per client"):
+        wall.share(a.code, picture((9, 9, 9)), client="10.0.0.1")  # a reload is a new tab, not a new client
+    wall.share(b.code, picture((9, 9, 9)), client="10.0.0.1")  # the cap is per room
+    wall.share(a.code, picture((9, 9, 9)), client="10.0.0.2")
     assert len(wall.entries(a.code)) == 3
+    with sqlite3.connect(tmp_path / "wall.sqlite3") as db:  # what is kept of a client is not its address
+        assert "10.0.0.1" not in str(db.execute("SELECT * FROM entries").fetchall())
+
+
+def test_one_room_cannot_fill_the_servers_disk(tmp_path):
+    one = len(picture((9, 9, 9)))
+    wall = Wall(tmp_path, Limits(room_mb=2.5 * one / 1e6, wall_mb=100 * one / 1e6))
+    a, _ = wall.open_room()
+    b, _ = wall.open_room()
+    for i in range(2):
+        wall.share(a.code, picture((9, 9, 9)), client=f"10.0.0.{i}")
+    with pytest.raises(WallError, match=rf"^the wall of room {a.code} has used its .* MB \(NST_ROOM_MB\)"):
+        wall.share(a.code, picture((9, 9, 9)), client="10.0.0.9")
+    wall.share(b.code, picture((9, 9, 9)))  # the other rooms still take pictures
+    assert len(wall.entries(a.code)) == 2
+
+
+def test_a_client_opens_at_most_a_fifth_of_the_servers_rooms(tmp_path):
+    wall = Wall(tmp_path, Limits(max_rooms=10))
+    mine = [wall.open_room(client="2001:db8::/64") for _ in range(2)]
+    with pytest.raises(WallError, match=r"^your network already has 2 rooms open, a fifth of this server's"):
+        wall.open_room(client="2001:db8::/64")
+    wall.open_room(client="198.51.100.7")  # another client is not held back
+    for _ in range(3):
+        wall.open_room()  # nor a teacher the server trusts (its password): only NST_MAX_ROOMS bounds them
+    room, key = mine[0]
+    wall.delete_room(room.code, key)  # a room deleted is a room the client may open again
+    wall.open_room(client="2001:db8::/64")
+
+
+def test_a_room_where_nothing_was_shared_expires_early(tmp_path):
+    clock = Clock()
+    wall = Wall(tmp_path, Limits(room_hours=24, empty_room_hours=2), clock)
+    empty, _ = wall.open_room()
+    used, _ = wall.open_room()
+    clock.t += 3600
+    wall.share(used.code, picture((1, 1, 1)))
+    clock.t += 3601
+    with pytest.raises(RoomGone, match=f"^room {empty.code} has expired"):
+        wall.room(empty.code)
+    assert wall.expire() == 1
+    assert wall.room(used.code).expires == used.created + 24 * 3600
+
+
+def test_a_deleted_or_expired_code_is_said_as_such_and_remembered_for_a_while(tmp_path):
+    clock = Clock()
+    wall = Wall(tmp_path, Limits(room_hours=2), clock)
+    a, key = wall.open_room()
+    b, _ = wall.open_room()
+    wall.share(b.code, picture((1, 1, 1)))
+    clock.t += 2 * 3600 - 10
+    wall.delete_room(a.code, key)
+    clock.t += 11
+    assert wall.expire() == 1
+    with pytest.raises(RoomGone, match=f"^room {a.code} was deleted by its teacher$"):
+        wall.room(a.code)
+    with pytest.raises(RoomGone, match=f"^room {b.code} has expired"):
+        Wall(tmp_path, Limits(room_hours=2), clock).version(b.code)  # a wall page's poll, after a restart
+    with pytest.raises(WallError, match="^this teacher link is not valid|^room .* was deleted"):
+        wall.teacher(a.code, key)
+    other = next(c for c in ("AAAAAA", "BBBBBB") if c not in (a.code, b.code))
+    with pytest.raises(NoRoom, match=f"^there is no room {other}: check the code with your teacher"):
+        wall.room(other)
+    clock.t += 2 * 3600 + 1  # the codes are forgotten one retention period after the rooms went
+    wall.expire()
+    for code in (a.code, b.code):
+        with pytest.raises(NoRoom):
+            wall.room(code)
+
+
+def test_a_new_teacher_key_ends_the_old_one(tmp_path):
+    wall = Wall(tmp_path)
+    room, key = wall.open_room()
+    fresh = wall.new_key(room.code, key)
+    assert fresh != key and len(fresh) >= 32
+    with pytest.raises(WallError, match=f"^this teacher link is not valid for room {room.code}"):
+        wall.teacher(room.code, key)
+    with pytest.raises(WallError, match="^this teacher link is not valid"):
+        wall.new_key(room.code, key)  # the old link cannot take the room back
+    assert wall.teacher(room.code, fresh) == room
+    with sqlite3.connect(tmp_path / "wall.sqlite3") as db:
+        assert fresh not in str(db.execute("SELECT * FROM rooms").fetchall())
+
+
+def test_the_expiry_sweep_cannot_race_a_share_into_a_new_room(tmp_path):
+    """The sweep reads which rooms live; right then a room is opened and shared into (in another session).
+    The sweep must not take the new room's folder for an orphan."""
+    armed, born = [True], []
+
+    class Racing(Wall):
+        @contextlib.contextmanager
+        def _connect(self):
+            with super()._connect() as db:
+                yield db
+            if armed[0] and self.sweeping:
+                armed[0] = False  # the first connection of the sweep (its read of the rooms) has closed
+                other = Wall(tmp_path)
+                room, _ = other.open_room()
+                born.append(other.share(room.code, picture((7, 7, 7)), name="Ana"))
+
+        def expire(self):
+            self.sweeping = True
+            try:
+                return super().expire()
+            finally:
+                self.sweeping = False
+
+    wall = Racing.__new__(Racing)
+    wall.sweeping = False
+    Wall.__init__(wall, tmp_path)
+    wall.expire()
+    assert born and not armed[0]
+    [entry] = born
+    assert wall.file(entry, "png") == picture((7, 7, 7))
+
+
+def test_the_zip_skips_a_missing_picture_and_lists_it(tmp_path):
+    wall = Wall(tmp_path)
+    room, key = wall.open_room()
+    a = wall.share(room.code, picture((1, 0, 0)), name="Ana")
+    b = wall.share(room.code, picture((2, 0, 0)), name="Ben")
+    (tmp_path / "rooms" / room.code / f"{a.id}.png").unlink()
+    z = zipfile.ZipFile(wall.zip_file(room.code, key))
+    assert sorted(z.namelist()) == [f"{b.id:03d}-Ben.png", "missing.txt", "settings.csv"]
+    assert f"{a.id:03d}-Ana.png" in z.read("missing.txt").decode()
+    assert [r["name"] for r in csv.DictReader(io.StringIO(z.read("settings.csv").decode()))] == ["Ben"]
+
+
+def test_the_zip_is_made_once_per_state_of_the_wall_one_at_a_time(tmp_path, monkeypatch):
+    wall = Wall(tmp_path)
+    room, key = wall.open_room()
+    wall.share(room.code, picture((1, 0, 0)), name="Ana")
+    built, inside, most = [], [0], [0]
+    write = Wall._write_zip
+
+    def counting(self, target, entries):
+        inside[0] += 1
+        most[0] = max(most[0], inside[0])
+        built.append(len(entries))
+        threading.Event().wait(0.2)  # hold the build while the others arrive (they must wait, not build too)
+        write(self, target, entries)
+        inside[0] -= 1
+
+    monkeypatch.setattr(Wall, "_write_zip", counting)
+    paths = []
+    threads = [threading.Thread(target=lambda: paths.append(wall.zip_file(room.code, key))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert built == [1] and most == [1] and len(set(paths)) == 1  # 8 presses, one ZIP
+    first = paths[0]
+    wall.share(room.code, picture((2, 0, 0)), name="Ben")
+    second = wall.zip_file(room.code, key)  # the wall changed: a new ZIP, and the old one goes
+    assert built == [1, 2] and second != first and not first.exists()
+    assert len(zipfile.ZipFile(second).namelist()) == 3
+
+
+def test_inert_cells_behind_spaces_and_full_width_signs():
+    for cell in (" =1+1", "\u00a0=HYPERLINK(1)", "\uff1dSUM(A1)", "\uff0b1", "\uff0d1", "\uff20SUM(A1)", "\u3000@x"):
+        assert inert(cell) == "'" + cell, cell
+    for cell in ("Ana", " Ana", "a=b", "", 3):
+        assert inert(cell) == cell
 
 
 @pytest.mark.parametrize("broken", ["garbage", "directory"])

@@ -6,12 +6,16 @@ the teacher's tools).
 /Class?room=CODE            the room's wall (for students, or a projector)
 /Class?room=CODE&key=KEY    the same wall for its teacher: remove pictures, download a ZIP, close, delete
 /?room=CODE                 the studio, with a "Share to the class wall" button under each result
+
+A teacher key is checked, kept in the tab's session and taken out of the address at once (the address bar is
+on the projector, in the browser's history and in proxy logs).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hmac
+import io
 import os
 import re
 import threading
@@ -19,22 +23,26 @@ import time
 from dataclasses import dataclass
 
 import streamlit as st
+from PIL import Image
 
 from nst_core.images import decode_mask
 from nst_core.serve import pace as paces
 from nst_core.serve.limits import Limits, Quota
 from nst_core.serve.pace import Pace
-from nst_core.serve.wall import NAME_LENGTH, Entry, Wall, WallError
+from nst_core.serve.wall import NAME_LENGTH, Entry, NoRoom, Wall, WallError, normalise_code
 
 from .common import ROOT, client_address, fmt_seconds, md, sentence, service, session_id
 
 _lock = threading.Lock()
 _wall: Wall | None = None
 _limits = Limits.from_env()
-# Per client address: rooms opened per hour, and wrong room codes (or teacher passwords) per 10 minutes. Kept
-# in this module, like the wall: no client message can reset them.
+# Rooms opened per client address and hour; wrong room codes (or teacher passwords) per 10 minutes, per address
+# (a class's budget: a school is one address) and per tab (a small one). Kept in this module, like the wall: no
+# client message can reset them. Only what is suspicious counts: a right code, or the code of a room that was
+# deleted or has expired, never does.
 ROOMS_OPENED = Quota(_limits.rooms_per_client, 3600)
 WRONG_CODES = Quota(_limits.codes_per_client, 600)
+WRONG_CODES_TAB = Quota(_limits.codes_per_session, 600)
 PASSWORD = "NST_TEACHER_PASSWORD"  # when set, opening a room asks for it
 
 
@@ -77,18 +85,51 @@ def class_wall() -> Wall:
 # ---------------------------------------------------------------- in the Studio
 
 
+def wrong_code(what: str = "room codes") -> None:
+    """Count one wrong code (or password) against this tab and its client address; raises WallError, saying how
+    long to wait, once either has used its budget (NST_CODES_PER_SESSION, NST_CODES_PER_CLIENT)."""
+    for quota, who, where in (
+        (WRONG_CODES_TAB, session_id(), "this tab"),
+        (WRONG_CODES, client_address(_limits), "your network"),
+    ):
+        if not quota.take(who):
+            wait = max(1, round(quota.wait(who) / 60))
+            raise WallError(f"too many wrong {what} from {where}: try again in {wait} min")
+
+
 def find_room(wall: Wall, code: str):
-    """wall.room(code), counting a wrong code against this client's WRONG_CODES (so codes cannot be guessed in
-    bulk): raises WallError with the reason, or with how long to wait."""
-    client = client_address(wall.limits)
-    if not WRONG_CODES.allows(client):
-        wait = max(1, round(WRONG_CODES.wait(client) / 60))
-        raise WallError(f"too many wrong room codes from your network: try again in {wait} min")
+    """wall.room(code). A right code always works, and a deleted or expired room is said as such; only a code that
+    no room had counts, against this tab and its address (so codes cannot be guessed in bulk). Raises WallError
+    with the reason, or with how long to wait."""
     try:
         return wall.room(code)
-    except WallError:
-        WRONG_CODES.spend(client)
+    except NoRoom:
+        wrong_code()
         raise
+
+
+def keep_key(wall: Wall, code: str, key: str):
+    """A teacher link's key: checked (WallError if wrong), kept in this tab's session and taken out of the address.
+    Returns the room."""
+    room = wall.teacher(code, key)
+    st.session_state.room, st.session_state.room_key = room.code, key
+    with contextlib.suppress(KeyError):
+        del st.query_params["key"]
+    return room
+
+
+def session_key(wall: Wall, code: str) -> str | None:
+    """This tab's teacher key for room `code`, if it has one that still works (a new teacher link ends the old)."""
+    state = st.session_state
+    key = state.get("room_key")
+    if not key or state.get("room") != normalise_code(code):
+        return None
+    try:
+        wall.teacher(code, key)
+    except WallError:
+        state.pop("room_key", None)
+        return None
+    return key
 
 
 @dataclass(frozen=True)
@@ -114,8 +155,7 @@ def class_room() -> Membership | None:
     state = st.session_state
     try:
         if code and key:
-            room = wall.teacher(code, key)
-            state.room_key = key
+            room = keep_key(wall, code, key)
         elif code:
             room = find_room(wall, code)
             if state.get("room") != room.code:
@@ -130,7 +170,7 @@ def class_room() -> Membership | None:
         state.pop("room_key", None)
         return None
     state.room = room.code
-    teacher = "room_key" in state
+    teacher = session_key(wall, room.code) is not None
     pace = Pace.from_dict(room.pace)
     if teacher:
         st.info(f"You are the teacher of room **{room.code}**: your runs go ahead of the students'.")
@@ -169,7 +209,7 @@ def share_form(r: dict) -> None:
             settings = {**r["info"]["settings"], "steps": r["info"]["steps"], "seconds": r["info"]["seconds"]}
             try:
                 entry = class_wall().share(
-                    code, r["png"], r["gif"], name, r["paintings"], settings, session=session_id()
+                    code, r["png"], r["gif"], name, r["paintings"], settings, client=client_address(_limits)
                 )
             except WallError as e:
                 st.error(f"Not shared: {md(e)}.")
@@ -195,7 +235,15 @@ def base_url() -> str:
 
 @st.cache_data(max_entries=2000, show_spinner=False)
 def thumbnail(_wall: Wall, entry: Entry) -> bytes:
-    return _wall.file(entry, "jpg")  # entries never change, so their tiles are read once
+    """The tile's JPEG (entries never change, so their tiles are read once); WallError if it is missing or not a
+    picture (a failure is not cached: the next look tries again)."""
+    jpg = _wall.file(entry, "jpg")
+    try:
+        with Image.open(io.BytesIO(jpg)) as im:
+            im.verify()
+    except Exception:
+        raise WallError("this picture's thumbnail cannot be read") from None
+    return jpg
 
 
 def settings_line(s: dict) -> str:
@@ -211,7 +259,8 @@ def settings_line(s: dict) -> str:
 
 def retention(wall: Wall) -> str:
     return (
-        f"Rooms and everything shared in them are deleted {wall.limits.room_hours:g} hours after the room opens. "
+        f"Rooms and everything shared in them are deleted {wall.limits.room_hours:g} hours after the room opens "
+        f"({wall.limits.empty_room_hours:g} hours if nothing was shared). "
         "Only the result pictures, their animations, their settings and the names students type are stored, "
         "never their photos."
     )
@@ -237,8 +286,10 @@ def start_page(wall: Wall) -> None:
                 wall.set_pace(room.code, key, plan_pace(students, minutes).to_dict())
             except WallError as e:
                 st.error(md(sentence(e)))
-            else:
-                st.query_params.from_dict({"room": room.code, "key": key})
+            else:  # the key goes to this tab's session, never into the address
+                st.session_state.room, st.session_state.room_key = room.code, key
+                st.session_state.link_new = True
+                st.query_params.from_dict({"room": room.code})
                 st.rerun()
     with right.form("join"):
         st.subheader("Join a room (student)")
@@ -255,24 +306,26 @@ def start_page(wall: Wall) -> None:
 
 
 def open_room(wall: Wall, title: str, password: str | None, given: str | None):
-    """wall.open_room, for a teacher: with the server's NST_TEACHER_PASSWORD if it has one (a wrong one counts
-    as a wrong code), and at most ROOMS_OPENED rooms per client address and hour."""
-    client = client_address(wall.limits)
+    """wall.open_room, for a teacher. With the server's NST_TEACHER_PASSWORD, if it has one, a room always opens
+    (up to NST_MAX_ROOMS), and a wrong password counts as a wrong code. Without one, opening is open to all but
+    bounded per client address: ROOMS_OPENED per hour, and a fifth of the server's rooms open at once."""
     if password is not None:
-        if not WRONG_CODES.allows(client):
-            raise WallError("too many wrong passwords or room codes from your network: try again later")
         if not hmac.compare_digest((given or "").encode(), password.encode()):
-            WRONG_CODES.spend(client)
+            wrong_code("teacher passwords or room codes")
             raise WallError("that is not the teacher password of this server")
-    if not ROOMS_OPENED.allows(client):
+        return wall.open_room(title)
+    client = client_address(wall.limits)
+    if not ROOMS_OPENED.take(client):
         wait = max(1, round(ROOMS_OPENED.wait(client) / 60))
         raise WallError(
             f"your network has opened {ROOMS_OPENED.count} rooms in the last hour, the limit "
             f"(NST_ROOMS_PER_CLIENT): try again in {wait} min, or use a room you have opened"
         )
-    room, key = wall.open_room(title)
-    ROOMS_OPENED.spend(client)
-    return room, key
+    try:
+        return wall.open_room(title, client=client)
+    except WallError:
+        ROOMS_OPENED.give_back(client)  # no room was opened: it does not count
+        raise
 
 
 def teacher_panel(wall: Wall, room, key: str) -> None:
@@ -280,16 +333,16 @@ def teacher_panel(wall: Wall, room, key: str) -> None:
     code, base = room.code, base_url()
     st.success(
         f"**Room {code} is open.** Students go to **{base}/?room={code}** to make and share their pictures; "
-        f"the wall alone (for a projector) is **{base}/Class?room={code}**. This page's address is your private "
-        f"teacher link: keep it to come back and moderate. Your own Studio, whose runs go ahead of the students', is "
-        f"[{base}/?room={code}&key=...]({base or '.'}/?room={code}&key={key}), and the Lab "
+        f"the wall alone (for a projector) is **{base}/Class?room={code}**. Your own Studio, whose runs go ahead of "
+        f"the students', is [{base}/?room={code}&key=...]({base or '.'}/?room={code}&key={key}), and the Lab "
         f"[{base}/Lab?room={code}&key=...]({base or '.'}/Lab?room={code}&key={key})."
     )
+    teacher_link(wall, code, key)
     pace_form(wall, room, key)
     c1, c2, c3 = st.columns(3)
     c1.download_button(
         "Download the wall (ZIP)",
-        lambda: wall.zip_bytes(code, key),
+        lambda: wall.zip_file(code, key).read_bytes(),
         f"class-wall-{code}.zip",
         "application/zip",
         icon=":material/download:",
@@ -303,8 +356,27 @@ def teacher_panel(wall: Wall, room, key: str) -> None:
         st.write("Deletes the room, its wall and every picture on it, for everyone. This cannot be undone.")
         if st.button("Delete everything", type="primary", key="delete_room"):
             wall.delete_room(code, key)
+            st.session_state.pop("room_key", None)
             st.query_params.clear()
             st.rerun()
+
+
+def teacher_link(wall: Wall, code: str, key: str) -> None:
+    """The private teacher link, which the address bar no longer shows: in a closed expander (the page may be on a
+    projector), open right after it was made; and a new link, which ends this one (one that has been seen)."""
+    with st.expander(
+        "Your private teacher link", icon=":material/key:", expanded=bool(st.session_state.pop("link_new", 0))
+    ):
+        st.write("Keep it to come back and moderate this room; anyone who has it is its teacher.")
+        st.code(f"{base_url() or '.'}/Class?room={code}&key={key}", language=None)
+        if st.button("Make a new teacher link", icon=":material/autorenew:", help="The link above stops working."):
+            try:
+                st.session_state.room_key = wall.new_key(code, key)
+            except WallError as e:
+                st.error(md(sentence(e)))
+            else:
+                st.session_state.link_new = True
+                st.rerun()
 
 
 def plan_pace(students: int, minutes: float) -> Pace:
@@ -381,27 +453,39 @@ def wall_view(wall: Wall, room, key: str | None) -> None:
     if chosen is not None:
         with st.container(border=True):
             a, b = st.columns(2)
-            png = wall.file(chosen, "png")
-            a.image(png, width="stretch")
+            try:
+                png = wall.file(chosen, "png")
+            except WallError:
+                png = None
+                a.warning("This picture's file is missing on the server.")
+            else:
+                a.image(png, width="stretch")
             a.markdown(f"**{md(chosen.name) or 'anonymous'}** · {md(chosen.painting)}")
             a.caption(settings_line(chosen.settings))
             for i, text in enumerate(chosen.settings.get("masks") or []):  # the mask travels with the result
                 with contextlib.suppress(ValueError):
                     a.image(decode_mask(text), caption=f"mask {i + 1}: where the painting went", width=240)
-            a.download_button("Picture (PNG)", png, f"wall-{chosen.id}.png", "image/png", icon=":material/download:")
-            if chosen.has_gif:
-                gif = wall.file(chosen, "gif")
-                b.image(gif, caption="The optimisation, step by step", width="stretch")
-                b.download_button(
-                    "Animation (GIF)", gif, f"wall-{chosen.id}.gif", "image/gif", icon=":material/download:"
+            if png is not None:
+                a.download_button(
+                    "Picture (PNG)", png, f"wall-{chosen.id}.png", "image/png", icon=":material/download:"
                 )
+            with contextlib.suppress(WallError):  # a missing animation: the picture alone
+                gif = wall.file(chosen, "gif") if chosen.has_gif else None
+                if gif is not None:
+                    b.image(gif, caption="The optimisation, step by step", width="stretch")
+                    b.download_button(
+                        "Animation (GIF)", gif, f"wall-{chosen.id}.gif", "image/gif", icon=":material/download:"
+                    )
             if b.button("Close", key="wall_close", icon=":material/close:"):
                 st.session_state.wall_open = None
                 st.rerun()
     cols = st.columns(COLUMNS)
     for i, e in enumerate(entries):
         with cols[i % COLUMNS]:
-            st.image(thumbnail(wall, e), width="stretch")
+            try:
+                st.image(thumbnail(wall, e), width="stretch")
+            except WallError:  # one missing file is one tile: the rest of the wall, and this tile's Remove, stay
+                st.warning("This picture's file is missing or damaged.", icon=":material/broken_image:")
             st.markdown(f"**{md(e.name) or 'anonymous'}** · {md(e.painting)}")
             st.caption(f"{settings_line(e.settings)} · {time.strftime('%H:%M', time.localtime(e.created))}")
             v, r = st.columns(2)
@@ -415,9 +499,15 @@ def wall_view(wall: Wall, room, key: str | None) -> None:
         st.info("No pictures yet: they appear here as students share them.")
 
 
-def room_page(wall: Wall, code: str, key: str | None) -> None:
+def room_page(wall: Wall, code: str, key: str | None = None) -> None:
+    """The room's wall; its teacher's tools for a teacher link's `key` (then kept in the session and taken out of
+    the address) or for the key this tab already keeps."""
     try:
-        room = wall.teacher(code, key) if key else find_room(wall, code)
+        if key:
+            room = keep_key(wall, code, key)
+        else:
+            room = find_room(wall, code)
+            key = session_key(wall, room.code)
     except WallError as e:
         st.title("Class wall")
         st.error(md(sentence(e)))

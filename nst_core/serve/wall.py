@@ -8,8 +8,10 @@ same write transaction, so they hold under concurrency too.
 
 A room has a short code for students (six letters and digits, read aloud without confusion: no 0/O or
 1/I/L) and a long secret for its teacher, of which only a hash is stored. Rooms and everything in them are
-deleted once their retention period (NST_ROOM_HOURS, default 24) is over. Only what a student shares is
-stored: the result picture, its animation, its settings and an optional name, never the uploaded photo.
+deleted once their retention period (NST_ROOM_HOURS, default 24; NST_EMPTY_ROOM_HOURS for a room where nothing
+was shared) is over; the code of a deleted or expired room is remembered for as long, so that a page still
+showing it can say what happened. Only what a student shares is stored: the result picture, its animation, its
+settings and an optional name, never the uploaded photo.
 
 The schema has a version (`PRAGMA user_version`) and a list of migrations; a database written by a newer
 version of the app is refused with a clear message rather than misread.
@@ -19,16 +21,20 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
 import functools
 import hashlib
 import hmac
 import io
 import json
+import os
 import re
 import secrets
 import shutil
 import sqlite3
+import threading
 import time
+import unicodedata
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -76,12 +82,31 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE rooms ADD COLUMN pace TEXT NOT NULL DEFAULT '{}'",
         "ALTER TABLE rooms ADD COLUMN pace_version INTEGER NOT NULL DEFAULT 0",
     ],
+    [  # codes of rooms deleted or expired (kept NST_ROOM_HOURS), and the client (a hash of its address) of a room
+        # and of a picture (Limits.shares_per_client, rooms open per client); the column `session` is no longer used
+        "CREATE TABLE gone (code TEXT PRIMARY KEY, why TEXT NOT NULL, until REAL NOT NULL)",
+        "ALTER TABLE rooms ADD COLUMN client TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE entries ADD COLUMN client TEXT NOT NULL DEFAULT ''",
+        "CREATE INDEX entries_by_client ON entries(room, client)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class WallError(NSTError):
     """A room that does not exist, a wrong teacher link, a limit reached, storage that fails: one line for the page."""
+
+
+class NoRoom(WallError):
+    """No room has (or recently had) this code: a mistyped or guessed code, the one failure counted per client."""
+
+
+class RoomGone(WallError):
+    """The room was deleted by its teacher or has expired: said as such, and not a wrong code."""
+
+
+# At most one class ZIP is written at a time in this process (and, with the lock file, on this data directory).
+_zip_lock = threading.Lock()
 
 
 def _storage(method):
@@ -140,11 +165,19 @@ def clean_name(name: str) -> str:
 
 
 def inert(cell):
-    """A CSV cell that a spreadsheet will not run: text starting with = + - @ (or a tab or carriage return, which
-    some spreadsheets skip before them) gets a leading apostrophe, as OWASP advises against formula injection."""
-    if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + cell
+    """A CSV cell that a spreadsheet will not run: text whose first character other than white space (spaces,
+    no-break spaces, tabs, returns: spreadsheets skip them) is = + - @, full-width ＝ ＋ － ＠ included (read as their
+    NFKC forms), or that starts with a tab or carriage return, gets a leading apostrophe, as OWASP advises."""
+    if isinstance(cell, str):
+        first = unicodedata.normalize("NFKC", cell.lstrip()[:1])
+        if first in ("=", "+", "-", "@") or cell[:1] in ("\t", "\r"):
+            return "'" + cell
     return cell
+
+
+def client_hash(client: str) -> str:
+    """What the database keeps of a client's address: enough to count by, not the address itself."""
+    return hashlib.sha256(f"nst-client:{client}".encode()).hexdigest()[:24] if client else ""
 
 
 class Wall:
@@ -216,12 +249,18 @@ class Wall:
 
     # ------------------------------------------------------------ rooms
 
+    def rooms_per_client(self) -> int:
+        """Rooms one client may have open at once: a fifth of the server's (NST_MAX_ROOMS)."""
+        return max(1, self.limits.max_rooms // 5)
+
     @_storage
-    def open_room(self, title: str = "") -> tuple[Room, str]:
-        """A new room and its teacher key (shown once; only its hash is kept)."""
+    def open_room(self, title: str = "", client: str = "") -> tuple[Room, str]:
+        """A new room and its teacher key (shown once; only its hash is kept). `client` (an address) may have at
+        most rooms_per_client() open at once; '' (a teacher who gave the server's password) is not bounded so."""
         self.expire()
         key = secrets.token_urlsafe(24)
         now = self.clock()
+        who = client_hash(client)
         with self._write() as db:
             active = db.execute("SELECT COUNT(*) FROM rooms WHERE expires > ?", (now,)).fetchone()[0]
             if active >= self.limits.max_rooms:
@@ -229,41 +268,74 @@ class Wall:
                     f"this server already has {active} open rooms, its limit (NST_MAX_ROOMS): "
                     "try again when one has been deleted or has expired"
                 )
+            if who:
+                mine = db.execute("SELECT COUNT(*) FROM rooms WHERE client = ? AND expires > ?", (who, now))
+                if mine.fetchone()[0] >= self.rooms_per_client():
+                    raise WallError(
+                        f"your network already has {self.rooms_per_client()} rooms open, a fifth of this server's "
+                        "(NST_MAX_ROOMS): use one of them, or delete one you no longer need"
+                    )
             while True:
                 code = "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
-                if db.execute("SELECT 1 FROM rooms WHERE code = ?", (code,)).fetchone() is None:
+                taken = "SELECT 1 FROM rooms WHERE code = ? UNION ALL SELECT 1 FROM gone WHERE code = ?"
+                if db.execute(taken, (code, code)).fetchone() is None:
                     break
-            expires = now + self.limits.room_hours * 3600
+            # Until something is shared, the room keeps only NST_EMPTY_ROOM_HOURS (share() extends it).
+            expires = now + min(self.limits.empty_room_hours, self.limits.room_hours) * 3600
             db.execute(
-                "INSERT INTO rooms (code, teacher_hash, title, created, expires) VALUES (?, ?, ?, ?, ?)",
-                (code, _hash(key), clean_name(title), now, expires),
+                "INSERT INTO rooms (code, teacher_hash, title, created, expires, client) VALUES (?, ?, ?, ?, ?, ?)",
+                (code, _hash(key), clean_name(title), now, expires, who),
             )
         return Room(code, clean_name(title), now, expires, False), key
 
     @_storage
     def room(self, code: str) -> Room:
-        """The open (not expired) room with this code, or a WallError that says so."""
+        """The open (not expired) room with this code. Otherwise RoomGone if it was deleted or has expired (within
+        NST_ROOM_HOURS), or NoRoom: no room had this code."""
         code = normalise_code(code)
-        row = None
-        if re.fullmatch(f"[{ALPHABET}]{{{CODE_LENGTH}}}", code):
-            with self._connect() as db:
-                row = db.execute("SELECT * FROM rooms WHERE code = ? AND expires > ?", (code, self.clock())).fetchone()
-        if row is None:
-            raise WallError(
-                f"there is no room {code or '(empty)'}: check the code with your teacher "
-                f"(rooms are deleted {self.limits.room_hours:g} hours after they open)"
+        if not re.fullmatch(f"[{ALPHABET}]{{{CODE_LENGTH}}}", code):
+            raise self._no_room(code)
+        now = self.clock()
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM rooms WHERE code = ?", (code,)).fetchone()
+            gone = db.execute("SELECT why FROM gone WHERE code = ? AND until > ?", (code, now)).fetchone()
+        if row is not None and row["expires"] > now:
+            return self._room(row)
+        if row is not None or (gone is not None and gone["why"] == "expired"):
+            raise RoomGone(
+                f"room {code} has expired (rooms are deleted {self.limits.room_hours:g} hours after they open, "
+                f"or {self.limits.empty_room_hours:g} if nothing was shared): its teacher can open a new one"
             )
-        return self._room(row)
+        if gone is not None:
+            raise RoomGone(f"room {code} was deleted by its teacher")
+        raise self._no_room(code)
+
+    def _no_room(self, code: str) -> NoRoom:
+        return NoRoom(f"there is no room {code or '(empty)'}: check the code with your teacher")
 
     @_storage
     def teacher(self, code: str, key: str) -> Room:
         """The room, if `key` is its teacher key; otherwise a WallError (and nothing of the room)."""
-        code = normalise_code(code)
+        room = self.room(code)
         with self._connect() as db:
-            row = db.execute("SELECT * FROM rooms WHERE code = ? AND expires > ?", (code, self.clock())).fetchone()
+            row = db.execute("SELECT teacher_hash FROM rooms WHERE code = ?", (room.code,)).fetchone()
         if row is None or not hmac.compare_digest(row["teacher_hash"], _hash(key or "")):
-            raise WallError(f"this teacher link is not valid for room {code}, or the room has been deleted")
-        return self._room(row)
+            raise WallError(f"this teacher link is not valid for room {room.code}, or the room has been deleted")
+        return room
+
+    @_storage
+    def new_key(self, code: str, key: str) -> str:
+        """A new teacher key for the room: the old one (and every link with it) stops working at once."""
+        room = self.teacher(code, key)
+        fresh = secrets.token_urlsafe(24)
+        with self._write() as db:
+            changed = db.execute(
+                "UPDATE rooms SET teacher_hash = ? WHERE code = ? AND teacher_hash = ?",
+                (_hash(fresh), room.code, _hash(key)),
+            ).rowcount
+        if not changed:  # another tab changed it first
+            raise WallError(f"this teacher link is not valid for room {room.code}, or the room has been deleted")
+        return fresh
 
     @_storage
     def set_pace(self, code: str, key: str, pace: dict) -> Room:
@@ -286,27 +358,45 @@ class Wall:
     @_storage
     def delete_room(self, code: str, key: str) -> None:
         room = self.teacher(code, key)
-        self._delete([room.code])
+        self._delete([room.code], "deleted")
 
-    def _delete(self, codes: list[str]) -> None:
+    def _delete(self, codes: list[str], why: str) -> list[str]:
+        """Delete these rooms (for why='expired': only those still past their time when the write begins, as a
+        share may have extended one since it was listed), their entries and files; their codes are remembered."""
+        now = self.clock()
+        until = now + self.limits.room_hours * 3600
+        gone = []
         with self._write() as db:
-            db.executemany("DELETE FROM rooms WHERE code = ?", [(c,) for c in codes])  # entries cascade
-        for code in codes:
+            for code in codes:
+                if why == "expired":
+                    cur = db.execute("DELETE FROM rooms WHERE code = ? AND expires <= ?", (code, now))
+                else:
+                    cur = db.execute("DELETE FROM rooms WHERE code = ?", (code,))
+                if cur.rowcount:
+                    gone.append(code)  # its entries cascade
+                    db.execute("INSERT OR REPLACE INTO gone (code, why, until) VALUES (?, ?, ?)", (code, why, until))
+        for code in gone:
             shutil.rmtree(self.dir / "rooms" / code, ignore_errors=True)
+        return gone
 
     @_storage
     def expire(self) -> int:
-        """Delete rooms past their retention period, with their entries and files; returns how many.
-        Also removes folders that no room owns (a share interrupted between its files and its row)."""
+        """Delete rooms past their retention period, with their entries and files; returns how many. Also removes
+        folders that no room owns (a share interrupted between its files and its row), and forgets old codes."""
+        # The folders are listed before the rooms are read: a room opened (and shared into) after the listing
+        # has no folder in it, so its new folder cannot be taken for an orphan.
+        folders = list((self.dir / "rooms").iterdir())
+        now = self.clock()
         with self._connect() as db:
-            old = [r[0] for r in db.execute("SELECT code FROM rooms WHERE expires <= ?", (self.clock(),))]
+            old = [r[0] for r in db.execute("SELECT code FROM rooms WHERE expires <= ?", (now,))]
             live = {r[0] for r in db.execute("SELECT code FROM rooms")}
-        if old:
-            self._delete(old)
-        for folder in (self.dir / "rooms").iterdir():
-            if folder.name not in live and folder.name not in old:
+        gone = self._delete(old, "expired") if old else []
+        with self._write() as db:
+            db.execute("DELETE FROM gone WHERE until <= ?", (now,))
+        for folder in folders:
+            if folder.name not in live:
                 shutil.rmtree(folder, ignore_errors=True)
-        return len(old)
+        return len(gone)
 
     # ------------------------------------------------------------ entries
 
@@ -319,11 +409,12 @@ class Wall:
         name: str = "",
         painting: str = "",
         settings=None,
-        session: str = "",
+        client: str = "",
     ) -> Entry:
         """Put a finished result on the room's wall. Raises WallError when the room is gone or closed, full, the
-        result is larger than a wall takes, the walls of this server have used their disk (NST_WALL_MB), or
-        `session` (a browser tab) has shared its NST_SHARES_PER_SESSION pictures to this room."""
+        result is larger than a wall takes, the room has used its bytes (NST_ROOM_MB) or the walls of this server
+        theirs (NST_WALL_MB), or `client` (an address: a reload is the same client) has shared its
+        NST_SHARES_PER_CLIENT pictures to this room. The first picture keeps the room for NST_ROOM_HOURS."""
         room = self.room(code)
         name, painting, settings = clean_name(name), painting[:200], settings or {}
         size = len(png) + len(gif or b"")
@@ -344,10 +435,11 @@ class Wall:
         jpg = io.BytesIO()
         thumb.save(jpg, "JPEG", quality=85)
         now = self.clock()
+        who = client_hash(client)
         files: dict[str, Path] = {}
         try:
             with self._write() as db:
-                row = db.execute("SELECT closed, expires FROM rooms WHERE code = ?", (room.code,)).fetchone()
+                row = db.execute("SELECT closed, expires, created FROM rooms WHERE code = ?", (room.code,)).fetchone()
                 if row is None or row["expires"] <= now:
                     raise WallError(f"room {room.code} has just been deleted")
                 if row["closed"]:
@@ -357,22 +449,33 @@ class Wall:
                     raise WallError(
                         f"the wall of room {room.code} is full ({count} pictures, the limit: NST_ROOM_ENTRIES)"
                     )
+                here = db.execute("SELECT COALESCE(SUM(bytes), 0) FROM entries WHERE room = ?", (room.code,))
+                if here.fetchone()[0] + size > self.limits.room_mb * 1e6:
+                    raise WallError(
+                        f"the wall of room {room.code} has used its {self.limits.room_mb:g} MB (NST_ROOM_MB): "
+                        "ask the teacher to remove pictures"
+                    )
                 used = db.execute("SELECT COALESCE(SUM(bytes), 0) FROM entries").fetchone()[0]
                 if used + size > self.limits.wall_mb * 1e6:
                     raise WallError(
                         f"the class walls on this server have used their {self.limits.wall_mb:g} MB (NST_WALL_MB): "
                         "ask the teacher to remove pictures or delete an old room"
                     )
-                mine = db.execute(
-                    "SELECT COUNT(*) FROM entries WHERE room = ? AND session = ?", (room.code, session)
-                ).fetchone()[0]
-                if session and mine >= self.limits.shares_per_session:
+                mine = db.execute("SELECT COUNT(*) FROM entries WHERE room = ? AND client = ?", (room.code, who))
+                mine = mine.fetchone()[0]
+                if who and mine >= self.limits.shares_per_client:
                     raise WallError(
-                        f"you have shared {mine} pictures to this wall, its limit per student (NST_SHARES_PER_SESSION)"
+                        f"your network has shared {mine} pictures to this wall, its limit per client "
+                        "(NST_SHARES_PER_CLIENT)"
                     )
+                # A room with a picture is kept for its full time (an empty one only NST_EMPTY_ROOM_HOURS).
+                db.execute(
+                    "UPDATE rooms SET expires = MAX(expires, ?) WHERE code = ?",
+                    (row["created"] + self.limits.room_hours * 3600, room.code),
+                )
                 cur = db.execute(
                     "INSERT INTO entries (room, name, painting, settings, width, height, bytes, has_gif, created,"
-                    " session) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " client) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         room.code,
                         name,
@@ -383,7 +486,7 @@ class Wall:
                         size,
                         gif is not None,
                         now,
-                        session,
+                        who,
                     ),
                 )
                 entry_id = cur.lastrowid
@@ -446,23 +549,54 @@ class Wall:
             path.unlink(missing_ok=True)
 
     @_storage
-    def zip_bytes(self, code: str, key: str) -> bytes:
-        """Every picture of the wall as PNG, and settings.csv with a row per picture."""
+    def zip_file(self, code: str, key: str) -> Path:
+        """Every picture of the wall as PNG, and settings.csv with a row per picture, in a ZIP file in the room's
+        folder. Made once per state of the wall (kept until a picture comes or goes), one at a time on this
+        server, written to disk rather than memory. A picture whose file is missing is left out and listed in
+        missing.txt: the rest of the wall still downloads."""
         room = self.teacher(code, key)
         entries = sorted(self.entries(room.code), key=lambda e: e.id)
+        tag = hashlib.sha256(",".join(str(e.id) for e in entries).encode()).hexdigest()[:16]
+        folder = self.dir / "rooms" / room.code
+        path = folder / f"wall-{tag}.zip"
+        if path.exists():
+            return path
+        folder.mkdir(parents=True, exist_ok=True)
+        with _zip_lock, open(self.dir / "zip.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # other server processes on this data directory wait too
+            if path.exists():  # made while this one waited
+                return path
+            tmp = folder / f"wall-{tag}.{secrets.token_hex(4)}.tmp"
+            try:
+                self._write_zip(tmp, entries)
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+            for old in folder.glob("wall-*.zip"):  # the wall has changed since those
+                if old != path:
+                    old.unlink(missing_ok=True)
+        return path
+
+    def _write_zip(self, target: Path, entries: list[Entry]) -> None:
         keys = sorted({k for e in entries for k in e.settings})
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:  # PNGs are compressed already
+        missing = []
+        with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as z:  # PNGs are compressed already
             table = io.StringIO()
             out = csv.writer(table)
             out.writerow(["file", "name", "painting", "shared_utc", *keys])
             for e in entries:
                 slug = re.sub(r"[^A-Za-z0-9]+", "-", e.name).strip("-")[:20] or "anonymous"
                 fname = f"{e.id:03d}-{slug}.png"
-                z.writestr(fname, self.file(e, "png"))
+                try:
+                    z.write(self._files(e.room, e.id)["png"], fname)
+                except OSError:
+                    missing.append(fname)
+                    continue
                 shared = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.created))
                 settings = {**e.settings, "masks": len(e.settings.get("masks") or [])}  # a count, not the pictures
                 values = [" ".join(map(str, v)) if isinstance(v, list) else v for v in map(settings.get, keys)]
                 out.writerow([inert(v) for v in (fname, e.name, e.painting, shared, *values)])
             z.writestr("settings.csv", table.getvalue())
-        return buf.getvalue()
+            if missing:
+                note = "These pictures were on the wall but their files could not be read:\n" + "\n".join(missing)
+                z.writestr("missing.txt", note + "\n")

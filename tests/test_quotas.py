@@ -1,0 +1,167 @@
+"""The limits per client on room codes, teacher passwords and rooms opened: a class behind one router is never
+locked out, a deleted room counts nothing, a right code or password is never refused; the quota's check and
+spend are one step; clients are told apart by address (an IPv6 network by its /64)."""
+
+import threading
+from types import SimpleNamespace
+
+import pytest
+
+import ui.classroom as classroom
+import ui.common as common
+from nst_core.serve.limits import Limits, Quota
+from nst_core.serve.wall import NoRoom, RoomGone, Wall, WallError
+from tests.test_wall import picture
+
+SCHOOL = "203.0.113.9"  # thirty students behind one router
+
+
+@pytest.fixture
+def tabs(monkeypatch):
+    """Browser tabs of one school: set tab[0] to the tab the next call comes from. The quotas are a fresh server's
+    at their defaults."""
+    tab = ["student-0"]
+    limits = Limits()
+    monkeypatch.setattr(classroom, "session_id", lambda: tab[0])
+    monkeypatch.setattr(classroom, "client_address", lambda limits=None: SCHOOL)
+    monkeypatch.setattr(classroom, "WRONG_CODES", Quota(limits.codes_per_client, 600))
+    monkeypatch.setattr(classroom, "WRONG_CODES_TAB", Quota(limits.codes_per_session, 600))
+    monkeypatch.setattr(classroom, "ROOMS_OPENED", Quota(limits.rooms_per_client, 3600))
+    return tab
+
+
+def other_code(*taken) -> str:
+    return next(c for c in ("AAAAAA", "BBBBBB", "CCCCCC") if c not in taken)
+
+
+def test_a_class_behind_one_router_is_never_locked_out(tmp_path, tabs):
+    wall = Wall(tmp_path)
+    room, _ = wall.open_room()
+    wrong = other_code(room.code)
+    for i in range(30):  # every student mistypes the code once, then types it right
+        tabs[0] = f"student-{i}"
+        with pytest.raises(NoRoom, match=f"^there is no room {wrong}"):
+            classroom.find_room(wall, wrong)
+        assert classroom.find_room(wall, room.code.lower()) == room
+    for i in range(30):  # and a second and a third time, 90 in ten minutes: still no one refused
+        tabs[0] = f"student-{i}"
+        for _ in range(2):
+            with pytest.raises(NoRoom):
+                classroom.find_room(wall, wrong)
+    # Past the address's budget, wrong codes are refused, and a right code still joins, in every tab.
+    refused = 0
+    for i in range(30, 60):
+        tabs[0] = f"script-{i}"
+        try:
+            classroom.find_room(wall, wrong)
+        except NoRoom:
+            pass
+        except WallError as e:
+            assert str(e).startswith("too many wrong room codes from your network: try again in")
+            refused += 1
+    assert refused > 0
+    for i in range(30):
+        tabs[0] = f"student-{i}"
+        assert classroom.find_room(wall, room.code) == room
+
+
+def test_one_tab_has_a_small_budget_of_its_own(tmp_path, tabs):
+    wall = Wall(tmp_path)
+    room, _ = wall.open_room()
+    wrong = other_code(room.code)
+    for _ in range(Limits().codes_per_session):
+        with pytest.raises(NoRoom):
+            classroom.find_room(wall, wrong)
+    with pytest.raises(WallError, match="^too many wrong room codes from this tab: try again in 10 min"):
+        classroom.find_room(wall, wrong)
+    assert classroom.find_room(wall, room.code) == room  # the right code still works in that tab
+    tabs[0] = "student-1"
+    with pytest.raises(NoRoom):  # and the tab beside it has its own budget
+        classroom.find_room(wall, wrong)
+
+
+def test_a_deleted_or_expired_room_is_said_as_such_and_counts_nothing(tmp_path, tabs):
+    wall = Wall(tmp_path)
+    room, key = wall.open_room()
+    wall.share(room.code, picture((1, 2, 3)))
+    wall.delete_room(room.code, key)
+    for i in range(30):  # thirty pages poll it, and thirty Studio tabs rerun with ?room= on every slider move
+        tabs[0] = f"student-{i}"
+        for _ in range(20):
+            with pytest.raises(RoomGone, match=f"^room {room.code} was deleted by its teacher$"):
+                classroom.find_room(wall, room.code)
+    assert classroom.WRONG_CODES.wait(SCHOOL) == 0 and classroom.WRONG_CODES.allows(SCHOOL)
+    new, _ = wall.open_room()  # the teacher opens another room: everyone joins it
+    for i in range(30):
+        tabs[0] = f"student-{i}"
+        assert classroom.find_room(wall, new.code) == new
+
+
+def test_the_right_teacher_password_is_never_refused(tmp_path, tabs):
+    wall = Wall(tmp_path, Limits(max_rooms=50))
+    for _ in range(Limits().codes_per_session):
+        with pytest.raises(WallError, match="^that is not the teacher password of this server$"):
+            classroom.open_room(wall, "", "s3cret", "guess")
+    with pytest.raises(WallError, match="^too many wrong teacher passwords or room codes from this tab"):
+        classroom.open_room(wall, "", "s3cret", "guess")
+    # The right password opens a room, and more than a client without it may (the server's limit holds).
+    rooms = [classroom.open_room(wall, "", "s3cret", "s3cret")[0] for _ in range(Limits().rooms_per_client + 5)]
+    assert len({r.code for r in rooms}) == Limits().rooms_per_client + 5
+
+
+def test_without_a_password_opening_rooms_is_bounded_per_client_and_a_refusal_costs_nothing(tmp_path, tabs):
+    wall = Wall(tmp_path, Limits(max_rooms=10))  # a client may have 2 open at once
+    first = [classroom.open_room(wall, "", None, None) for _ in range(2)]
+    for _ in range(5):  # refused by the wall: not counted against the rooms per hour
+        with pytest.raises(WallError, match="^your network already has 2 rooms open"):
+            classroom.open_room(wall, "", None, None)
+    for room, key in first:
+        wall.delete_room(room.code, key)
+    for _ in range(2):
+        classroom.open_room(wall, "", None, None)
+    wall = Wall(tmp_path / "other", Limits(max_rooms=100))
+    classroom.open_room(wall, "", None, None)  # the fifth room this hour (rooms_per_client = 5)
+    with pytest.raises(WallError, match=r"^your network has opened 5 rooms in the last hour, the limit"):
+        classroom.open_room(wall, "", None, None)
+
+
+def test_take_checks_and_spends_in_one_step():
+    quota, start, taken = Quota(10, 600), threading.Barrier(40), []
+
+    def session():
+        start.wait()
+        taken.append(quota.take(SCHOOL))
+
+    threads = [threading.Thread(target=session) for _ in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert taken.count(True) == 10 and taken.count(False) == 30
+    quota.give_back(SCHOOL)
+    assert quota.take(SCHOOL) and not quota.take(SCHOOL)
+
+
+def clients(monkeypatch, ip, headers=None, header=""):
+    class Headers(dict):
+        def get_all(self, name):
+            return self.get(name, [])
+
+    context = SimpleNamespace(ip_address=ip, headers=Headers(headers or {}))
+    monkeypatch.setattr(common, "st", SimpleNamespace(context=context))
+    return common.client_address(Limits(client_header=header))
+
+
+def test_an_ipv6_client_is_its_64_and_a_proxy_is_read_from_its_last_entry(monkeypatch):
+    a = clients(monkeypatch, "2001:db8:1:2:aaaa::1")
+    assert a == clients(monkeypatch, "2001:db8:1:2:ffff:1234:5678:9") == "2001:db8:1:2::/64"
+    assert clients(monkeypatch, "2001:db8:1:3::1") != a
+    assert clients(monkeypatch, "198.51.100.7") == "198.51.100.7" != clients(monkeypatch, "198.51.100.8")
+    assert clients(monkeypatch, "::ffff:198.51.100.7") == "198.51.100.7"
+    assert clients(monkeypatch, None) == "local"
+    # Behind a proxy that appends: the client may send anything before the proxy's own entry.
+    xff = {"X-Forwarded-For": ["10.9.9.9, 1.2.3.4", "6.6.6.6, 2001:db8:7:7::5"]}
+    assert clients(monkeypatch, "127.0.0.1", xff, "X-Forwarded-For") == "2001:db8:7:7::/64"
+    xff = {"X-Forwarded-For": ["evil, 203.0.113.5:4711"]}
+    assert clients(monkeypatch, "127.0.0.1", xff, "X-Forwarded-For") == "203.0.113.5"
+    assert clients(monkeypatch, "127.0.0.1", {}, "X-Forwarded-For") == "127.0.0.1"  # no header: the connection
