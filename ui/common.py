@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import collections
+import functools
 import io
-import math
 import re
-import threading
 from pathlib import Path
 
 import streamlit as st
@@ -54,16 +52,35 @@ def md(text: str) -> str:
 
 def client_address(limits) -> str:
     """The client this page's session comes from, for the limits per client: the connection's address, or behind
-    a trusted reverse proxy (NST_CLIENT_HEADER) the address it reports; "local" on this machine."""
+    a trusted reverse proxy (NST_CLIENT_HEADER) the address it reports; "local" on this machine. An IPv6 address
+    stands for its /64 (one household or one school network: a client may take any address in it at will)."""
+    import ipaddress
+
+    address = ""
     header = limits.client_header
     if header:
         values = st.context.headers.get_all(header) if hasattr(st.context.headers, "get_all") else []
         # The proxy appends the address it saw to what the client sent: the last entry is the one to trust.
-        last = (values[-1] if values else "").split(",")[-1].strip()
-        if last:
-            return last
-    ip = st.context.ip_address  # None on this machine (and not a string under AppTest)
-    return ip if isinstance(ip, str) and ip else "local"
+        address = (values[-1] if values else "").split(",")[-1].strip()
+    if not address:
+        ip = st.context.ip_address  # None on this machine (and not a string under AppTest)
+        address = ip if isinstance(ip, str) else ""
+    if not address:
+        return "local"
+    host = address  # a proxy may add the port: 203.0.113.7:4711, [2001:db8::1]:4711
+    if host.startswith("["):
+        host = host[1:].split("]")[0]
+    elif host.count(":") == 1:
+        host = host.split(":")[0]
+    try:
+        ip = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return address[:100]
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 def sentence(e: BaseException | str) -> str:
@@ -88,47 +105,10 @@ def fmt_seconds(s: float) -> str:
 # ---------------------------------------------------------------- pictures
 
 
-# Previews scaled for st.image are kept for the polls that show them again, within this many bytes (the PNGs they
-# were made from count too: they are the keys). A count of entries would let a GPU server's 2048 px previews hold
-# hundreds of MB; 32 MB holds the live and finished previews of a few dozen pages polling at once.
-PREVIEW_CACHE_BYTES = 32 * 2**20
-
-
-class _Previews:
-    """An LRU cache of scaled previews bounded in bytes, shared by every session's thread."""
-
-    def __init__(self, budget: int):
-        self.budget, self.used = budget, 0
-        self._entries: collections.OrderedDict[tuple[bytes, int], tuple[bytes, int]] = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, png: bytes, width: int, make) -> bytes:
-        key = (png, width)
-        with self._lock:
-            hit = self._entries.get(key)
-            if hit is not None:
-                self._entries.move_to_end(key)
-                return hit[0]
-        out = make(png, width)  # outside the lock: two threads may make the same preview, none waits on another
-        cost = len(png) + (len(out) if out is not png else 0)
-        with self._lock:
-            if cost <= self.budget and key not in self._entries:
-                self._entries[key] = (out, cost)
-                self.used += cost
-                while self.used > self.budget:
-                    self.used -= self._entries.popitem(last=False)[1][1]
-        return out
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self.used = 0
-
-
-_previews = _Previews(PREVIEW_CACHE_BYTES)
-
-
-def _scaled(png: bytes, width: int) -> bytes:
+@functools.lru_cache(maxsize=64)
+def preview(png: bytes, width: int) -> bytes:
+    """The PNG, scaled down once if it is wider than `width`: st.image then sends it as it is, with no
+    decoding or re-encoding on every poll (it re-encodes anything wider, or anything not a PNG)."""
     im = Image.open(io.BytesIO(png))
     if im.width <= width:
         return png
@@ -136,12 +116,6 @@ def _scaled(png: bytes, width: int) -> bytes:
     buf = io.BytesIO()
     im.save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
-
-
-def preview(png: bytes, width: int) -> bytes:
-    """The PNG, scaled down once if it is wider than `width`: st.image then sends it as it is, with no
-    decoding or re-encoding on every poll (it re-encodes anything wider, or anything not a PNG)."""
-    return _previews.get(png, width, _scaled)
 
 
 def show_png(where, png: bytes, width: int, caption: str | None = None) -> None:
@@ -194,7 +168,7 @@ def image_picker(slot: str, title: str, kind: str, default: str, help: str, thum
         credit = sample_credits().get(f"{kind}/{name}")
     else:
         credit = None
-        _upload(slot, title, kind)
+        _upload(slot, title)
     label, img = st.session_state[slot]
     st.image(img, caption=f"{md(label)} ({img.width}x{img.height})", width=thumb)  # captions are markdown
     if credit:
@@ -202,19 +176,7 @@ def image_picker(slot: str, title: str, kind: str, default: str, help: str, thum
     return img
 
 
-def upload_side(limits, device_type: str, kind: str) -> int:
-    """The longest side an upload is kept at: what a run on this server can use. A photo is painted at most at the
-    server's size for its device class; a painting is scaled to that size times the style scale, whose largest is
-    the Studio's slider's (a value from the address is clamped to it)."""
-    from .fields import FIELDS
-
-    size = limits.max_size(device_type)
-    if kind == "content":
-        return size
-    return math.ceil(size * max(f.hi for f in FIELDS if f.name == "style_scale"))
-
-
-def _upload(slot: str, title: str, kind: str = "content") -> None:
+def _upload(slot: str, title: str) -> None:
     """The upload half of image_picker: the last good upload stays, also after a detour to the samples."""
     limits = service().limits
     up = st.file_uploader(
@@ -228,7 +190,8 @@ def _upload(slot: str, title: str, kind: str = "content") -> None:
         try:
             if up.size > limits.upload_mb * 2**20:
                 raise ImageLoadError(f"{up.name} is {up.size / 2**20:.1f} MB; the limit is {limits.upload_mb} MB")
-            side = upload_side(limits, service().device_type, kind)
+            # Kept at a working size: twice the largest output side is plenty for any run on this server.
+            side = 2 * max(limits.max_size_cpu, limits.max_size_gpu if service().device_type != "cpu" else 0)
             image = load_image(up.getvalue(), limits.max_pixels, name=up.name, max_side=side)
             st.session_state[f"{slot}_uploaded"] = (up.name, image)
             st.session_state.pop(f"{slot}_error", None)

@@ -44,14 +44,20 @@ class Limits:
     # The header a trusted reverse proxy puts the client's address in (X-Forwarded-For, X-Real-IP); empty:
     # the address of the connection itself. Only set it behind such a proxy: a client can send any header.
     client_header: str = ""
-    rooms_per_client: int = 5  # rooms one client address may open per hour
-    codes_per_client: int = 30  # wrong room codes one client address may try per 10 minutes
+    rooms_per_client: int = 5  # rooms one client address may open per hour (none with NST_TEACHER_PASSWORD)
+    # Wrong room codes (or teacher passwords) per 10 minutes. A right code is never refused; a class of 30 behind
+    # one router is one address, each may mistype a few times: the address gets a class's budget, a tab a small one.
+    codes_per_client: int = 100
+    codes_per_session: int = 10
     room_hours: float = 24.0  # a class room and everything shared in it are deleted this long after it opens
+    empty_room_hours: float = 4.0  # ... or this long after it opens if nothing was ever shared (the longest pace)
     room_entries: int = 100  # pictures per class wall
     room_entry_mb: float = 12.0  # picture + animation, per shared result
-    max_rooms: int = 50  # open class rooms per server
+    room_mb: float = 150.0  # all the pictures of one class wall
+    max_rooms: int = 50  # open class rooms per server; one client address may have a fifth of them open at once
     wall_mb: float = 2000.0  # the disk all class walls together may use
-    shares_per_session: int = 10  # pictures one browser tab may share to one room's wall
+    # Pictures one client address may share to one room's wall (a class behind one router is one address).
+    shares_per_client: int = 60
 
     @classmethod
     def from_env(cls, env=os.environ) -> Limits:
@@ -98,6 +104,25 @@ class Quota:
         while events and events[0] <= now - self.window:
             events.popleft()
         return events
+
+    def take(self, key: str) -> bool:
+        """Check and spend in one step: spends an event and returns True if `key` has one left in the window,
+        else returns False and spends nothing (two steps would let parallel sessions overrun the count)."""
+        with self._lock:
+            events = self._recent(key)
+            if len(events) >= self.count:
+                return False
+            events.append(self.clock())
+            if len(self._events) > 10_000:  # forget the keys whose windows have passed
+                self._events = {k: v for k, v in self._events.items() if self._recent(k)}
+            return True
+
+    def give_back(self, key: str) -> None:
+        """Undo the latest take() of `key` (what it paid for did not happen: a room the server could not open)."""
+        with self._lock:
+            events = self._recent(key)
+            if events:
+                events.pop()
 
     def allows(self, key: str) -> bool:
         """Whether `key` has an event left in the window (counts nothing)."""
