@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import functools
+import collections
 import io
+import math
 import re
+import threading
 from pathlib import Path
 
 import streamlit as st
@@ -105,10 +107,47 @@ def fmt_seconds(s: float) -> str:
 # ---------------------------------------------------------------- pictures
 
 
-@functools.lru_cache(maxsize=64)
-def preview(png: bytes, width: int) -> bytes:
-    """The PNG, scaled down once if it is wider than `width`: st.image then sends it as it is, with no
-    decoding or re-encoding on every poll (it re-encodes anything wider, or anything not a PNG)."""
+# Previews scaled for st.image are kept for the polls that show them again, within this many bytes (the PNGs they
+# were made from count too: they are the keys). A count of entries would let a GPU server's 2048 px previews hold
+# hundreds of MB; 32 MB holds the live and finished previews of a few dozen pages polling at once.
+PREVIEW_CACHE_BYTES = 32 * 2**20
+
+
+class _Previews:
+    """An LRU cache of scaled previews bounded in bytes, shared by every session's thread."""
+
+    def __init__(self, budget: int):
+        self.budget, self.used = budget, 0
+        self._entries: collections.OrderedDict[tuple[bytes, int], tuple[bytes, int]] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, png: bytes, width: int, make) -> bytes:
+        key = (png, width)
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None:
+                self._entries.move_to_end(key)
+                return hit[0]
+        out = make(png, width)  # outside the lock: two threads may make the same preview, none waits on another
+        cost = len(png) + (len(out) if out is not png else 0)
+        with self._lock:
+            if cost <= self.budget and key not in self._entries:
+                self._entries[key] = (out, cost)
+                self.used += cost
+                while self.used > self.budget:
+                    self.used -= self._entries.popitem(last=False)[1][1]
+        return out
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.used = 0
+
+
+_previews = _Previews(PREVIEW_CACHE_BYTES)
+
+
+def _scaled(png: bytes, width: int) -> bytes:
     im = Image.open(io.BytesIO(png))
     if im.width <= width:
         return png
@@ -116,6 +155,12 @@ def preview(png: bytes, width: int) -> bytes:
     buf = io.BytesIO()
     im.save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
+
+
+def preview(png: bytes, width: int) -> bytes:
+    """The PNG, scaled down once if it is wider than `width`: st.image then sends it as it is, with no
+    decoding or re-encoding on every poll (it re-encodes anything wider, or anything not a PNG)."""
+    return _previews.get(png, width, _scaled)
 
 
 def show_png(where, png: bytes, width: int, caption: str | None = None) -> None:
@@ -168,7 +213,7 @@ def image_picker(slot: str, title: str, kind: str, default: str, help: str, thum
         credit = sample_credits().get(f"{kind}/{name}")
     else:
         credit = None
-        _upload(slot, title)
+        _upload(slot, title, kind)
     label, img = st.session_state[slot]
     st.image(img, caption=f"{md(label)} ({img.width}x{img.height})", width=thumb)  # captions are markdown
     if credit:
@@ -176,7 +221,19 @@ def image_picker(slot: str, title: str, kind: str, default: str, help: str, thum
     return img
 
 
-def _upload(slot: str, title: str) -> None:
+def upload_side(limits, device_type: str, kind: str) -> int:
+    """The longest side an upload is kept at: what a run on this server can use. A photo is painted at most at the
+    server's size for its device class; a painting is scaled to that size times the style scale, whose largest is
+    the Studio's slider's (a value from the address is clamped to it)."""
+    from .fields import FIELDS
+
+    size = limits.max_size(device_type)
+    if kind == "content":
+        return size
+    return math.ceil(size * max(f.hi for f in FIELDS if f.name == "style_scale"))
+
+
+def _upload(slot: str, title: str, kind: str = "content") -> None:
     """The upload half of image_picker: the last good upload stays, also after a detour to the samples."""
     limits = service().limits
     up = st.file_uploader(
@@ -190,8 +247,7 @@ def _upload(slot: str, title: str) -> None:
         try:
             if up.size > limits.upload_mb * 2**20:
                 raise ImageLoadError(f"{up.name} is {up.size / 2**20:.1f} MB; the limit is {limits.upload_mb} MB")
-            # Kept at a working size: twice the largest output side is plenty for any run on this server.
-            side = 2 * max(limits.max_size_cpu, limits.max_size_gpu if service().device_type != "cpu" else 0)
+            side = upload_side(limits, service().device_type, kind)
             image = load_image(up.getvalue(), limits.max_pixels, name=up.name, max_side=side)
             st.session_state[f"{slot}_uploaded"] = (up.name, image)
             st.session_state.pop(f"{slot}_error", None)
