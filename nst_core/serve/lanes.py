@@ -1,11 +1,11 @@
 """Several runs at once on one GPU (a worker process's lanes): how many pay, measured when the worker starts, and
-the CUDA stream each run works on.
+the CUDA stream each lane works on.
 
 One 512 px evaluation leaves most of a GPU idle: its kernels are short and much of a step is Python and the
-optimiser's own bookkeeping. Runs side by side, each in a thread with its own stream over the one read-only VGG19,
+optimiser's own bookkeeping. Runs side by side, each in a thread on its lane's stream over the one read-only VGG19,
 overlap that. Each run's result stays what it would be alone: it shares no tensor with another, only the weights.
 Batching several runs into one pass was the other way to fill a GPU; it needs the runs of a batch to have one size
-and to step together, and on a CPU it does not pay at all (issue 22: 1.21x at 128 px, 0.52x at 512 px).
+and to step together, and on a CPU it does not pay at all (1.21x at 128 px, 0.52x at 512 px).
 benchmarks/bench_gpu.py measures both, lanes and a batched pass, to choose by.
 """
 
@@ -14,51 +14,125 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 
 CANDIDATES = (1, 2, 4, 8)
-MEMORY_SHARE = 0.8  # of the GPU's memory, for the runs at their largest size
+MEMORY_SHARE = 0.8  # of the GPU's free memory, for the runs at their largest size
+BARRIER_TIMEOUT = 600.0  # a lane that never reaches the start line (a hung kernel): the measuring fails, not hangs
 
 
-@contextlib.contextmanager
+class Streams:
+    """A CUDA stream per lane, reused run after run. PyTorch's caching allocator reuses a freed block only for
+    the stream it was allocated on: with a new stream per run (torch hands them out from a pool of 32) each run's
+    blocks would stay cached for a stream the next run does not use, and reserved memory would grow until a failed
+    allocation empties the whole cache (a stall for every lane). As many runs at once as lanes take as many streams.
+
+    `make` and `enter` (a new stream; the context that makes it current) are there for tests; on a CPU there is no
+    stream and a lane is a plain context."""
+
+    def __init__(self, device, make: Callable | None = None, enter: Callable | None = None):
+        self.cuda = device.type == "cuda" or make is not None
+        if device.type == "cuda":
+            import torch
+
+            make = make or (lambda: torch.cuda.Stream(device))
+            enter = enter or torch.cuda.stream
+        self._make, self._enter = make, enter
+        self._idle: list = []
+        self._lock = threading.Lock()
+        self.made = 0
+
+    @contextlib.contextmanager
+    def lane(self):
+        """Work in this context goes to an idle lane's stream (a new one only when every one made is in use)."""
+        if not self.cuda:
+            yield None
+            return
+        with self._lock:
+            if self._idle:
+                stream = self._idle.pop()
+            else:
+                stream, self.made = self._make(), self.made + 1
+        try:
+            with self._enter(stream):
+                yield stream
+        finally:
+            with self._lock:
+                self._idle.append(stream)
+
+
+_streams: dict[str, Streams] = {}
+_streams_lock = threading.Lock()
+
+
+def streams_for(device) -> Streams:
+    """This process's lanes' streams on `device` (one set per device, for every run and the measuring alike)."""
+    with _streams_lock:
+        return _streams.setdefault(str(device), Streams(device))
+
+
 def own_stream(backbone):
-    """A run's work on a CUDA stream of its own (on a CPU, nothing to do)."""
-    if backbone.device.type != "cuda":
-        yield
-        return
-    import torch
-
-    with torch.cuda.stream(torch.cuda.Stream(backbone.device)):
-        yield
+    """A run's work on a lane's stream of its device (on a CPU, nothing to do)."""
+    return streams_for(backbone.device).lane()
 
 
-def throughput(backbone, lanes: int, size: int = 512, evals: int = 6) -> float:
-    """Objective evaluations per second with `lanes` runs evaluating side by side, each on its own stream."""
+def evaluation(backbone, size: int) -> Callable[[], None]:
+    """One objective evaluation (forward and backward) at `size` px, ready to repeat: what throughput() times."""
     import torch
 
     from ..settings import Settings
     from ..transfer import Objective
 
-    def one(barrier: threading.Barrier) -> None:
-        with own_stream(backbone):
-            x = torch.rand(1, 3, size, size, device=backbone.device)
-            obj = Objective(backbone, Settings(), x, [x])
-            y = x.clone().requires_grad_(True)
-            obj(y)["total"].backward()  # warm-up (and cudnn's choice of kernels)
-            barrier.wait()
-            for _ in range(evals):
-                y.grad = None
-                obj(y)["total"].backward()
-            if backbone.device.type == "cuda":
-                torch.cuda.current_stream().synchronize()
+    x = torch.rand(1, 3, size, size, device=backbone.device)
+    obj = Objective(backbone, Settings(), x, [x])
+    y = x.clone().requires_grad_(True)
 
-    barrier = threading.Barrier(lanes + 1)
-    threads = [threading.Thread(target=one, args=(barrier,)) for _ in range(lanes)]
+    def step() -> None:
+        y.grad = None
+        obj(y)["total"].backward()
+
+    return step
+
+
+def throughput(
+    backbone, lanes: int, size: int = 512, evals: int = 6, streams: Streams | None = None, setup=evaluation
+) -> float:
+    """Objective evaluations per second with `lanes` runs evaluating side by side, each on its lane's stream.
+    A lane that fails fails the measuring at once (it breaks the start line the others wait at) with its error."""
+    import torch
+
+    streams = streams or streams_for(backbone.device)
+    barrier = threading.Barrier(lanes + 1, timeout=BARRIER_TIMEOUT)
+    errors: list[BaseException] = []
+
+    def one() -> None:
+        try:
+            with streams.lane():
+                step = setup(backbone, size)
+                step()  # warm-up
+                barrier.wait()
+                for _ in range(evals):
+                    step()
+                if backbone.device.type == "cuda":
+                    torch.cuda.current_stream().synchronize()
+        except threading.BrokenBarrierError:
+            pass  # another lane failed (its error is the one to tell)
+        except BaseException as e:
+            errors.append(e)
+            barrier.abort()
+
+    threads = [threading.Thread(target=one, name="nst-lane-measure", daemon=True) for _ in range(lanes)]
     for t in threads:
         t.start()
-    barrier.wait()
+    with contextlib.suppress(threading.BrokenBarrierError):
+        barrier.wait()
     start = time.perf_counter()
     for t in threads:
         t.join()
+    if errors:
+        raise errors[0]
+    if barrier.broken:
+        raise RuntimeError(f"measuring {lanes} lanes: a lane did not start within {BARRIER_TIMEOUT:.0f} s")
     return lanes * evals / (time.perf_counter() - start)
 
 
@@ -66,16 +140,10 @@ def run_memory(backbone, size: int = 512) -> int:
     """Bytes of GPU memory one evaluation at `size` px takes at its peak."""
     import torch
 
-    from ..settings import Settings
-    from ..transfer import Objective
-
     torch.cuda.synchronize(backbone.device)
     torch.cuda.reset_peak_memory_stats(backbone.device)
     base = torch.cuda.memory_allocated(backbone.device)
-    x = torch.rand(1, 3, size, size, device=backbone.device)
-    obj = Objective(backbone, Settings(), x, [x])
-    y = x.clone().requires_grad_(True)
-    obj(y)["total"].backward()
+    evaluation(backbone, size)()
     torch.cuda.synchronize(backbone.device)
     return torch.cuda.max_memory_allocated(backbone.device) - base
 
@@ -88,11 +156,26 @@ def choose(measured: dict[int, float], per_run_bytes: float, free_bytes: float) 
     return max(1, min(lanes, fits))
 
 
-def measure_lanes(backbone, max_size: int = 2048) -> tuple[int, dict[int, float]]:
-    """(lanes, evaluations per second for each candidate): in a GPU worker when it starts (a few seconds)."""
+def worst_run_bytes(backbone, max_size: int) -> float:
+    """GPU memory of one run at the largest size allowed: the estimate of serve/memory.py where there is one,
+    else one evaluation at 512 px measured and scaled by the pixels (which leaves out float32 activations, a
+    painting scaled up and the optimiser's history)."""
+    try:
+        from .memory import worst_run_bytes as estimate
+    except ImportError:
+        return run_memory(backbone) * (max_size / 512) ** 2
+    return estimate(backbone, max_size)
+
+
+def measure_lanes(backbone, max_size: int = 2048, streams: Streams | None = None) -> tuple[int, dict[int, float]]:
+    """(lanes, evaluations per second for each candidate): in a GPU worker when it starts (a few seconds), on the
+    streams its runs will use."""
     import torch
 
-    measured = {k: throughput(backbone, k) for k in CANDIDATES}
-    per_run = run_memory(backbone) * (max_size / 512) ** 2  # memory grows with the pixels
+    streams = streams or streams_for(backbone.device)
+    measured = {k: throughput(backbone, k, streams=streams) for k in CANDIDATES}
+    per_run = worst_run_bytes(backbone, max_size)
+    torch.cuda.synchronize(backbone.device)
+    torch.cuda.empty_cache()  # the measuring's cached blocks are free for the runs: count them as free
     free, _ = torch.cuda.mem_get_info(backbone.device)
     return choose(measured, per_run, free), measured
