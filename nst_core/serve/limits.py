@@ -58,6 +58,9 @@ class Limits:
     wall_mb: float = 2000.0  # the disk all class walls together may use
     # Pictures one client address may share to one room's wall (a class behind one router is one address).
     shares_per_client: int = 60
+    # The Lab's look inside VGG19 (three passes in the server process, one at a time on the whole server): new looks
+    # per client address per 10 minutes; a class behind one router is one address, a look already made is free.
+    looks_per_client: int = 300
 
     @classmethod
     def from_env(cls, env=os.environ) -> Limits:

@@ -13,7 +13,8 @@ from nst_core import lab
 from nst_core.animation import make_gif
 from nst_core.images import fit, png_bytes
 from ui.classroom import class_room
-from ui.common import fmt_seconds, image_picker, service, show_png
+from ui.common import client_address, fmt_seconds, image_picker, sentence, service, show_png
+from ui.inside import Refused, look
 from ui.job_panel import JobPanel, Progress, wait_note
 
 st.set_page_config(page_title="Lab · Neural Style Studio", page_icon=":material/science:", layout="wide")
@@ -132,14 +133,23 @@ def digest(image) -> str:
 
 
 @st.cache_data(max_entries=32, show_spinner="Looking inside VGG19...")
-def inside(key: tuple, _image, _other, layer: str):
+def inside(key: tuple, _image, _other, layer: str, _client: str = "local"):
     """Feature maps, both Gram matrices and their distance for one input (`key`: the pictures' digests and the
-    layer): three VGG19 passes in this process once per input, not on every rerun of the page."""
-    bb = local_backbone()
-    maps = lab.feature_maps(bb, _image, layer)
-    a, b = lab.crops(_image) if _other is None else (_image, _other)
-    ga, gb = lab.gram_matrix(bb, a, layer), lab.gram_matrix(bb, b, layer)
-    return maps, lab.gram_heatmap(ga), lab.gram_heatmap(gb), lab.gram_distance(ga, gb)
+    layer): three VGG19 passes in this process once per input, not on every rerun of the page.
+
+    These passes do not go through the queue (they are one forward pass each, immediate, and need the pictures'
+    activations back, not a painting): they are bounded instead (ui/inside.py). One look runs at a time on the
+    whole server, and each client address has NST_LOOKS_PER_CLIENT new looks per 10 minutes; a look already
+    made (cached) costs nothing. Over either bound, inside.Refused, which is not cached."""
+
+    def compute():
+        bb = local_backbone()
+        maps = lab.feature_maps(bb, _image, layer)
+        a, b = lab.crops(_image) if _other is None else (_image, _other)
+        ga, gb = lab.gram_matrix(bb, a, layer), lab.gram_matrix(bb, b, layer)
+        return maps, lab.gram_heatmap(ga), lab.gram_heatmap(gb), lab.gram_distance(ga, gb)
+
+    return look(service().limits, _client, compute)
 
 
 def inside_panel() -> None:
@@ -163,7 +173,11 @@ def inside_panel() -> None:
         if mode == "another painting":
             other = image_picker("lab_other", "Other painting", "styles", "the_scream.jpg", help="A second painting.")
     key = (digest(image), digest(other) if other is not None else None, layer)
-    maps, heat_a, heat_b, d = inside(key, image, other, layer)
+    try:
+        maps, heat_a, heat_b, d = inside(key, image, other, layer, client_address(service().limits))
+    except Refused as e:
+        st.error(sentence(e))
+        return
     st.markdown(f"**The 16 most active feature maps of {layer}** — each tile is one channel; yellow where it responds.")
     st.image(maps, width=420)
     st.download_button(
