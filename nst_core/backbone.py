@@ -46,6 +46,51 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
+def cuda_flags() -> dict[str, bool]:
+    """The process-wide flags a worker sets on a CUDA device (configure_cuda), and why:
+
+    - cudnn.benchmark off: with it on, cuDNN times every algorithm for each new input shape, and almost every run
+      brings new shapes (each photo's aspect at three sizes, each painting): seconds at large sizes, and workspace
+      spikes beside the other lanes' runs, for a gain that a run of a few hundred evaluations of one shape rarely
+      repays. cuDNN's heuristics pick the kernels instead.
+    - TF32 off: precision="float32" means IEEE float32 on a GPU as on a CPU (TF32 rounds the convolutions' inputs
+      to 10 bits of mantissa, about 1e-3 relative error, and torch turns it on for cuDNN by default). A run that
+      wants the speed asks for bfloat16, which `auto` already picks on every GPU that has TF32 (Ampere or later).
+    """
+    return {"cudnn.benchmark": False, "cudnn.allow_tf32": False, "cuda.matmul.allow_tf32": False}
+
+
+def configure_cuda(flags: dict[str, bool] | None = None, backends=torch.backends) -> None:
+    """Set cuda_flags() for this process: once, where a worker prepares its device (serve/slots.py)."""
+    for name, value in (flags or cuda_flags()).items():
+        *path, attr = name.split(".")
+        target = backends
+        for part in path:
+            target = getattr(target, part)
+        setattr(target, attr, value)
+
+
+NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")
+
+
+def unused_gpu(cuda_available: bool | None = None, driver: Path = NVIDIA_DRIVER, cuda_build=None) -> str | None:
+    """Why an NVIDIA GPU this machine has is not used, in a few words (None where there is none, or it is used):
+    a driver too old for torch's CUDA build, or a torch built without CUDA. The arguments are there for tests."""
+    available = torch.cuda.is_available() if cuda_available is None else cuda_available
+    if available:
+        return None
+    try:
+        text = driver.read_text()
+    except OSError:
+        return None  # no NVIDIA driver loaded: no GPU to speak of
+    found = re.search(r"Kernel Module\s+([\d.]+)", text)
+    version = f"driver {found.group(1)}" if found else "its driver"
+    build = torch.version.cuda if cuda_build is None else cuda_build
+    if not build:
+        return f"an NVIDIA GPU is here ({version}) but this torch has no CUDA: install a CUDA build of torch"
+    return f"an NVIDIA GPU is here but torch (built for CUDA {build}) cannot use it: is {version} too old for it?"
+
+
 def describe_device(device: torch.device, bf16: bool) -> str:
     """Human-readable device, e.g. 'GPU: NVIDIA H100' or 'CPU, 2 threads, bf16'.
 
@@ -106,7 +151,7 @@ def native_bf16(device: torch.device, flags: set[str] | None = None, env=os.envi
 
     `flags` (the CPU's, from /proc/cpuinfo by default) and `env` are there for tests."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return cuda_native_bf16(device)
     if device.type != "cpu":
         return False
     flags = cpu_flags() if flags is None else flags
@@ -114,6 +159,15 @@ def native_bf16(device: torch.device, flags: set[str] | None = None, env=os.envi
     avx512 = "avx512_bf16" in flags and cap >= ONEDNN_ISAS.index("AVX512_CORE_BF16")
     amx = "amx_bf16" in flags and cap >= ONEDNN_ISAS.index("AVX512_CORE_AMX")
     return avx512 or amx
+
+
+def cuda_native_bf16(device: torch.device) -> bool:
+    """Whether this GPU computes bfloat16 in hardware: compute capability 8.0 (Ampere) or later, or any ROCm GPU.
+    torch.cuda.is_bf16_supported() also says yes for older GPUs that only emulate it, slower than float32 there (and
+    it asks about the current device, not this one)."""
+    if torch.version.hip:
+        return True
+    return torch.cuda.get_device_capability(device)[0] >= 8
 
 
 class Backbone(nn.Module):
@@ -140,8 +194,6 @@ class Backbone(nn.Module):
         # channels_last: measured 0.88x the time of a 512 px evaluation on the CPU (float32 and bf16 alike);
         # the usual layout for cuDNN too.
         self.to(device).to(memory_format=torch.channels_last)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
         self.eval().requires_grad_(False)
 
     def preprocess(self, x: Tensor) -> Tensor:

@@ -7,6 +7,7 @@ import threading
 import types
 import weakref
 
+import pytest
 import torch
 
 from tests.gpu_tasks import ILLEGAL_ADDRESS
@@ -154,3 +155,55 @@ def test_each_lane_keeps_one_stream_and_every_run_works_on_its_lanes_stream():
     assert len(made) == 2 and streams.made == 2
     assert all(len(s) == 1 and next(iter(s)) in made for s in seen.values()) and len(seen) == 12
     assert not any(clash)
+
+
+def test_a_worker_sets_cuda_flags_in_one_place_float32_is_ieee_and_no_retuning_per_shape():
+    from nst_core.backbone import configure_cuda, cuda_flags
+
+    assert cuda_flags() == {"cudnn.benchmark": False, "cudnn.allow_tf32": False, "cuda.matmul.allow_tf32": False}
+    fake = types.SimpleNamespace(
+        cudnn=types.SimpleNamespace(benchmark=True, allow_tf32=True),  # torch's TF32 default for cuDNN
+        cuda=types.SimpleNamespace(matmul=types.SimpleNamespace(allow_tf32=True)),
+    )
+    configure_cuda(backends=fake)
+    assert (fake.cudnn.benchmark, fake.cudnn.allow_tf32, fake.cuda.matmul.allow_tf32) == (False, False, False)
+
+
+def test_building_a_backbone_sets_no_process_wide_flag(monkeypatch):
+    """cudnn.benchmark was set as a side effect of building a Backbone on a GPU; a Backbone on any device now leaves
+    torch's flags alone (the worker sets them, configure_cuda). Here on the meta device, which any machine has."""
+    from nst_core.backbone import Backbone, vgg19_features
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    monkeypatch.setattr("nst_core.backbone.native_bf16", lambda device: False)
+    fake_cuda = types.SimpleNamespace(type="cuda")
+    with torch.device("meta"):
+        features = vgg19_features()
+    monkeypatch.setattr(Backbone, "to", lambda self, *a, **k: self)  # (nothing is moved to a GPU that is not here)
+    Backbone(features, "imagenet", "random", fake_cuda)
+    assert torch.backends.cudnn.benchmark is False
+
+
+@pytest.mark.parametrize(("capability", "native"), [((6, 1), False), ((7, 0), False), ((7, 5), False), ((8, 0), True)])
+def test_auto_picks_bf16_only_on_gpus_that_compute_it_in_hardware(monkeypatch, capability, native):
+    """Pascal, Volta and Turing emulate bfloat16 (torch.cuda.is_bf16_supported() says yes for them): slower than
+    float32 there. Ampere (8.0) and later have it."""
+    from nst_core import backbone
+
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # as on a T4
+    assert backbone.native_bf16(torch.device("cuda", 0)) is native
+
+
+def test_a_gpu_that_torch_cannot_use_is_said_and_not_served_from_the_cpu_without_a_word(tmp_path):
+    from nst_core.backbone import unused_gpu
+
+    driver = tmp_path / "version"
+    driver.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  470.57.02  Tue Jul 13 16:14:05 UTC 2021\n")
+    assert unused_gpu(False, driver, "13.0") == (
+        "an NVIDIA GPU is here but torch (built for CUDA 13.0) cannot use it: is driver 470.57.02 too old for it?"
+    )
+    assert "this torch has no CUDA" in unused_gpu(False, driver, "")
+    assert unused_gpu(True, driver, "13.0") is None  # used
+    assert unused_gpu(False, tmp_path / "absent", "13.0") is None  # no GPU at all

@@ -25,13 +25,20 @@ def prepare(weights: str, device: str, threads: int):
 
     if threads > 0:
         torch.set_num_threads(threads)
-    from ..backbone import describe_device, load_backbone
+    from ..backbone import configure_cuda, describe_device, load_backbone, unused_gpu
     from .cost import CostModel
 
     backbone = load_backbone(weights, device)
+    if backbone.device.type == "cuda":
+        configure_cuda()  # the one place a worker sets its process-wide CUDA flags (backbone.cuda_flags: why)
+    described = describe_device(backbone.device, backbone.native_bf16)
+    unused = unused_gpu() if device == "auto" and backbone.device.type == "cpu" else None
+    if unused:  # say it where the operator looks: the server's log and the pages' device caption
+        print(f"nst worker: serving from the CPU: {unused}", file=sys.stderr, flush=True)
+        described = f"{described} ({unused})"
     cost = CostModel.probe(backbone)
     return backbone, {
-        "device": describe_device(backbone.device, backbone.native_bf16),
+        "device": described,
         "device_type": backbone.device.type,
         "gpus": torch.cuda.device_count() if backbone.device.type == "cuda" else 0,
         "weights": backbone.source,
