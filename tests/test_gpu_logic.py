@@ -207,3 +207,38 @@ def test_a_gpu_that_torch_cannot_use_is_said_and_not_served_from_the_cpu_without
     assert "this torch has no CUDA" in unused_gpu(False, driver, "")
     assert unused_gpu(True, driver, "13.0") is None  # used
     assert unused_gpu(False, tmp_path / "absent", "13.0") is None  # no GPU at all
+
+
+def test_the_plan_for_a_two_gpu_host_gives_each_gpu_one_worker():
+    from nst_core.serve.process_backend import gpu_plan
+    from nst_core.serve.ray_backend import actor_device
+
+    assert gpu_plan("auto", 2, None) == [("auto", {}), ("cuda", {"CUDA_VISIBLE_DEVICES": "1"})]
+    assert gpu_plan("cuda", 2, "2,3") == [("cuda", {}), ("cuda", {"CUDA_VISIBLE_DEVICES": "3"})]
+    assert gpu_plan("cuda:1", 2, None) == [("cuda:1", {})]  # one GPU named: that one alone, once
+    assert gpu_plan("auto", 1, None) == [("auto", {})]
+    # A Ray actor sees only the GPU Ray gave it, as cuda:0.
+    assert actor_device("cuda:1", 2) == actor_device("cuda", 2) == "cuda" and actor_device("auto", 2) == "auto"
+    assert actor_device("cpu", 0) == "cpu"
+
+
+def test_a_process_backend_on_a_fake_two_gpu_host_starts_one_worker_per_gpu(monkeypatch):
+    """The workers it starts, for NST_DEVICE=auto and =cuda:1 (before, cuda:1 was started twice and cuda:0 never)."""
+    from nst_core.serve import process_backend
+    from nst_core.serve.limits import Limits
+
+    started = []
+
+    class Fake:
+        def __init__(self, weights, device, threads=0, lanes=1, start_timeout=300.0, env=None):
+            started.append((device, (env or {}).get("CUDA_VISIBLE_DEVICES")))
+            self.info = {"device_type": "cuda", "gpus": 2, "lanes": 3, "device": "GPU: fake"}
+            self.proc = None
+
+    monkeypatch.setattr(process_backend, "WorkerProcess", Fake)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    backend = process_backend.ProcessBackend("random", "auto", Limits())
+    assert started == [("auto", None), ("cuda", "1")] and backend.slots == 6
+    started.clear()
+    backend = process_backend.ProcessBackend("random", "cuda:1", Limits())
+    assert started == [("cuda:1", None)] and backend.slots == 3

@@ -44,8 +44,17 @@ class WorkerProcess:
     """The server's handle on one worker process: started again, at the next run, if it has died. A reader thread
     hands each message to the run it belongs to."""
 
-    def __init__(self, weights: str, device: str, threads: int = 0, lanes: int = 1, start_timeout: float = 300.0):
+    def __init__(
+        self,
+        weights: str,
+        device: str,
+        threads: int = 0,
+        lanes: int = 1,
+        start_timeout: float = 300.0,
+        env: dict[str, str] | None = None,
+    ):
         self.args = [weights, device, str(threads), str(lanes)]
+        self.env = {**os.environ, **env} if env else None  # (CUDA_VISIBLE_DEVICES: its GPU)
         self.start_timeout = start_timeout
         self.proc: subprocess.Popen | None = None
         self.conn: Connection | None = None
@@ -62,6 +71,7 @@ class WorkerProcess:
             [sys.executable, "-m", __name__, str(theirs.fileno()), *self.args],
             pass_fds=[theirs.fileno()],
             stdin=subprocess.DEVNULL,
+            env=self.env,
         )
         theirs.close()
         self.conn = Connection(ours.detach())
@@ -166,6 +176,17 @@ class WorkerProcess:
             self.conn.close()
 
 
+def gpu_plan(device: str, gpus: int, visible: str | None) -> list[tuple[str, dict[str, str]]]:
+    """(device, environment) of each worker process on a GPU host, one per GPU. The first is started with `device`
+    and sees every GPU (it tells the server how many: `gpus`); each other one sees only its own GPU
+    (CUDA_VISIBLE_DEVICES: one of `visible`, the server's own, else 0, 1, ...), as cuda:0. NST_DEVICE=cuda:N
+    names one GPU: that GPU alone."""
+    if device.startswith("cuda:"):
+        return [(device, {})]
+    ids = [v.strip() for v in visible.split(",") if v.strip()] if visible else [str(i) for i in range(gpus)]
+    return [(device, {})] + [("cuda", {"CUDA_VISIBLE_DEVICES": ids[i]}) for i in range(1, min(gpus, len(ids)))]
+
+
 class Lane:
     """One slot: a run at a time on one worker process (a GPU's process has several)."""
 
@@ -196,8 +217,8 @@ class ProcessBackend:
         workers = [first]
         if self.info["device_type"] == "cuda":
             lanes = lanes or self.info["lanes"]
-            for i in range(1, self.info["gpus"]):  # one process per GPU
-                workers.append(WorkerProcess(weights, f"cuda:{i}", lanes=lanes))
+            for dev, env in gpu_plan(device, self.info["gpus"], os.environ.get("CUDA_VISIBLE_DEVICES"))[1:]:
+                workers.append(WorkerProcess(weights, dev, lanes=lanes, env=env))
         elif lanes is None:
             lanes = 1
             count = limits.slots(self.info["device_type"], self.info["gpus"])

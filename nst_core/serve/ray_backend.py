@@ -38,6 +38,12 @@ from .slots import END, Pool, clean_up, context_broken, prepare, relay, silence_
 LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": a local Ray instance uses 127.0.0.1 only
 
 
+def actor_device(device: str, gpus: int) -> str:
+    """The device an actor is told: on GPUs Ray gives each actor its own (CUDA_VISIBLE_DEVICES), which it sees as
+    cuda:0, so a GPU named by index (cuda:1) would not be there ("invalid device ordinal")."""
+    return "cuda" if gpus and device.startswith("cuda") else device
+
+
 class ContextBroken(RunFailed):
     """A run's CUDA error that left its actor's GPU unusable: the server kills that actor once it has read this."""
 
@@ -175,7 +181,7 @@ class RayBackend:
         if self.slots == 0:
             self.close()
             raise StartFailed(f"the Ray cluster has no node with {threads} free CPUs (NST_RAY_CPUS) or a GPU")
-        self._args = (weights, device, threads)
+        self._args = (weights, actor_device(device, gpus), threads)
         self._actor = ray.remote(max_concurrency=2)(WorkerActor)
         self._ids = itertools.count(1)
         self.pool = Pool([self._new_slot() for _ in range(self.slots)], lambda slot: ray.kill(slot.actor))
