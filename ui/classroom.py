@@ -27,6 +27,7 @@ from PIL import Image
 
 from nst_core.images import decode_mask
 from nst_core.serve import pace as paces
+from nst_core.serve import service as _service
 from nst_core.serve.limits import Limits, Quota
 from nst_core.serve.pace import Pace
 from nst_core.serve.wall import NAME_LENGTH, Entry, NoRoom, Wall, WallError, normalise_code
@@ -419,7 +420,10 @@ def pace_form(wall: Wall, room, key: str) -> None:
 
 
 def progress_line(code: str) -> None:
-    """In this room: pictures done, painting and waiting, and when the last should be done."""
+    """In this room: pictures done, painting and waiting, and when the last should be done. (A wall alone, on a
+    projector, does not start the server's workers: before they run, nothing is painting.)"""
+    if not _service.running():
+        return
     p = service().runner.progress(code)
     if p["painting"] or p["waiting"]:
         st.info(

@@ -1,0 +1,74 @@
+"""A class behind one router, in real browsers on a real server (all from 127.0.0.1): thirty wrong room codes use
+up the address's budget and a right code still joins; a teacher deletes a room that pages are watching, they say
+so, and the room the teacher opens right after is joined by every one of them."""
+
+import re
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from nst_core.serve.wall import ALPHABET, Wall
+from tests.servers import CHROMIUM, FLAGS, StreamlitServer
+
+pytestmark = pytest.mark.browser
+
+
+def test_a_class_behind_one_address_is_never_locked_out(tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no chromium at {CHROMIUM}: `make test` installs Debian's chromium")
+    data = tmp_path / "data"
+    room, key = Wall(data).open_room("Art 2B")  # the server opens the same data directory
+    # The address's budget is thirty wrong codes (each tab's ten): the students below use all of it.
+    srv = StreamlitServer({"NST_DATA_DIR": str(data), "NST_CODES_PER_CLIENT": "30", "NST_CODES_PER_SESSION": "10"})
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+
+            def tab():
+                page = browser.new_context(viewport={"width": 1200, "height": 1400}).new_page()
+                page.goto(srv.url + "/Class", wait_until="domcontentloaded")
+                expect(page.get_by_role("button", name="See the wall")).to_be_visible(timeout=60_000)
+                return page
+
+            def join(page, code: str, expected: str) -> None:
+                page.get_by_label("Room code").fill(code)
+                page.get_by_role("button", name="See the wall").click()
+                expect(page.get_by_text(expected).first).to_be_visible(timeout=60_000)
+
+            wrong = (c for c in (f"WRNG{a}{b}" for a in ALPHABET for b in ALPHABET) if c != room.code)
+            students = [tab() for _ in range(3)]
+            for page in students:  # thirty mistyped codes from one address, ten per tab
+                for _ in range(10):
+                    code = next(wrong)
+                    join(page, code, f"There is no room {code}")
+            late = tab()  # a fourth student, after the address has used its budget: a wrong code is refused ...
+            join(late, next(wrong), "Too many wrong room codes from your network")
+            students.append(late)
+            join(students[0], next(wrong), "Too many wrong room codes from this tab")
+            for page in students:  # ... and the right code joins, in every tab
+                join(page, room.code.lower(), f"room {room.code} is open")
+
+            teacher = browser.new_context(viewport={"width": 1200, "height": 1400}).new_page()
+            teacher.goto(f"{srv.url}/Class?room={room.code}&key={key}", wait_until="domcontentloaded")
+            expect(teacher.get_by_text(f"Room {room.code} is open.")).to_be_visible(timeout=60_000)
+            expect(teacher).not_to_have_url(re.compile("key="))  # the key has left the address bar
+            teacher.get_by_role("button", name="Delete the room now").click()
+            teacher.get_by_role("button", name="Delete everything").click()
+            for page in students:  # the watching pages see it on their next look, and say what happened
+                expect(page.get_by_text(f"Room {room.code} was deleted by its teacher.")).to_be_visible(timeout=30_000)
+
+            teacher.get_by_role("button", name="Open a room").click()
+            expect(teacher.get_by_text(re.compile(r"Room [A-Z2-9]{6} is open"))).to_be_visible(timeout=180_000)
+            query = parse_qs(urlparse(teacher.url).query)
+            assert "key" not in query
+            new = query["room"][0]
+            for page in students:  # nobody is locked out of the new room
+                page.get_by_role("button", name="Open or join another room").click()
+                expect(page.get_by_role("button", name="See the wall")).to_be_visible(timeout=30_000)
+                join(page, new, f"room {new} is open")
+            browser.close()
+    finally:
+        srv.stop()
