@@ -5,6 +5,7 @@ import io
 import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -22,9 +23,9 @@ def png(colour, size=(64, 43), noise=False) -> bytes:
     return buf.getvalue()
 
 
-def result(frames: int = 5, noise=False, masks=True) -> Stored:
+def result(frames: int = 5, noise=False, masks=True, size=(64, 43), photo=(1200, 800)) -> Stored:
     shots = tuple(
-        Shot(i + 1, frames, {"total": 1.0 / (i + 1)}, 0.1 * i, (64, 43), png((10 * i, 0, 0), noise=noise))
+        Shot(i + 1, frames, {"total": 1.0 / (i + 1)}, 0.1 * i, size, png((10 * i, 0, 0), size, noise))
         for i in range(frames)
     )
     return Stored(
@@ -36,7 +37,7 @@ def result(frames: int = 5, noise=False, masks=True) -> Stored:
         paintings="Starry Night",
         stopped=False,
         history=tuple({"step": i + 1, "total": 1.0} for i in range(frames)),
-        photo=Image.new("RGB", (1200, 800), "green"),
+        photo=Image.new("RGB", photo, "green"),
         painting=Image.new("RGB", (900, 1200), "blue"),
         masks=Image.new("RGB", (240, 160), "red") if masks else None,
     )
@@ -241,3 +242,38 @@ def test_encodes_of_different_keys_never_run_more_at_once_than_the_bound():
     for t in threads:
         t.join(10)
     assert most[0] == 2 and running[0] == 0
+    assert encoder._keys == {}  # nothing kept per key once nobody asks for it
+
+
+def test_a_process_killed_while_it_writes_results_leaves_only_whole_ones(tmp_path):
+    """A process saves results one after another and is killed (SIGKILL) in the middle of it: every result folder
+    it left reads back whole, and what it was writing is invisible until the sweep removes it."""
+    import signal
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+from tests.test_store import result
+from nst_core.serve import store as stores
+store = stores.ResultStore({str(tmp_path)!r})
+r = result(frames=40, noise=True, size=(384, 256), photo=(64, 43))  # mostly writing, little encoding
+while True:
+    rid = stores.new_id()
+    store.save(rid, r)
+    print(rid, flush=True)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    written = [proc.stdout.readline().strip() for _ in range(3)]
+    while not set(os.listdir(tmp_path / "results")) - {*written, ".pending"}:  # until it writes the fourth
+        assert proc.poll() is None
+        time.sleep(0.001)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    store = ResultStore(tmp_path)
+    folders = [p.name for p in (tmp_path / "results").iterdir() if stores.valid(p.name)]
+    assert set(written) <= set(folders)
+    for rid in folders:
+        back = store.load(rid)
+        assert back is not None and len(back.frames) == 40, rid

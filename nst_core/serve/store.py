@@ -104,7 +104,7 @@ class Encoder:
 
     def __init__(self, at_once: int = 1):
         self._slots = threading.BoundedSemaphore(max(1, at_once))
-        self._locks: dict[tuple, threading.Lock] = {}
+        self._keys: dict[tuple, list] = {}  # key -> [its lock, how many ask for it now]
         self._lock = threading.Lock()
 
     def get(
@@ -116,20 +116,21 @@ class Encoder:
     ) -> bytes:
         """read() if it has the bytes; else make() them (waiting for a free slot) and keep() them."""
         with self._lock:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
-            data = read()
-            if data is None:
-                with self._slots:
-                    data = make()
-                keep(data)
-            return data
-
-    def forget(self, prefix) -> None:
-        """Drop the per-key locks of keys starting with `prefix` (a result that is gone)."""
-        with self._lock:
-            for key in [k for k in self._locks if k[:1] == (prefix,) and not self._locks[k].locked()]:
-                del self._locks[key]
+            entry = self._keys.setdefault(key, [threading.Lock(), 0])
+            entry[1] += 1
+        try:
+            with entry[0]:
+                data = read()
+                if data is None:
+                    with self._slots:
+                        data = make()
+                    keep(data)
+                return data
+        finally:
+            with self._lock:
+                entry[1] -= 1
+                if not entry[1]:
+                    del self._keys[key]
 
 
 class ResultStore:
@@ -326,7 +327,6 @@ class ResultStore:
 
     def _delete(self, folder: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
-        self.encoder.forget(folder.name)
 
     def _evict(self) -> None:
         """The oldest results go until all of them fit NST_RESULTS_MB (under self._lock)."""
