@@ -440,3 +440,19 @@ def test_a_result_restored_after_a_restart_can_be_shared_to_its_room(paced, data
     again = open_address(room=room.code, result=rid)  # a reload: the result says it was shared, no second form
     assert any(f"Shared to the wall of room {room.code}" in plain(s.value) for s in again.success)
     assert not [b for b in again.button if b.label == "Share to the class wall"]
+
+
+def test_an_expired_result_is_one_line_and_is_gone_from_disk(paced, data_dir):
+    import os
+
+    from ui import results
+
+    _, rid = finished_run(paced)
+    made = data_dir / "results" / rid / "result.json"
+    old = made.stat().st_mtime - 25 * 3600  # NST_RESULT_HOURS is 24
+    os.utime(made, (old, old))
+    at = open_address(result=rid)
+    assert [w.value for w in at.warning] == ["This result has expired or does not exist."]
+    assert at.session_state.get("studio_result") is None
+    results.result_store().expire()
+    assert not (data_dir / "results" / rid).exists()
