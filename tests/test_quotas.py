@@ -2,15 +2,17 @@
 locked out, a deleted room counts nothing, a right code or password is never refused; the quota's check and
 spend are one step; clients are told apart by address (an IPv6 network by its /64)."""
 
+import itertools
 import threading
 from types import SimpleNamespace
 
 import pytest
+import streamlit as st
 
 import ui.classroom as classroom
 import ui.common as common
 from nst_core.serve.limits import Limits, Quota
-from nst_core.serve.wall import NoRoom, RoomGone, Wall, WallError
+from nst_core.serve.wall import ALPHABET, NoRoom, RoomGone, Wall, WallError
 from tests.test_wall import picture
 
 SCHOOL = "203.0.113.9"  # thirty students behind one router
@@ -27,33 +29,37 @@ def tabs(monkeypatch):
     monkeypatch.setattr(classroom, "WRONG_CODES", Quota(limits.codes_per_client, 600))
     monkeypatch.setattr(classroom, "WRONG_CODES_TAB", Quota(limits.codes_per_session, 600))
     monkeypatch.setattr(classroom, "ROOMS_OPENED", Quota(limits.rooms_per_client, 3600))
-    return tab
+    st.session_state.pop("wrong_codes", None)  # (outside a server all calls share one session state)
+    yield tab
+    st.session_state.pop("wrong_codes", None)
 
 
-def other_code(*taken) -> str:
-    return next(c for c in ("AAAAAA", "BBBBBB", "CCCCCC") if c not in taken)
+def wrong_codes(room):
+    """Codes that no room has: a different one for each try (a tab counts each code once)."""
+    return (c for c in ("".join(p) for p in itertools.product(ALPHABET, repeat=6)) if c != room.code)
 
 
 def test_a_class_behind_one_router_is_never_locked_out(tmp_path, tabs):
     wall = Wall(tmp_path)
     room, _ = wall.open_room()
-    wrong = other_code(room.code)
+    wrong = wrong_codes(room)
     for i in range(30):  # every student mistypes the code once, then types it right
         tabs[0] = f"student-{i}"
-        with pytest.raises(NoRoom, match=f"^there is no room {wrong}"):
-            classroom.find_room(wall, wrong)
+        code = next(wrong)
+        with pytest.raises(NoRoom, match=f"^there is no room {code}"):
+            classroom.find_room(wall, code)
         assert classroom.find_room(wall, room.code.lower()) == room
     for i in range(30):  # and a second and a third time, 90 in ten minutes: still no one refused
         tabs[0] = f"student-{i}"
         for _ in range(2):
             with pytest.raises(NoRoom):
-                classroom.find_room(wall, wrong)
+                classroom.find_room(wall, next(wrong))
     # Past the address's budget, wrong codes are refused, and a right code still joins, in every tab.
     refused = 0
     for i in range(30, 60):
         tabs[0] = f"script-{i}"
         try:
-            classroom.find_room(wall, wrong)
+            classroom.find_room(wall, next(wrong))
         except NoRoom:
             pass
         except WallError as e:
@@ -68,16 +74,26 @@ def test_a_class_behind_one_router_is_never_locked_out(tmp_path, tabs):
 def test_one_tab_has_a_small_budget_of_its_own(tmp_path, tabs):
     wall = Wall(tmp_path)
     room, _ = wall.open_room()
-    wrong = other_code(room.code)
+    wrong = wrong_codes(room)
     for _ in range(Limits().codes_per_session):
         with pytest.raises(NoRoom):
-            classroom.find_room(wall, wrong)
+            classroom.find_room(wall, next(wrong))
     with pytest.raises(WallError, match="^too many wrong room codes from this tab: try again in 10 min"):
-        classroom.find_room(wall, wrong)
+        classroom.find_room(wall, next(wrong))
     assert classroom.find_room(wall, room.code) == room  # the right code still works in that tab
     tabs[0] = "student-1"
     with pytest.raises(NoRoom):  # and the tab beside it has its own budget
-        classroom.find_room(wall, wrong)
+        classroom.find_room(wall, next(wrong))
+
+
+def test_a_tab_rerunning_with_a_wrong_code_in_its_link_counts_it_once(tmp_path, tabs):
+    wall = Wall(tmp_path)
+    room, _ = wall.open_room()
+    code = next(wrong_codes(room))
+    for _ in range(3 * Limits().codes_per_session):  # every slider moved in a Studio tab opened with ?room=CODE
+        with pytest.raises(NoRoom, match=f"^there is no room {code}"):
+            classroom.find_room(wall, code)
+    assert len(classroom.WRONG_CODES_TAB._events["student-0"]) == 1
 
 
 def test_a_deleted_or_expired_room_is_said_as_such_and_counts_nothing(tmp_path, tabs):

@@ -105,7 +105,11 @@ def find_room(wall: Wall, code: str):
     try:
         return wall.room(code)
     except NoRoom:
-        wrong_code()
+        # Once per code and tab: a Studio tab whose link has a wrong code looks it up again on every rerun.
+        seen = st.session_state.setdefault("wrong_codes", set())
+        if normalise_code(code) not in seen:
+            wrong_code()
+            seen.add(normalise_code(code))
         raise
 
 
@@ -520,10 +524,13 @@ def room_page(wall: Wall, code: str, key: str | None = None) -> None:
             st.rerun()
         return
     st.title(f"Class wall · {md(room.title) or 'room ' + room.code}")
-    if key:
-        teacher_panel(wall, room, key)
-    elif not room.closed:
-        st.markdown(f"[Make a picture for this wall]({base_url() or '.'}/?room={room.code})")
-    wall_view(wall, room, key)
+    try:  # the room deleted meanwhile, a teacher link replaced in another tab: one line, and the next look says more
+        if key:
+            teacher_panel(wall, room, key)
+        elif not room.closed:
+            st.markdown(f"[Make a picture for this wall]({base_url() or '.'}/?room={room.code})")
+        wall_view(wall, room, key)
+    except WallError as e:
+        st.error(md(sentence(e)))
     st.fragment(watch, run_every=REFRESH)(room.code)
     st.caption(retention(wall))
