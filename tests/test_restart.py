@@ -6,6 +6,7 @@ the class wall; a run that was painting at the kill says in one line to press Ru
 import os
 import re
 import signal
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -65,13 +66,21 @@ def test_a_result_finished_before_a_kill_is_shown_and_shared_after_the_restart(t
             assert Wall(data).entries(room.code) == []  # not shared before the kill
             srv = StreamlitServer(env)  # a new server on the same data directory
 
-            again = b.new_context(viewport={"width": 1400, "height": 2000}).new_page()  # the link, in a new tab
+            again = b.new_context(viewport={"width": 1400, "height": 2000}, accept_downloads=True).new_page()
             again.goto(f"{srv.url}/?{link.query}", wait_until="domcontentloaded")
             expect(again.get_by_text("Result after 10 steps")).to_be_visible(timeout=180_000)
             picture = again.locator("[data-testid=stImage]").filter(has_text="Result after 10 steps").locator("img")
             expect(picture).to_be_visible()
             assert picture.evaluate("img => img.complete && img.naturalWidth") == 64  # the picture, decoded
             expect(again.get_by_role("button", name="Picture (PNG)")).to_be_visible()
+            videos = []
+            for _ in range(2):  # made once, kept beside the result, served again
+                with again.expect_download(timeout=60_000) as dl:
+                    again.get_by_role("button", name="Video (MP4)").first.click()
+                videos.append(Path(dl.value.path()).read_bytes())
+            assert videos[0][4:8] == b"ftyp" and videos[1] == videos[0]
+            [kept] = (data / "results" / rid).glob("anim-*.mp4")
+            assert kept.read_bytes() == videos[0]
             again.get_by_label("Your first name or a nickname (optional)").fill("Ada")
             again.get_by_role("button", name="Share to the class wall").click()
             expect(again.get_by_text(f"Shared to the wall of room {room.code} as Ada.")).to_be_visible(timeout=30_000)
