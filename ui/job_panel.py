@@ -79,7 +79,7 @@ class JobPanel:
         self._set("message", None)
 
     def adopt(self, job: Job, meta: dict) -> None:
-        """Watch and finish `job` here (a run that another page of this tab, before a reload, submitted)."""
+        """Watch and finish `job` here: a run submitted under the address this page has (before a reload, say)."""
         self._set("job", job)
         self._set("meta", meta)
         self._set("message", None)
