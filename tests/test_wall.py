@@ -454,3 +454,33 @@ except WallError as e:
     assert entries == "0"
     left = [p.name for p in (tmp_path / "rooms").rglob("*") if p.is_file()]
     assert left == []
+
+
+def test_the_limits_per_client_hold_when_one_client_opens_and_shares_at_once(tmp_path):
+    limits = Limits(max_rooms=10, shares_per_client=3)  # two rooms open at once per client
+    room, _ = Wall(tmp_path, limits).open_room()
+    opened, shared, start = [], [], threading.Barrier(12)
+
+    def tab(i):
+        wall = Wall(tmp_path, limits)
+        start.wait()
+        for call, out in (
+            (lambda: wall.open_room(client="10.0.0.1"), opened),
+            (lambda: wall.share(room.code, picture((i, 0, 0)), client="10.0.0.1"), shared),
+        ):
+            try:
+                call()
+                out.append("ok")
+            except WallError as e:
+                out.append(str(e).split(":")[0])
+
+    threads = [threading.Thread(target=tab, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert opened.count("ok") == 2 and set(opened) == {
+        "ok",
+        "your network already has 2 rooms open, a fifth of this server's (NST_MAX_ROOMS)",
+    }
+    assert shared.count("ok") == 3 and len(Wall(tmp_path, limits).entries(room.code)) == 3
