@@ -367,8 +367,8 @@ def teacher_panel(wall: Wall, room, key: str) -> None:
 
 
 def teacher_link(wall: Wall, code: str, key: str) -> None:
-    """The private teacher link, which the address bar no longer shows: in a closed expander (the page may be on a
-    projector), open right after it was made; and a new link, which ends this one (one that has been seen)."""
+    """The private teacher link, which the address bar no longer shows: in an expander, closed (the page may be on a
+    projector) except right after the link was made; and a button for a new link, which ends this one."""
     with st.expander(
         "Your private teacher link", icon=":material/key:", expanded=bool(st.session_state.pop("link_new", 0))
     ):
