@@ -484,3 +484,22 @@ def test_the_limits_per_client_hold_when_one_client_opens_and_shares_at_once(tmp
         "your network already has 2 rooms open, a fifth of this server's (NST_MAX_ROOMS)",
     }
     assert shared.count("ok") == 3 and len(Wall(tmp_path, limits).entries(room.code)) == 3
+
+
+def test_a_wall_of_the_previous_schema_is_migrated_and_keeps_its_rooms(tmp_path):
+    from nst_core.serve.wall import MIGRATIONS, _hash
+
+    with sqlite3.connect(tmp_path / "wall.sqlite3") as db:  # what the app before this schema wrote
+        for statement in (s for m in MIGRATIONS[:3] for s in m):
+            db.execute(statement)
+        db.execute("PRAGMA user_version = 3")
+        db.execute(
+            "INSERT INTO rooms (code, teacher_hash, created, expires) VALUES ('K7QF3M', ?, 0, 1e12)", (_hash("k"),)
+        )
+    (tmp_path / "rooms").mkdir()
+    wall = Wall(tmp_path)
+    assert wall.room("K7QF3M").code == "K7QF3M" and wall.teacher("K7QF3M", "k").code == "K7QF3M"
+    wall.share("K7QF3M", picture((1, 1, 1)), client="10.0.0.1")
+    wall.delete_room("K7QF3M", "k")
+    with pytest.raises(RoomGone):
+        wall.room("K7QF3M")
