@@ -155,8 +155,8 @@ def _hash(key: str) -> str:
 
 
 def normalise_code(code: str) -> str:
-    """'k7qf 3m' -> 'K7QF3M' (at most 40 characters of what was typed or sent are read)."""
-    return re.sub(r"[\s-]", "", (code or "")[:40]).upper()
+    """'k7qf 3m' -> 'K7QF3M' (at most 100 characters of what was typed or sent are read)."""
+    return re.sub(r"[\s-]", "", (code or "")[:100]).upper()
 
 
 def clean_name(name: str) -> str:
