@@ -68,3 +68,34 @@ def test_a_stroke_drawn_with_the_mouse_paints_there_and_nowhere_else(tmp_path):
     assert inside > 4 * outside, (inside, outside)
     meta = Image.open(io.BytesIO(png.read_bytes())).text["nst"]
     assert '"masks": ["png:' in meta  # the mask is part of the settings saved in the picture
+
+
+def test_on_a_high_density_screen_the_canvas_sends_its_own_size_and_is_accepted():
+    """A phone or a retina screen (device pixel ratio 2): the component still draws its PNG at the canvas's size,
+    so the bound on the canvas's value (ui/masks.canvas_png) refuses nothing a real brush sends."""
+    from playwright.sync_api import expect, sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no chromium at {CHROMIUM}: `make test` installs Debian's chromium")
+    srv = StreamlitServer({"NST_HEARTBEAT_TIMEOUT": "60"})
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 2400}, device_scale_factor=2)
+            page.goto(srv.url + "/?size=128&iterations=40", wait_until="domcontentloaded")
+            expect(page.get_by_text("for 40 steps at 128 px")).to_be_visible(timeout=180_000)
+            page.get_by_text("Paint only where I brush").click()
+            expect(page.locator("canvas").last).to_be_visible(timeout=60_000)
+            page.get_by_text("Brush size").wait_for()
+            box = page.locator("canvas").first.bounding_box()
+            page.mouse.move(box["x"] + 0.3 * box["width"], box["y"] + 0.5 * box["height"])
+            page.mouse.down()
+            for i in range(1, 21):
+                page.mouse.move(box["x"] + (0.3 + 0.02 * i) * box["width"], box["y"] + 0.5 * box["height"])
+            page.mouse.up()
+            # The stroke arrived as masks: the choice that only a painted mask offers appears, and no refusal.
+            expect(page.get_by_text("Invert: paint everywhere but where I brush")).to_be_visible(timeout=60_000)
+            expect(page.get_by_text("The brush sent")).to_have_count(0)
+            browser.close()
+    finally:
+        srv.stop()
