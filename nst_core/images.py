@@ -57,6 +57,7 @@ def load_image(
             if max_side and im.format in ("JPEG", "MPO"):
                 im.draft("RGB", (max_side, max_side))  # decode at 1/2, 1/4 or 1/8 scale, still >= max_side
             im.load()
+            icc = im.info.get("icc_profile")
             im = ImageOps.exif_transpose(im)
     except ImageLoadError:
         raise
@@ -72,7 +73,7 @@ def load_image(
         ) from None
     if max_side and max(im.size) > max_side:
         im = _small_enough(im, max_side)
-    rgb = bare(to_rgb(im))
+    rgb = bare(in_srgb(to_rgb(im), icc))
     if min(rgb.size) < MIN_SIDE:
         raise ImageLoadError(f"{label} is {rgb.width}x{rgb.height} pixels; each side must be at least {MIN_SIDE}")
     return rgb
@@ -86,11 +87,37 @@ def _open(data: bytes, label: str) -> Image.Image:
         raise ImageLoadError(f"{label} is not an image this app opens ({ACCEPTED})") from None
 
 
+@cache
+def _srgb():
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+def in_srgb(im: Image.Image, icc: bytes | None) -> Image.Image:
+    """An RGB picture whose embedded profile is another RGB space (a phone's Display P3, Adobe RGB) converted to
+    sRGB, the space browsers show and the network was trained on. Left as it is: no profile, an sRGB one (no
+    rounding for nothing), a CMYK or grey one (to_rgb has converted those pixels already), one that cannot be read."""
+    if not icc or im.mode != "RGB":
+        return im
+    try:
+        from PIL import ImageCms
+    except ImportError:  # a Pillow built without Little CMS
+        return im
+    try:
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if src.profile.xcolor_space.strip() != "RGB" or "srgb" in ImageCms.getProfileDescription(src).lower():
+            return im
+        return ImageCms.profileToProfile(im, src, _srgb(), outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return im
+
+
 def bare(im: Image.Image) -> Image.Image:
     """`im` with its pixels and nothing else, once its orientation and colours are applied: Pillow keeps a file's
     text chunks, EXIF, ICC profile, XMP and comments in `info` (a 20 kB PNG can carry 20 MB of compressed text),
-    and an image pickles its `info` with it into session state, every task, its digest and the worker. (An ICC
-    profile is dropped, not applied: the pixels are taken as sRGB, as browsers show a picture without one.)"""
+    and an image pickles its `info` with it into session state, every task, its digest and the worker. (load_image
+    applies an ICC profile first: in_srgb.)"""
     im.info = {}
     return im
 

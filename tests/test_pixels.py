@@ -150,3 +150,35 @@ def test_a_settings_mask_is_at_most_its_working_size_before_decoding(decoded):
     with pytest.raises(ValueError, match=f"at most {MASK_SIDE} px"):
         decode_mask("png:" + base64.b64encode(png_saying(12000, 7000)).decode())
     assert decoded == []
+
+
+def swapped_profile() -> bytes:
+    """An RGB profile whose red and green primaries are sRGB's green and red: pure red in it is sRGB's green."""
+    from PIL import ImageCms
+
+    b = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    tags = {}
+    for i in range(struct.unpack(">I", b[128:132])[0]):
+        tags[bytes(b[132 + 12 * i : 136 + 12 * i])] = 136 + 12 * i  # where the tag's offset and size are
+    r, g = tags[b"rXYZ"], tags[b"gXYZ"]
+    b[r : r + 8], b[g : g + 8] = b[g : g + 8], b[r : r + 8]
+    return bytes(b).replace("sRGB".encode("utf-16-be"), "sWAP".encode("utf-16-be"))
+
+
+def test_colours_are_converted_to_srgb_from_the_pictures_profile_then_the_profile_goes():
+    data = encode(Image.new("RGB", (32, 32), (255, 0, 0)), "PNG", icc_profile=swapped_profile())
+    im = load_image(data)
+    assert im.getpixel((5, 5)) == (0, 255, 0) and im.info == {}
+    jpeg = encode(Image.new("RGB", (32, 32), (255, 0, 0)), "JPEG", icc_profile=swapped_profile(), quality=100)
+    r, g, b = load_image(jpeg).getpixel((5, 5))
+    assert g > 200 and r < 60
+
+
+def test_an_srgb_profile_leaves_the_pixels_as_they_are():
+    from tests.conftest import SAMPLES
+
+    path = SAMPLES / "content" / "chelsea.png"
+    with Image.open(path) as raw:
+        assert "sRGB" in raw.info["icc_profile"].decode("latin-1")
+        plain = raw.convert("RGB")
+    assert load_image(path).tobytes() == plain.tobytes()
