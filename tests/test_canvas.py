@@ -137,6 +137,11 @@ def test_the_page_refuses_a_hostile_canvas_value_in_one_line(monkeypatch, drawab
         return drawable_canvas.CanvasResult(json_data=None, image_data_url=value, return_image_data=True)
 
     monkeypatch.setattr(drawable_canvas, "st_canvas", st_canvas)
+    from ui import masks
+
+    made = []
+    real = masks.canvas_masks
+    monkeypatch.setattr(masks, "canvas_masks", lambda *a: made.append(a[1]) or real(*a))
     at = AppTest.from_function(brush_page, args=(value,), default_timeout=30)
     at.run()
     at.toggle(key="mask_on").set_value(True).run()
@@ -146,6 +151,9 @@ def test_the_page_refuses_a_hostile_canvas_value_in_one_line(monkeypatch, drawab
         assert at.session_state["masks"] is None and (12000, 7000) not in decoded
     else:
         assert not at.error and at.session_state["masks"][0].getpixel((400, 100)) == 255
+        at.slider(key="mask_size").set_value(50).run()  # a rerun with the same drawing: not decoded again
+        at.run()
+        assert made == [(480, 320)] and at.session_state["masks"][0].getpixel((400, 100)) == 255
 
 
 def upload_page():

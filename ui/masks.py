@@ -139,11 +139,19 @@ def _canvas(photo: Image.Image, paintings: int, key: str) -> list[Image.Image] |
     st.caption("Draw with the mouse or a finger; the toolbar's arrows undo and redo, its bin clears everything.")
     # The data URL as the component sent it: CanvasResult's image_data and image_bytes decode it whole, unchecked.
     value = getattr(result, "_image_data_url", None) if result is not None else None
+    if value is None:
+        return None
+    # The component sends its value again with every rerun: decoded once per drawing, not on every slider move.
+    kept, seen = f"{key}_canvas_decoded", (hashlib.sha1(str(value).encode()).digest(), (w, h), paintings)
+    if st.session_state.get(kept, (None,))[0] == seen:
+        return st.session_state[kept][1]
     try:
-        return canvas_masks(value, (w, h), paintings)
+        masks = canvas_masks(value, (w, h), paintings)
     except ImageLoadError as e:
         st.error(md(sentence(e)))
         return None
+    st.session_state[kept] = (seen, masks)
+    return masks
 
 
 def _uploads(photo: Image.Image, paintings: int, key: str) -> list[Image.Image] | None:
