@@ -148,7 +148,7 @@ _previews = _Previews(PREVIEW_CACHE_BYTES)
 
 
 def _scaled(png: bytes, width: int) -> bytes:
-    im = Image.open(io.BytesIO(png))
+    im = Image.open(io.BytesIO(png), formats=["PNG"])  # the runs' own previews
     if im.width <= width:
         return png
     im = im.convert("RGB").resize((width, round(im.height * width / im.width)), Image.Resampling.LANCZOS)
