@@ -247,6 +247,9 @@ def test_the_studio_takes_the_teacher_key_out_of_the_address(data):
     at.run()
     assert not at.exception and teacher not in [plain(i.value) for i in at.info]
     assert f"You are in class room **{room.code}**" in " ".join(plain(i.value) for i in at.info)
+    assert [plain(w.value) for w in at.warning] == [
+        f"This tab's teacher link for room {room.code} was replaced by a new one: use the new link."
+    ]
 
 
 def test_a_missing_or_damaged_picture_is_one_tile_that_keeps_its_remove_button(data):

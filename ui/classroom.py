@@ -133,6 +133,7 @@ def session_key(wall: Wall, code: str) -> str | None:
         wall.teacher(code, key)
     except WallError:
         state.pop("room_key", None)
+        st.warning(f"This tab's teacher link for room {md(code)} was replaced by a new one: use the new link.")
         return None
     return key
 
