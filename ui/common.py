@@ -20,6 +20,7 @@ from nst_core.serve.service import Service
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"
+STYLE_SCALE_MAX = 2.0  # the style scale slider's largest value (ui/fields.py): uploads are kept for it
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
 
 
@@ -225,12 +226,8 @@ def upload_side(limits, device_type: str, kind: str) -> int:
     """The longest side an upload is kept at: what a run on this server can use. A photo is painted at most at the
     server's size for its device class; a painting is scaled to that size times the style scale, whose largest is
     the Studio's slider's (a value from the address is clamped to it)."""
-    from .fields import FIELDS
-
     size = limits.max_size(device_type)
-    if kind == "content":
-        return size
-    return math.ceil(size * max(f.hi for f in FIELDS if f.name == "style_scale"))
+    return size if kind == "content" else math.ceil(size * STYLE_SCALE_MAX)
 
 
 def _upload(slot: str, title: str, kind: str = "content") -> None:

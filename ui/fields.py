@@ -18,7 +18,7 @@ import streamlit as st
 from nst_core.layers import RELU_LAYERS
 from nst_core.settings import CHOICES, HELP, LR, PRESETS, Settings
 
-from .common import md
+from .common import STYLE_SCALE_MAX, md
 
 D = Settings()
 W = "w_"  # prefix of the session keys of the widgets that mirror Settings fields
@@ -168,7 +168,7 @@ FIELDS = (
         "slider",
         "Size of the painting relative to the output: smaller gives finer brush strokes.",
         lo=0.25,
-        hi=2.0,
+        hi=STYLE_SCALE_MAX,
         step=0.05,
         advanced=True,
     ),
