@@ -21,6 +21,9 @@ class Limits:
     max_size_cpu: int = 768  # longest output side on a CPU host
     max_size_gpu: int = 2048  # ... and on a GPU
     max_iterations: int = 1000  # per run
+    # The memory the server and its workers may use, in MB (0: their memory group's limit, cgroup v2 or v1, or what
+    # the machine has). Sizes are capped to the runs that fit (serve/memory.py).
+    memory_mb: float = 0.0
     max_seconds: float = 900.0  # wall time per run; the run stops and keeps its result
     hang_grace: float = 60.0  # a worker silent for max_seconds plus this long is killed, and its run fails
     max_frames: int = 48  # preview frames kept per run (older ones are thinned out evenly)

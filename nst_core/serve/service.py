@@ -8,6 +8,7 @@ It ends with the process, or with `close()`.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import os
 import threading
@@ -30,6 +31,10 @@ class Service:
     device: str  # e.g. "CPU, 2 threads" or "GPU: NVIDIA H100"
     device_type: str  # cpu | cuda | mps
     weights: str  # where the weights came from, for people
+    # The host's memory (serve/memory.py): None where every size up to the limits fits; else one line saying the
+    # sizes are capped to what fits, or, with cannot_paint, that not even the smallest run fits here.
+    memory_line: str | None = None
+    cannot_paint: bool = False
 
     @property
     def cost(self) -> CostModel:
@@ -68,8 +73,19 @@ def start(weights: str = "original", device: str = "auto", limits: Limits | None
         info = be.info
     else:
         raise ValueError(f"NST_RUNNER={backend!r}: choose {', '.join(BACKENDS)}")
+    cap = {"size": limits.max_size(info["device_type"]), "line": None}
+    if backend != "ray":  # Ray's workers run on other machines, with their own memory
+        from .memory import host_memory, size_cap
+
+        cap = size_cap(host_memory(limits=limits), limits, be.slots, info["device_type"])
+        if cap["line"]:
+            log.warning("%s", cap["line"])
+        if cap["size"] is not None and cap["size"] < limits.max_size_cpu and info["device_type"] == "cpu":
+            limits = dataclasses.replace(limits, max_size_cpu=cap["size"])
     runner = Runner(be, limits, cost=CostModel(info["rate"], info["per_step"]))
-    return Service(runner, limits, info["device"], info["device_type"], info["weights"])
+    return Service(
+        runner, limits, info["device"], info["device_type"], info["weights"], cap["line"], cap["size"] is None
+    )
 
 
 _lock = threading.Lock()
