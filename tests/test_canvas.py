@@ -104,6 +104,8 @@ def test_a_canvas_value_of_the_canvas_size_becomes_masks():
         ("data:image/jpeg;base64,/9j/4AAQ", "not a PNG"),
         (data_url(b"GIF89a" + b"\0" * 40), "not a PNG"),
         (data_url(strokes()[:33]) + "A" * 2_000_000, "the brush sent 2000.* bytes; a 480x320 canvas is at most"),
+        ("data:image/png;base64,A", "not a PNG"),  # base64 whose characters count to 4k+1
+        ("data:image/png;base64," + "iVBORw0KGgo" * 3, "not a PNG"),
     ],
 )
 def test_anything_else_is_refused_in_one_line_before_it_is_decoded(value, error, decoded):
@@ -124,36 +126,114 @@ def brush_page(value: str | None):
 
     from ui.masks import mask_ui
 
-    st.session_state["masks"] = mask_ui(Image.new("RGB", (600, 400), "white"), 1)
+    photo = st.session_state.setdefault("photo", Image.new("RGB", (600, 400), "white"))  # one upload, kept
+    st.session_state["masks"] = mask_ui(photo, 1)
+    st.button("Run")  # what the page draws after the masks
 
 
-@pytest.mark.parametrize("hostile", [True, False])
-def test_the_page_refuses_a_hostile_canvas_value_in_one_line(monkeypatch, drawable_canvas, hostile, decoded):
-    value = data_url(png_saying(12000, 7000) if hostile else strokes())
-    asked = []
-
-    def st_canvas(**kw):
-        asked.append((kw["width"], kw["height"]))
-        return drawable_canvas.CanvasResult(json_data=None, image_data_url=value, return_image_data=True)
-
-    monkeypatch.setattr(drawable_canvas, "st_canvas", st_canvas)
+@pytest.fixture
+def sent(monkeypatch, drawable_canvas):
+    """The brush's canvas as the page calls it, sending the value the test puts in sent["value"]; each call's
+    arguments in sent["calls"]; each canvas decoded, by its size, in sent["made"]."""
     from ui import masks
 
-    made = []
-    real = masks.canvas_masks
-    monkeypatch.setattr(masks, "canvas_masks", lambda *a: made.append(a[1]) or real(*a))
+    box = {"value": None, "calls": [], "made": []}
+
+    def st_canvas(**kw):
+        box["calls"].append(kw)
+        return drawable_canvas.CanvasResult(json_data=None, image_data_url=box["value"], return_image_data=True)
+
+    monkeypatch.setattr(drawable_canvas, "st_canvas", st_canvas)
+    real = getattr(masks, "png_masks", None)
+    monkeypatch.setattr(masks, "png_masks", lambda *a: box["made"].append(a[1]) or real(*a), raising=False)
+    return box
+
+
+def brush_on(sent, value):
+    sent["value"] = value
     at = AppTest.from_function(brush_page, args=(value,), default_timeout=30)
     at.run()
     at.toggle(key="mask_on").set_value(True).run()
-    assert not at.exception and asked[-1] == (480, 320)
-    if hostile:
-        assert [plain(e.value) for e in at.error] == ["The brush sent a 12000x7000 picture; the canvas is 480x320."]
-        assert at.session_state["masks"] is None and (12000, 7000) not in decoded
-    else:
-        assert not at.error and at.session_state["masks"][0].getpixel((400, 100)) == 255
-        at.slider(key="mask_size").set_value(50).run()  # a rerun with the same drawing: not decoded again
+    return at
+
+
+@pytest.mark.parametrize(
+    "value, error",
+    [
+        (data_url(png_saying(12000, 7000)), "The brush sent a 12000x7000 picture; the canvas is 480x320"),
+        ("data:image/png;base64,A", "The brush sent something that is not a PNG; the canvas is 480x320"),
+        (data_url(png_saying(480, 320)), "The brush sent a damaged PNG"),  # the right size, pixels missing
+    ],
+)
+def test_the_page_refuses_a_hostile_canvas_value_in_one_line(sent, decoded, value, error):
+    at = brush_on(sent, value)
+    assert not at.exception and sent["calls"][-1]["width"] == 480 and sent["calls"][-1]["height"] == 320
+    [shown] = [plain(e.value) for e in at.error]
+    assert shown.startswith(error) and shown.endswith(" — the run goes without a mask.") and "\n" not in shown
+    assert at.session_state["masks"] is None and (12000, 7000) not in decoded
+    assert [b.label for b in at.button] == ["Run"]  # the rest of the page is drawn
+    at.slider(key="mask_size").set_value(50).run()  # the same value again: refused again, decoded no more
+    assert not at.exception and len(at.error) == 1 and len(sent["made"]) <= 1
+
+
+def test_a_canvas_value_is_decoded_once_per_drawing(sent):
+    at = brush_on(sent, data_url(strokes()))
+    assert not at.exception and not at.error and at.session_state["masks"][0].getpixel((400, 100)) == 255
+    at.slider(key="mask_size").set_value(50).run()  # a rerun with the same drawing: not decoded again
+    at.run()
+    assert sent["made"] == [(480, 320)] and at.session_state["masks"][0].getpixel((400, 100)) == 255
+
+
+def test_a_value_too_long_for_the_canvas_is_refused_before_it_is_hashed(sent, monkeypatch):
+    from ui import masks
+
+    hashed = []
+    real = masks.hashlib.sha1
+    monkeypatch.setattr(masks.hashlib, "sha1", lambda data=b"": hashed.append(len(data)) or real(data))
+    at = brush_on(sent, data_url(strokes()[:33]) + "A" * 3_000_000)
+    assert not at.exception and plain(at.error[0].value).startswith("The brush sent 3000")
+    assert hashed and max(hashed) < 1_000_000  # the photo's digest, never the value
+
+
+@pytest.mark.parametrize(
+    "component_value",
+    [
+        {"drawing": {"raw": None, "data": None}, "backgroundFit": {"scaleX": 1}},  # a fit without its keys
+        {"drawing": ["not", "a", "dict"], "backgroundFit": None},
+        {"drawing": "text", "backgroundFit": 7},
+    ],
+)
+def test_a_malformed_component_value_is_one_line(monkeypatch, drawable_canvas, component_value):
+    """The library's own st_canvas reads what the client sent (its drawing, its background's fit) unchecked."""
+    monkeypatch.setattr(drawable_canvas, "out", lambda **kw: component_value)
+    at = AppTest.from_function(brush_page, args=(None,), default_timeout=30)
+    at.run()
+    at.toggle(key="mask_on").set_value(True).run()
+    assert not at.exception and at.session_state["masks"] is None
+    [shown] = [plain(e.value) for e in at.error]
+    assert shown.startswith("The brush sent a value this page cannot read (") and "\n" not in shown
+    assert [b.label for b in at.button] == ["Run"]
+
+
+def test_the_canvas_key_and_background_are_made_once_per_photo(sent, monkeypatch):
+    """Two photos that share their top rows are two canvases (the old one's strokes do not stay); a photo's
+    pixels are read once, not on every rerun, and its background is sent as it was made."""
+    copies = []
+    real = Image.Image.tobytes
+    monkeypatch.setattr(Image.Image, "tobytes", lambda self, *a: copies.append(self.size) or real(self, *a))
+    at = brush_on(sent, None)
+    for _ in range(3):
         at.run()
-        assert made == [(480, 320)] and at.session_state["masks"][0].getpixel((400, 100)) == 255
+    first = sent["calls"][-1]
+    assert not at.exception and copies.count((600, 400)) == 1
+    assert {c["key"] for c in sent["calls"]} == {first["key"]}
+    assert isinstance(first["background_image"], str) and first["background_image"].startswith("data:image/jpeg")
+    assert all(c["background_image"] is first["background_image"] for c in sent["calls"])
+    other = Image.new("RGB", (600, 400), "white")
+    other.paste((0, 0, 0), (0, 200, 600, 400))  # the same top half
+    at.session_state["photo"] = other
+    at.run()
+    assert not at.exception and sent["calls"][-1]["key"] != first["key"]
 
 
 def upload_page():

@@ -78,7 +78,10 @@ def canvas_png(value: str | None, size: tuple[int, int]) -> bytes | None:
     w, h = size
     if not isinstance(value, str) or not value.startswith(_PNG_URL):
         raise ImageLoadError(f"the brush sent something that is not a PNG; the canvas is {w}x{h}")
-    head = base64.b64decode(value[len(_PNG_URL) : len(_PNG_URL) + 32] + "==", validate=False)
+    try:
+        head = base64.b64decode(value[len(_PNG_URL) : len(_PNG_URL) + 32] + "==", validate=False)
+    except binascii.Error:  # a start whose base64 characters count to 4k+1
+        raise ImageLoadError(f"the brush sent something that is not a PNG; the canvas is {w}x{h}") from None
     if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR" or len(head) < 24:
         raise ImageLoadError(f"the brush sent something that is not a PNG; the canvas is {w}x{h}")
     sw, sh = struct.unpack(">II", head[16:24])
@@ -98,8 +101,11 @@ def canvas_png(value: str | None, size: tuple[int, int]) -> bytes | None:
 def canvas_masks(value: str | None, size: tuple[int, int], paintings: int) -> list[Image.Image] | None:
     """The masks the brush's canvas value draws (see canvas_png), or ImageLoadError in one line."""
     data = canvas_png(value, size)
-    if data is None:
-        return None
+    return None if data is None else png_masks(data, size, paintings)
+
+
+def png_masks(data: bytes, size: tuple[int, int], paintings: int) -> list[Image.Image]:
+    """The masks a canvas PNG (checked by canvas_png) draws, or ImageLoadError in one line."""
     try:
         with Image.open(io.BytesIO(data), formats=["PNG"]) as im:
             if im.size != size:  # what the header said, read again by the decoder itself
@@ -114,6 +120,22 @@ def canvas_masks(value: str | None, size: tuple[int, int], paintings: int) -> li
     return strokes_to_masks(rgba, paintings)
 
 
+def _background(photo: Image.Image, size: tuple[int, int], key: str) -> tuple[str, str]:
+    """(the canvas's key, its background as a data URL) for `photo`, made once per photo, not on every rerun: a
+    new photo (or a new size) is a new canvas, as its strokes were for the old one; the component would otherwise
+    re-encode the background as a PNG on every rerun."""
+    kept = f"{key}_canvas_photo"
+    got = st.session_state.get(kept)
+    if got is not None and got[0] is photo and got[1] == size:
+        return got[2], got[3]
+    digest = hashlib.sha1(repr(photo.size).encode() + photo.tobytes()).hexdigest()[:16]
+    buf = io.BytesIO()
+    photo.convert("RGB").resize(size, Image.Resampling.LANCZOS).save(buf, "JPEG", quality=90)
+    url = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    st.session_state[kept] = (photo, size, f"{key}_canvas_{digest}", url)
+    return f"{key}_canvas_{digest}", url
+
+
 def _canvas(photo: Image.Image, paintings: int, key: str) -> list[Image.Image] | None:
     from streamlit_drawable_canvas import st_canvas
 
@@ -125,32 +147,45 @@ def _canvas(photo: Image.Image, paintings: int, key: str) -> list[Image.Image] |
     width = c2.slider("Brush size", 4, 80, 30, key=f"{key}_size")
     w, h = canvas_size(photo)
     r, g, b = BRUSHES[brush]
-    result = st_canvas(
-        stroke_width=width,
-        stroke_color=f"rgba({r}, {g}, {b}, {ALPHA})",
-        background_image=photo.convert("RGB").resize((w, h), Image.Resampling.LANCZOS),
-        height=h,
-        width=w,
-        drawing_mode="freedraw",
-        return_image_data=True,
-        # A new photo is a new canvas (its strokes were for the old one).
-        key=f"{key}_canvas_{hashlib.sha1(photo.tobytes()[:100_000]).hexdigest()[:12]}",
-    )
+    canvas_key, background = _background(photo, (w, h), key)
+    try:
+        result = st_canvas(
+            stroke_width=width,
+            stroke_color=f"rgba({r}, {g}, {b}, {ALPHA})",
+            background_image=background,
+            height=h,
+            width=w,
+            drawing_mode="freedraw",
+            return_image_data=True,
+            key=canvas_key,
+        )
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        # The component reads the client's value (its drawing, its background's fit) as it is sent.
+        st.error(
+            md(f"The brush sent a value this page cannot read ({type(e).__name__}) — the run goes without a mask.")
+        )
+        return None
     st.caption("Draw with the mouse or a finger; the toolbar's arrows undo and redo, its bin clears everything.")
     # The data URL as the component sent it: CanvasResult's image_data and image_bytes decode it whole, unchecked.
     value = getattr(result, "_image_data_url", None) if result is not None else None
     if value is None:
         return None
-    # The component sends its value again with every rerun: decoded once per drawing, not on every slider move.
-    kept, seen = f"{key}_canvas_decoded", (hashlib.sha1(str(value).encode()).digest(), (w, h), paintings)
-    if st.session_state.get(kept, (None,))[0] == seen:
-        return st.session_state[kept][1]
+    # The component sends its value again with every rerun: its length and header are checked first (canvas_png),
+    # then it is decoded once per drawing (or refused once), not on every slider move.
     try:
-        masks = canvas_masks(value, (w, h), paintings)
+        data = canvas_png(value, (w, h))
+        kept, seen = f"{key}_canvas_decoded", (hashlib.sha1(data).digest(), (w, h), paintings)
+        if st.session_state.get(kept, (None,))[0] != seen:
+            try:
+                st.session_state[kept] = (seen, png_masks(data, (w, h), paintings))
+            except ImageLoadError as e:
+                st.session_state[kept] = (seen, str(e))
+        masks = st.session_state[kept][1]
+        if isinstance(masks, str):
+            raise ImageLoadError(masks)
     except ImageLoadError as e:
-        st.error(md(sentence(e)))
+        st.error(md(sentence(f"{e} — the run goes without a mask")))
         return None
-    st.session_state[kept] = (seen, masks)
     return masks
 
 
