@@ -266,14 +266,12 @@ def test_quota_is_a_sliding_window_per_key():
 
     clock = [0.0]
     q = Quota(2, 60, clock=lambda: clock[0])
-    for _ in range(2):
-        assert q.allows("a")
-        q.spend("a")
-    assert not q.allows("a") and q.allows("b") and q.wait("a") == 60
+    assert q.take("a") and q.take("a")
+    assert q.wait("a") == 60 and not q.take("a") and q.wait("b") == 0
     clock[0] = 30
-    assert not q.allows("a") and q.wait("a") == 30
+    assert q.wait("a") == 30 and not q.take("a")
     clock[0] = 60.01
-    assert q.allows("a") and q.wait("a") == 0
+    assert q.wait("a") == 0 and q.take("a")
 
 
 # Cacheable test runs: their frames depend on their fields alone. A run waits at its gate (GATES[name], opened by

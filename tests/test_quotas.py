@@ -96,6 +96,29 @@ def test_a_tab_rerunning_with_a_wrong_code_in_its_link_counts_it_once(tmp_path, 
     assert len(classroom.WRONG_CODES_TAB._events["student-0"]) == 1
 
 
+def test_a_teacher_link_with_a_wrong_code_counts_as_a_wrong_code(tmp_path, tabs):
+    wall = Wall(tmp_path)
+    room, _ = wall.open_room()
+    wrong = wrong_codes(room)
+    for _ in range(Limits().codes_per_session):  # ?room=GUESS&key=anything looks the code up like any link
+        with pytest.raises(NoRoom):
+            classroom.keep_key(wall, next(wrong), "anything")
+    with pytest.raises(WallError, match="^too many wrong room codes from this tab"):
+        classroom.keep_key(wall, next(wrong), "anything")
+    assert len(classroom.WRONG_CODES._events[SCHOOL]) == Limits().codes_per_session
+
+
+def test_a_wrong_code_in_a_link_costs_its_tab_once_when_the_address_is_over_budget(tmp_path, tabs, monkeypatch):
+    wall = Wall(tmp_path)
+    room, _ = wall.open_room()
+    monkeypatch.setattr(classroom, "WRONG_CODES", Quota(0, 600))  # the school has used its budget
+    code = next(wrong_codes(room))
+    for _ in range(5):  # a Studio tab with ?room=WRONG reruns on every slider move
+        with pytest.raises(WallError):
+            classroom.find_room(wall, code)
+    assert len(classroom.WRONG_CODES_TAB._events["student-0"]) == 1
+
+
 def test_a_deleted_or_expired_room_is_said_as_such_and_counts_nothing(tmp_path, tabs):
     wall = Wall(tmp_path)
     room, key = wall.open_room()
@@ -106,7 +129,7 @@ def test_a_deleted_or_expired_room_is_said_as_such_and_counts_nothing(tmp_path, 
         for _ in range(20):
             with pytest.raises(RoomGone, match=f"^room {room.code} was deleted by its teacher$"):
                 classroom.find_room(wall, room.code)
-    assert classroom.WRONG_CODES.wait(SCHOOL) == 0 and classroom.WRONG_CODES.allows(SCHOOL)
+    assert classroom.WRONG_CODES.wait(SCHOOL) == 0 and not classroom.WRONG_CODES._events.get(SCHOOL)
     new, _ = wall.open_room()  # the teacher opens another room: everyone joins it
     for i in range(30):
         tabs[0] = f"student-{i}"
@@ -142,7 +165,13 @@ def test_without_a_password_opening_rooms_is_bounded_per_client_and_a_refusal_co
 
 
 def test_take_checks_and_spends_in_one_step():
-    quota, start, taken = Quota(10, 600), threading.Barrier(40), []
+    import time
+
+    def slow_clock():  # widens any gap between a check and its spending: other threads run in it
+        time.sleep(0.001)
+        return time.monotonic()
+
+    quota, start, taken = Quota(10, 600, clock=slow_clock), threading.Barrier(40), []
 
     def session():
         start.wait()
@@ -156,6 +185,12 @@ def test_take_checks_and_spends_in_one_step():
     assert taken.count(True) == 10 and taken.count(False) == 30
     quota.give_back(SCHOOL)
     assert quota.take(SCHOOL) and not quota.take(SCHOOL)
+    assert not hasattr(quota, "allows") and not hasattr(quota, "spend")  # no two-step check and spend to misuse
+
+
+def test_a_quota_of_zero_refuses_and_says_how_long():
+    quota = Quota(0, 600)  # NST_ROOMS_PER_CLIENT=0, say
+    assert not quota.take(SCHOOL) and quota.wait(SCHOOL) == 600
 
 
 def clients(monkeypatch, ip, headers=None, header=""):

@@ -105,18 +105,21 @@ def find_room(wall: Wall, code: str):
     try:
         return wall.room(code)
     except NoRoom:
-        # Once per code and tab: a Studio tab whose link has a wrong code looks it up again on every rerun.
+        # Once per code and tab, refused or not: a Studio tab whose link has a wrong code looks it up again on every
+        # rerun, and would otherwise spend its own budget on each while its address's is used up.
         seen = st.session_state.setdefault("wrong_codes", set())
         if normalise_code(code) not in seen:
-            wrong_code()
-            seen.add(normalise_code(code))
+            try:
+                wrong_code()
+            finally:
+                seen.add(normalise_code(code))
         raise
 
 
 def keep_key(wall: Wall, code: str, key: str):
     """A teacher link's key: checked (WallError if wrong), kept in this tab's session and taken out of the address.
-    Returns the room."""
-    room = wall.teacher(code, key)
+    Returns the room. The code is looked up first, as any link's: a code that no room had counts as a wrong code."""
+    room = wall.teacher(find_room(wall, code).code, key)
     st.session_state.room, st.session_state.room_key = room.code, key
     with contextlib.suppress(KeyError):
         del st.query_params["key"]

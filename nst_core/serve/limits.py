@@ -130,19 +130,10 @@ class Quota:
             if events:
                 events.pop()
 
-    def allows(self, key: str) -> bool:
-        """Whether `key` has an event left in the window (counts nothing)."""
-        with self._lock:
-            return len(self._recent(key)) < self.count
-
-    def spend(self, key: str) -> None:
-        with self._lock:
-            self._recent(key).append(self.clock())
-            if len(self._events) > 10_000:  # forget the keys whose windows have passed
-                self._events = {k: v for k, v in self._events.items() if self._recent(k)}
-
     def wait(self, key: str) -> float:
-        """Seconds until `key` has an event again (0 if it has one now)."""
+        """Seconds until `key` has an event again (0 if it has one now; the whole window for a count of 0)."""
         with self._lock:
             events = self._recent(key)
-            return 0.0 if len(events) < self.count else events[0] + self.window - self.clock()
+            if len(events) < self.count:
+                return 0.0
+            return events[0] + self.window - self.clock() if events else self.window
