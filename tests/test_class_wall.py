@@ -263,9 +263,33 @@ def test_a_missing_or_damaged_picture_is_one_tile_that_keeps_its_remove_button(d
     assert [plain(w.value) for w in at.warning] == ["This picture's file is missing or damaged."] * 2
     assert len([x for x in at.button if x.label == "Remove"]) == 3 and "**Cy** ·" in texts(at)
     at.button(key=f"view_{b.id}").click().run()  # its big view says so too, and the page goes on
-    assert not at.exception and "This picture's file is missing on the server." in [plain(w.value) for w in at.warning]
+    assert not at.exception and "This picture's file is missing on the server or damaged." in [
+        plain(w.value) for w in at.warning
+    ]
     at.button(key=f"remove_{a.id}").click().run()
     assert not at.exception and [e.name for e in wall.entries(room.code)] == ["Cy", "Ben"]
+
+
+def test_a_damaged_picture_or_animation_in_the_big_view_is_a_warning_not_an_error(data):
+    from tests.test_wall import animation
+
+    wall = Wall(data)
+    room, key = wall.open_room()
+    a = wall.share(room.code, picture((200, 0, 0)), animation((200, 0, 0)), name="Ana")
+    (data / "rooms" / room.code / f"{a.id}.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (data / "rooms" / room.code / f"{a.id}.gif").write_bytes(b"GIF89a garbage")
+    at = run_page({"room": room.code, "key": key})
+    at.button(key=f"view_{a.id}").click().run()
+    assert not at.exception and not at.error
+    assert [plain(w.value) for w in at.warning] == [
+        "This picture's file is missing on the server or damaged.",
+        "This picture's animation is missing on the server or damaged.",
+    ]
+    assert [b.label for b in at.button if b.label in ("Remove", "Close")] == ["Close", "Remove"]
+    at.run()  # the big view stays open across reruns, and still draws
+    assert not at.exception and not at.error
+    at.button(key=f"remove_{a.id}").click().run()
+    assert not at.exception and wall.entries(room.code) == []
 
 
 def test_a_deleted_room_is_said_as_such_on_its_pages(data):

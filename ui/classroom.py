@@ -242,17 +242,26 @@ def base_url() -> str:
     return url if re.fullmatch(r"https?://[A-Za-z0-9.\-]+(:\d+)?(/[A-Za-z0-9._~\-/]*)?", url) else ""
 
 
+FORMATS = {"png": "PNG", "gif": "GIF", "jpg": "JPEG"}
+
+
+def readable(wall: Wall, entry: Entry, kind: str) -> bytes:
+    """An entry's file ('png', 'gif' or 'jpg'), checked to be a whole picture of its format before st.image opens it
+    (a damaged file would raise past the page); WallError if it is missing or damaged."""
+    data = wall.file(entry, kind)
+    try:
+        with Image.open(io.BytesIO(data), formats=[FORMATS[kind]]) as im:
+            im.verify()
+    except Exception:
+        raise WallError(f"this picture's {kind.upper()} file cannot be read") from None
+    return data
+
+
 @st.cache_data(max_entries=2000, show_spinner=False)
 def thumbnail(_wall: Wall, entry: Entry) -> bytes:
     """The tile's JPEG (entries never change, so their tiles are read once); WallError if it is missing or not a
     picture (a failure is not cached: the next look tries again)."""
-    jpg = _wall.file(entry, "jpg")
-    try:
-        with Image.open(io.BytesIO(jpg)) as im:
-            im.verify()
-    except Exception:
-        raise WallError("this picture's thumbnail cannot be read") from None
-    return jpg
+    return readable(_wall, entry, "jpg")
 
 
 def settings_line(s: dict) -> str:
@@ -466,10 +475,10 @@ def wall_view(wall: Wall, room, key: str | None) -> None:
         with st.container(border=True):
             a, b = st.columns(2)
             try:
-                png = wall.file(chosen, "png")
+                png = readable(wall, chosen, "png")
             except WallError:
                 png = None
-                a.warning("This picture's file is missing on the server.")
+                a.warning("This picture's file is missing on the server or damaged.")
             else:
                 a.image(png, width="stretch")
             a.markdown(f"**{md(chosen.name) or 'anonymous'}** · {md(chosen.painting)}")
@@ -481,8 +490,11 @@ def wall_view(wall: Wall, room, key: str | None) -> None:
                 a.download_button(
                     "Picture (PNG)", png, f"wall-{chosen.id}.png", "image/png", icon=":material/download:"
                 )
-            with contextlib.suppress(WallError):  # a missing animation: the picture alone
-                gif = wall.file(chosen, "gif") if chosen.has_gif else None
+            try:
+                gif = readable(wall, chosen, "gif") if chosen.has_gif else None
+            except WallError:  # the picture alone
+                b.warning("This picture's animation is missing on the server or damaged.")
+            else:
                 if gif is not None:
                     b.image(gif, caption="The optimisation, step by step", width="stretch")
                     b.download_button(
