@@ -39,31 +39,49 @@ def test_a_second_look_while_one_runs_waits_then_is_refused_in_one_line(monkeypa
         inside.look(limits, "b", lambda: None)
 
 
-def test_one_at_a_time_among_many_threads():
-    limits = Limits(looks_per_client=100)
-    active, most, lock = [0], [0], threading.Lock()
-    go = threading.Barrier(6)
+def test_one_look_at_a_time_on_the_whole_server():
+    """Each look waits inside (up to a second) for another to come in beside it: through the gate none can."""
+    limits = Limits(looks_per_client=10)
+    inside_now, together, lock = [0], threading.Event(), threading.Lock()
+    go = threading.Barrier(3)
 
     def compute():
         with lock:
-            active[0] += 1
-            most[0] = max(most[0], active[0])
-        for _ in range(20_000):  # some work in the gate, where a second look would overlap if it could
-            pass
+            inside_now[0] += 1
+            if inside_now[0] > 1:
+                together.set()
+        together.wait(1.0)
         with lock:
-            active[0] -= 1
+            inside_now[0] -= 1
 
     def client(n):
         go.wait()
-        for _ in range(5):
-            inside.look(limits, f"client {n}", compute)
+        inside.look(limits, f"client {n}", compute)
 
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(6)]
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(3)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(120)
-    assert most[0] == 1
+    assert not together.is_set()
+
+
+def test_a_class_behind_one_address_is_not_refused():
+    limits = Limits()
+    for student in range(30):  # 30 pupils each look at the five layers of four pictures
+        for look in range(20):
+            assert inside.look(limits, "school router", lambda: (student, look)) == (student, look)
+
+
+def test_a_look_that_fails_is_given_back():
+    limits = Limits(looks_per_client=1)
+
+    def broken():
+        raise RuntimeError("out of memory")
+
+    with pytest.raises(RuntimeError):
+        inside.look(limits, "a", broken)
+    assert inside.look(limits, "a", lambda: "seen") == "seen"
 
 
 def test_each_client_has_its_budget_of_new_looks():
@@ -94,7 +112,7 @@ def test_the_page_says_so_in_one_line_and_keeps_what_it_has_seen(use_service, mo
     at.selectbox(key="lab_layer").set_value("relu1_1").run()  # a new look: over this address's budget
     assert not at.exception and looks == ["relu3_1"] and not at.metric
     [error] = at.error
-    assert error.value.startswith("This address has looked inside the network 1 times in 10 minutes")
+    assert error.value.startswith("This address has looked inside the network 1 time in 10 minutes")
     assert "\n" not in error.value
     at.selectbox(key="lab_layer").set_value("relu3_1").run()  # a look already made is shown again, for free
     assert not at.error and at.metric[0].value == "0.100" and looks == ["relu3_1"]

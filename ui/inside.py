@@ -11,8 +11,9 @@ from nst_core.serve.limits import Limits, Quota
 
 T = TypeVar("T")
 WINDOW = 600.0  # seconds: the per-client budget (Limits.looks_per_client) renews over 10 minutes
-# A second look waits this long for the one in progress (about a second on a 2-core CPU), then is refused.
-WAIT_SECONDS = 30.0
+# A look waits this long for those before it (about a second each on a 2-core CPU), then is refused: a class of 30
+# opening the panel at once waits about half a minute for the last.
+WAIT_SECONDS = 120.0
 
 
 class Refused(Exception):
@@ -35,11 +36,13 @@ def _quota_for(limits: Limits) -> Quota:
 
 def look(limits: Limits, client: str, compute: Callable[[], T]) -> T:
     """compute() if `client` has a look left in its budget (spent in one step with the check) and the server is
-    not looking for someone else for longer than WAIT_SECONDS; else Refused, and the budget is not spent."""
+    not looking for others for longer than WAIT_SECONDS; else Refused. A look refused, or whose compute() fails,
+    is given back."""
     quota = _quota_for(limits)
     if not quota.take(client):
+        n = limits.looks_per_client
         raise Refused(
-            f"this address has looked inside the network {limits.looks_per_client} times in 10 minutes; "
+            f"this address has looked inside the network {n} time{'s' if n != 1 else ''} in 10 minutes; "
             f"the next look is possible in {max(1, round(quota.wait(client)))} s (looks already made stay)"
         )
     if not _gate.acquire(timeout=WAIT_SECONDS):
@@ -47,5 +50,8 @@ def look(limits: Limits, client: str, compute: Callable[[], T]) -> T:
         raise Refused("the server is looking inside the network for someone else: try again in a moment")
     try:
         return compute()
+    except BaseException:
+        quota.give_back(client)
+        raise
     finally:
         _gate.release()

@@ -62,8 +62,9 @@ class Limits:
     # Pictures one client address may share to one room's wall (a class behind one router is one address).
     shares_per_client: int = 60
     # The Lab's look inside VGG19 (three passes in the server process, one at a time on the whole server): new looks
-    # per client address per 10 minutes; a class behind one router is one address, a look already made is free.
-    looks_per_client: int = 300
+    # per client address per 10 minutes; a class behind one router is one address (30 pupils, each looking at every
+    # layer of a few pictures), a look already made is free.
+    looks_per_client: int = 1000
 
     @classmethod
     def from_env(cls, env=os.environ) -> Limits:

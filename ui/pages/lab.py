@@ -132,7 +132,9 @@ def digest(image) -> str:
     return hashlib.sha1(image.tobytes() + repr(image.size).encode()).hexdigest()
 
 
-@st.cache_data(max_entries=32, show_spinner="Looking inside VGG19...")
+# Every student of a class may look at every layer of a few pictures: entries are kept as PNGs of a fixed size (a
+# 4x4 grid of 96 px maps and two heatmaps: about 0.2 MB), so 300 of them hold at most about 60 MB.
+@st.cache_data(max_entries=300, show_spinner="Looking inside VGG19...")
 def inside(key: tuple, _image, _other, layer: str, _client: str = "local"):
     """Feature maps, both Gram matrices and their distance for one input (`key`: the pictures' digests and the
     layer): three VGG19 passes in this process once per input, not on every rerun of the page.
@@ -147,7 +149,12 @@ def inside(key: tuple, _image, _other, layer: str, _client: str = "local"):
         maps = lab.feature_maps(bb, _image, layer)
         a, b = lab.crops(_image) if _other is None else (_image, _other)
         ga, gb = lab.gram_matrix(bb, a, layer), lab.gram_matrix(bb, b, layer)
-        return maps, lab.gram_heatmap(ga), lab.gram_heatmap(gb), lab.gram_distance(ga, gb)
+        return (
+            png_bytes(maps),
+            png_bytes(lab.gram_heatmap(ga)),
+            png_bytes(lab.gram_heatmap(gb)),
+            lab.gram_distance(ga, gb),
+        )
 
     return look(service().limits, _client, compute)
 
@@ -182,7 +189,7 @@ def inside_panel() -> None:
     st.image(maps, width=420)
     st.download_button(
         "Feature maps (PNG)",
-        png_bytes(maps),
+        maps,
         f"feature-maps-{layer}.png",
         "image/png",
         icon=":material/download:",
