@@ -14,6 +14,8 @@ from PIL import Image
 from nst_core.serve.limits import Limits
 from nst_core.serve.wall import SCHEMA_VERSION, NoRoom, RoomGone, Wall, WallError, inert, normalise_code
 
+SCHOOL = "203.0.113.9"
+
 
 def picture(colour, size=(48, 32)) -> bytes:
     buf = io.BytesIO()
@@ -234,23 +236,36 @@ def test_spreadsheet_formulas_in_the_csv_are_inert(tmp_path):
     assert all(r["painting"] == "'=cmd|' /C calc'!A0" for r in rows)
 
 
-def test_a_disk_cap_for_all_walls_and_a_cap_per_client_and_room(tmp_path):
+def test_a_disk_cap_for_all_walls_and_a_cap_per_client_across_rooms(tmp_path):
     one = len(picture((9, 9, 9)))
-    wall = Wall(tmp_path, Limits(wall_mb=2.5 * one / 1e6, shares_per_client=2))
+    wall = Wall(tmp_path, Limits(wall_mb=2.5 * one / 1e6))
     a, _ = wall.open_room()
     b, _ = wall.open_room()
     wall.share(a.code, picture((9, 9, 9)), client="10.0.0.1")
     wall.share(a.code, picture((9, 9, 9)), client="10.0.0.1")
     with pytest.raises(WallError, match=r"^the class walls on this server have used their .* MB \(NST_WALL_MB\)"):
         wall.share(b.code, picture((9, 9, 9)), client="10.0.0.2")  # another room: the cap is the server's
-    wall = Wall(tmp_path, Limits(shares_per_client=2))
-    with pytest.raises(WallError, match=r"^your network has shared 2 pictures to this wall, its limit per client"):
-        wall.share(a.code, picture((9, 9, 9)), client="10.0.0.1")  # a reload is a new tab, not a new client
-    wall.share(b.code, picture((9, 9, 9)), client="10.0.0.1")  # the cap is per room
-    wall.share(a.code, picture((9, 9, 9)), client="10.0.0.2")
-    assert len(wall.entries(a.code)) == 3
+    # Two addresses with a few rooms each cannot fill the server's walls: a client's bytes count across its rooms.
+    wall = Wall(tmp_path, Limits(wall_mb_per_client=2.5 * one / 1e6))
+    wall.share(b.code, picture((9, 9, 9)), client="10.0.0.3")
+    wall.share(a.code, picture((9, 9, 9)), client="10.0.0.3")
+    with pytest.raises(WallError, match=r"^your network has shared .* MB to the class walls of this server, its limit"):
+        wall.share(b.code, picture((9, 9, 9)), client="10.0.0.3")  # a reload is a new tab, not a new client
+    with pytest.raises(WallError, match=r"^your network has shared"):
+        wall.share(a.code, picture((9, 9, 9)), client="10.0.0.1")  # its two pictures above count too
+    wall.share(b.code, picture((9, 9, 9)), client="10.0.0.2")  # another client is not held back
+    assert len(wall.entries(a.code)) == 3 and len(wall.entries(b.code)) == 2
     with sqlite3.connect(tmp_path / "wall.sqlite3") as db:  # what is kept of a client is not its address
         assert "10.0.0.1" not in str(db.execute("SELECT * FROM entries").fetchall())
+
+
+def test_a_class_behind_one_router_fills_its_own_wall(tmp_path):
+    wall = Wall(tmp_path)  # the default limits
+    room, _ = wall.open_room()
+    for student in range(30):  # thirty students behind one school router share three pictures each
+        for n in range(3):
+            wall.share(room.code, picture((student, n, 0)), name=f"s{student}", client=SCHOOL)
+    assert len(wall.entries(room.code)) == 90
 
 
 def test_one_room_cannot_fill_the_servers_disk(tmp_path):
@@ -457,7 +472,8 @@ except WallError as e:
 
 
 def test_the_limits_per_client_hold_when_one_client_opens_and_shares_at_once(tmp_path):
-    limits = Limits(max_rooms=10, shares_per_client=3)  # two rooms open at once per client
+    one = len(picture((0, 0, 0)))
+    limits = Limits(max_rooms=10, wall_mb_per_client=3.5 * one / 1e6)  # two rooms open at once per client
     room, _ = Wall(tmp_path, limits).open_room()
     opened, shared, start = [], [], threading.Barrier(12)
 
@@ -466,7 +482,7 @@ def test_the_limits_per_client_hold_when_one_client_opens_and_shares_at_once(tmp
         start.wait()
         for call, out in (
             (lambda: wall.open_room(client="10.0.0.1"), opened),
-            (lambda: wall.share(room.code, picture((i, 0, 0)), client="10.0.0.1"), shared),
+            (lambda: wall.share(room.code, picture((0, 0, 0)), client="10.0.0.1"), shared),
         ):
             try:
                 call()

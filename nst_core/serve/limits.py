@@ -59,8 +59,10 @@ class Limits:
     room_mb: float = 150.0  # all the pictures of one class wall
     max_rooms: int = 50  # open class rooms per server; one client address may have a fifth of them open at once
     wall_mb: float = 2000.0  # the disk all class walls together may use
-    # Pictures one client address may share to one room's wall (a class behind one router is one address).
-    shares_per_client: int = 60
+    # The bytes one client address's shared pictures may take on all the walls of this server together (a fifth of
+    # NST_WALL_MB's default): a few rooms from one address cannot fill the server's walls for a day. A room's own
+    # pictures are bounded by room_entries and room_mb, so a class behind one router can always fill its wall.
+    wall_mb_per_client: float = 400.0
     # The Lab's look inside VGG19 (three passes in the server process, one at a time on the whole server): new looks
     # per client address per 10 minutes; a class behind one router is one address (30 pupils, each looking at every
     # layer of a few pictures), a look already made is free.

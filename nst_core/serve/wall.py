@@ -83,11 +83,15 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE rooms ADD COLUMN pace_version INTEGER NOT NULL DEFAULT 0",
     ],
     [  # codes of rooms deleted or expired (kept NST_ROOM_HOURS), and the client (a hash of its address) of a room
-        # and of a picture (Limits.shares_per_client, rooms open per client); the column `session` is no longer used
+        # and of a picture (for the limits per client); the column `session` is no longer used
         "CREATE TABLE gone (code TEXT PRIMARY KEY, why TEXT NOT NULL, until REAL NOT NULL)",
         "ALTER TABLE rooms ADD COLUMN client TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE entries ADD COLUMN client TEXT NOT NULL DEFAULT ''",
         "CREATE INDEX entries_by_client ON entries(room, client)",
+    ],
+    [  # a client's bytes across every room (Limits.wall_mb_per_client), no longer its count per room
+        "DROP INDEX entries_by_client",
+        "CREATE INDEX entries_by_client ON entries(client)",
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -412,9 +416,9 @@ class Wall:
         client: str = "",
     ) -> Entry:
         """Put a finished result on the room's wall. Raises WallError when the room is gone or closed, full, the
-        result is larger than a wall takes, the room has used its bytes (NST_ROOM_MB) or the walls of this server
-        theirs (NST_WALL_MB), or `client` (an address: a reload is the same client) has shared its
-        NST_SHARES_PER_CLIENT pictures to this room. The first picture keeps the room for NST_ROOM_HOURS."""
+        result is larger than a wall takes, the room has used its bytes (NST_ROOM_MB), the walls of this server
+        theirs (NST_WALL_MB), or `client` (an address: a reload is the same client) its bytes on all of them
+        (NST_WALL_MB_PER_CLIENT). The first picture keeps the room for NST_ROOM_HOURS."""
         room = self.room(code)
         name, painting, settings = clean_name(name), painting[:200], settings or {}
         size = len(png) + len(gif or b"")
@@ -461,13 +465,15 @@ class Wall:
                         f"the class walls on this server have used their {self.limits.wall_mb:g} MB (NST_WALL_MB): "
                         "ask the teacher to remove pictures or delete an old room"
                     )
-                mine = db.execute("SELECT COUNT(*) FROM entries WHERE room = ? AND client = ?", (room.code, who))
-                mine = mine.fetchone()[0]
-                if who and mine >= self.limits.shares_per_client:
-                    raise WallError(
-                        f"your network has shared {mine} pictures to this wall, its limit per client "
-                        "(NST_SHARES_PER_CLIENT)"
-                    )
+                if who:
+                    mine = db.execute("SELECT COALESCE(SUM(bytes), 0) FROM entries WHERE client = ?", (who,))
+                    mine = mine.fetchone()[0]
+                    if mine + size > self.limits.wall_mb_per_client * 1e6:
+                        raise WallError(
+                            f"your network has shared {mine / 1e6:.3g} MB to the class walls of this server, its "
+                            f"limit is {self.limits.wall_mb_per_client:g} MB (NST_WALL_MB_PER_CLIENT): ask your "
+                            "teachers to remove pictures or delete rooms they no longer need"
+                        )
                 # A room with a picture is kept for its full time (an empty one only NST_EMPTY_ROOM_HOURS).
                 db.execute(
                     "UPDATE rooms SET expires = MAX(expires, ?) WHERE code = ?",
