@@ -1,8 +1,10 @@
 """The result store (nst_core.serve.store): results written whole and read back, expired, within their bytes, under
 ids that cannot name anything else on disk; and its Encoder: one encode per key, a bound on encodes at once."""
 
+import dataclasses
 import io
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -54,7 +56,7 @@ def test_a_result_is_read_back_as_it_was_written_and_the_photo_only_as_a_thumbna
     assert [(f.step, f.total, f.losses, f.size, f.png) for f in back.frames] == [
         (f.step, f.total, f.losses, f.size, f.png) for f in r.frames
     ]
-    assert (back.label, back.paintings, back.stopped, back.shared) == (r.label, r.paintings, False, None)
+    assert (back.label, back.paintings, back.stopped, back.shared) == (r.label, r.paintings, False, {})
     assert max(back.photo.size) == stores.THUMB and max(back.painting.size) == stores.THUMB
     assert back.masks.size == (240, 160)
     # Nothing at the photo's size is on disk.
@@ -62,8 +64,8 @@ def test_a_result_is_read_back_as_it_was_written_and_the_photo_only_as_a_thumbna
         if f.suffix in (".jpg", ".png"):
             with Image.open(f) as im:
                 assert max(im.size) <= stores.THUMB
-    store.set_shared(rid, "Ada")
-    assert ResultStore(tmp_path).load(rid).shared == "Ada"  # another process (a restarted server) reads it too
+    store.set_shared(rid, "ROOM1", "Ada")
+    assert ResultStore(tmp_path).load(rid).shared == {"ROOM1": "Ada"}  # another process (a restarted server) too
 
 
 def test_a_result_without_masks_and_a_second_save_of_the_same_id(tmp_path):
@@ -87,7 +89,7 @@ def test_ids_that_are_not_ids_read_nothing_and_write_nothing(tmp_path, bad):
         store.save(bad, result())
     with pytest.raises(ValueError):
         store.mark_pending(bad)
-    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [".pending"]
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [".keys", ".pending"]
 
 
 def test_unknown_ids_and_animation_names_outside_the_pattern_read_nothing(tmp_path):
@@ -120,13 +122,13 @@ def test_a_result_over_its_cap_is_kept_with_fewer_previews_or_refused_in_one_lin
     store = ResultStore(tmp_path, Limits(result_mb=(14 * frame) / 2**20))
     rid = stores.new_id()
     kept = store.save(rid, big)
-    assert 2 <= len(kept.frames) < 20 and kept.frames[0] is big.frames[0] and kept.frames[-1] is big.frames[-1]
+    assert 2 <= len(kept.frames) < 20 and kept.frames[0] == big.frames[0] and kept.frames[-1] is big.frames[-1]
     assert [f.step for f in store.load(rid).frames] == [f.step for f in kept.frames]
     assert sum(f.stat().st_size for f in (tmp_path / "results" / rid).rglob("*")) <= 14 * frame
     tiny = ResultStore(tmp_path / "tiny", Limits(result_mb=frame / 2**20))
     with pytest.raises(StoreError, match=r"results are kept up to .* MB each \(NST_RESULT_MB\)"):
         tiny.save(stores.new_id(), big)
-    assert [p.name for p in (tmp_path / "tiny" / "results").iterdir()] == [".pending"]
+    assert sorted(p.name for p in (tmp_path / "tiny" / "results").iterdir()) == [".keys", ".pending"]
 
 
 def test_the_oldest_results_go_first_when_all_of_them_are_over_the_total(tmp_path):
@@ -159,7 +161,7 @@ def test_a_write_killed_midway_leaves_no_result(tmp_path, monkeypatch):
         store.save(rid, result())
     monkeypatch.undo()
     assert store.load(rid) is None
-    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [".pending"]
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [".keys", ".pending"]
 
 
 def test_a_folder_half_written_by_a_killed_process_is_invisible_and_swept(tmp_path):
@@ -218,7 +220,7 @@ def test_an_animation_that_would_take_a_result_over_its_cap_is_served_but_not_ke
 
 
 def test_encodes_of_different_keys_never_run_more_at_once_than_the_bound():
-    encoder = Encoder(at_once=2)
+    encoder = Encoder(at_once=2, waiting=6)
     running, most, lock = [0], [0], threading.Lock()
     release = threading.Semaphore(0)
 
@@ -277,3 +279,138 @@ while True:
     for rid in folders:
         back = store.load(rid)
         assert back is not None and len(back.frames) == 40, rid
+
+
+def test_a_clients_results_over_its_share_evict_its_own_oldest_not_others(tmp_path):
+    probe, rid = ResultStore(tmp_path / "probe"), stores.new_id()
+    probe.save(rid, result())
+    one = sum(f.stat().st_size for f in (tmp_path / "probe" / "results" / rid).rglob("*") if f.is_file())
+    limits = Limits(results_mb=100, results_mb_per_client=2.5 * one / 2**20, result_mb=2 * one / 2**20)
+    store = ResultStore(tmp_path, limits)
+    others = [stores.new_id() for _ in range(3)]
+    for i, rid in enumerate(others):
+        store.save(rid, dataclasses.replace(result(), client=f"student-{i}"))
+    mine = []
+    for _ in range(6):  # one visitor saves result after result
+        mine.append(stores.new_id())
+        store.save(mine[-1], dataclasses.replace(result(), client="visitor"))
+    assert all(store.load(rid) is not None for rid in others)  # nobody else's result went
+    kept = [rid for rid in mine if store.load(rid) is not None]
+    assert kept == mine[-len(kept) :] and 1 <= len(kept) <= 2  # the visitor's own newest stay
+
+
+def test_the_same_run_kept_again_shares_its_files_and_each_copy_is_charged_a_part(tmp_path):
+    key = "ab" * 32
+    store = ResultStore(tmp_path)
+    first, again = stores.new_id(), stores.new_id()
+    store.save(first, dataclasses.replace(result(), key=key, client="a", label="Cat × Night"))
+    copy = store.copy(again, dataclasses.replace(result(frames=1), key=key, client="b", label="Mine × Night"))
+    assert copy is not None and copy.label == "Mine × Night" and copy.client == "b"
+    assert store.copy(stores.new_id(), dataclasses.replace(result(), key="cd" * 32)) is None  # no such run kept
+    one, two = tmp_path / "results" / first, tmp_path / "results" / again
+    assert (one / "picture.png").stat().st_ino == (two / "picture.png").stat().st_ino
+    assert [f.png for f in store.load(again).frames] == [f.png for f in store.load(first).frames]
+    assert stores._charge(two) < 0.6 * sum(f.stat().st_size for f in two.rglob("*") if f.is_file())
+    shutil.rmtree(one)  # the first one expires: the copy still has its files
+    assert store.load(again).png == result().png
+
+
+def test_previews_are_kept_at_most_preview_size_and_the_picture_once(tmp_path):
+    big = result(frames=4, noise=True, size=(1200, 800))
+    store, rid = ResultStore(tmp_path), stores.new_id()
+    store.save(rid, big)
+    kept = sorted((tmp_path / "results" / rid / "frames").iterdir())
+    assert len(kept) == 3  # the last frame is the picture, kept once
+    for f in kept:
+        with Image.open(f) as im:
+            assert max(im.size) == stores.PREVIEW
+    back = store.load(rid)
+    assert len(back.frames) == 4 and back.frames[-1].png == big.png and back.frames[0].size == (1200, 800)
+
+
+def test_a_damaged_picture_is_no_result(tmp_path):
+    store, rid = ResultStore(tmp_path), stores.new_id()
+    store.save(rid, result())
+    (tmp_path / "results" / rid / "picture.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    assert ResultStore(tmp_path).load(rid) is None
+
+
+def test_every_painting_is_kept_as_a_thumbnail(tmp_path):
+    store, rid = ResultStore(tmp_path), stores.new_id()
+    two = dataclasses.replace(result(), others=(Image.new("RGB", (800, 600), "yellow"),))
+    store.save(rid, two)
+    back = store.load(rid)
+    assert len(back.others) == 1 and max(back.others[0].size) == stores.THUMB
+
+
+def test_files_a_killed_process_left_inside_results_are_swept(tmp_path):
+    store, rid = ResultStore(tmp_path), stores.new_id()
+    store.save(rid, result())
+    left = [tmp_path / "results" / rid / ".anim-5-0.mp4-dead", tmp_path / "results" / ".pending" / ".x-dead"]
+    for f in left:
+        f.write_bytes(b"half")
+        old = time.time() - 2 * stores.STALE
+        os.utime(f, (old, old))
+    store.expire()
+    assert not any(f.exists() for f in left) and store.load(rid) is not None
+
+
+def test_a_pending_marker_is_written_whole_and_a_failing_disk_never_raises_into_the_page(tmp_path, monkeypatch):
+    store, rid = ResultStore(tmp_path), stores.new_id()
+    store.mark_pending(rid, "10.0.0.1", "ROOM1")
+    assert store.pending(rid)["room"] == "ROOM1"
+    assert [p.name for p in (tmp_path / "results" / ".pending").iterdir()] == [rid]  # no temporary file left
+
+    def broken(self, missing_ok=False):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "unlink", broken)
+    store.forget_pending(rid)  # logged nowhere, raised nowhere: the marker stays for the sweep
+
+
+def test_a_result_is_shared_once_per_room_even_from_two_tabs(tmp_path):
+    store, rid = ResultStore(tmp_path), stores.new_id()
+    store.save(rid, result())
+    assert store.claim_share(rid, "ROOM1") and not store.claim_share(rid, "ROOM1")  # the second tab
+    assert store.claim_share(rid, "ROOM2")  # another room is another share
+    store.set_shared(rid, "ROOM1", "Ada")
+    store.unclaim_share(rid, "ROOM2")  # its share failed: it can be shared there again
+    assert store.shares(rid) == {"ROOM1": "Ada"} and store.claim_share(rid, "ROOM2")
+    assert not ResultStore(tmp_path).claim_share(rid, "ROOM1")  # shared: for every process
+    assert ResultStore(tmp_path).claim_share(rid, "ROOM2")  # a claim of a server that has gone is taken over
+
+
+def test_an_encode_waits_a_bounded_time_and_a_bounded_number_of_asks_wait_at_all():
+    encoder, held, started = Encoder(1, wait=0.05, waiting=1), threading.Event(), threading.Event()
+
+    def slow():
+        started.set()
+        held.wait(30)
+        return b"a"
+
+    first = threading.Thread(target=encoder.get, args=(("r1", "a.mp4"), slow))
+    first.start()
+    started.wait(30)
+    with pytest.raises(StoreError, match="busy making other animations"):  # waited its time for the slot
+        encoder.get(("r2", "b.mp4"), lambda: b"b")
+    blocked = Encoder(1, wait=30, waiting=1)
+    gate, in_slot = threading.Event(), threading.Event()
+
+    def hold():
+        in_slot.set()
+        gate.wait(30)
+        return b"x"
+
+    threads = [threading.Thread(target=blocked.get, args=(("r1", "a.mp4"), hold))]
+    threads[0].start()
+    in_slot.wait(30)
+    threads.append(threading.Thread(target=blocked.get, args=(("r2", "b.mp4"), lambda: b"y")))
+    threads[1].start()
+    blocked.queued.wait(30)  # the second waits for the slot
+    with pytest.raises(StoreError, match="busy"):  # a third is refused at once, not a third thread held
+        blocked.get(("r3", "c.mp4"), lambda: b"z")
+    gate.set()
+    held.set()
+    for t in [first, *threads]:
+        t.join(30)
+    assert encoder._keys == {} and blocked._keys == {}

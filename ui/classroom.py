@@ -206,24 +206,37 @@ def follow_pace(code: str, version: int) -> None:
         st.rerun()
 
 
-def share_form(r: dict) -> None:
-    """Opt-in: the result, its GIF and its settings go to the room's wall, under a name if one is given."""
+def share_form(r: dict, store=None) -> None:
+    """Opt-in: the result, its GIF and its settings go to this tab's room's wall, under a name if one is given. A
+    result is shared once per room: with a result store (a result with an address), what the store says of this room
+    counts (another tab's share of the same result included), checked and taken in one step."""
     code = st.session_state.room
-    if r.get("shared"):
-        st.success(f"Shared to the wall of room {code}{' as ' + md(r['shared']) if r['shared'] != '-' else ''}.")
+    rid = r.get("id") if store is not None else None
+    shared = r.setdefault("shared", {})
+    if rid:
+        shared.update(store.shares(rid))
+    if code in shared:
+        st.success(f"Shared to the wall of room {code}{' as ' + md(shared[code]) if shared[code] != '-' else ''}.")
         return
     with st.form("share", border=True):
         name = st.text_input("Your first name or a nickname (optional)", max_chars=NAME_LENGTH, key="share_name")
         if st.form_submit_button("Share to the class wall", icon=":material/groups:"):
+            if rid and not store.claim_share(rid, code):
+                st.info(f"This result is being shared to the wall of room {code} from another tab.")
+                return
             settings = {**r["info"]["settings"], "steps": r["info"]["steps"], "seconds": r["info"]["seconds"]}
             try:
                 entry = class_wall().share(
                     code, r["png"], r["gif"], name, r["paintings"], settings, client=client_address(_limits)
                 )
             except WallError as e:
+                if rid:
+                    store.unclaim_share(rid, code)
                 st.error(f"Not shared: {md(e)}.")
             else:
-                r["shared"] = entry.name or "-"
+                shared[code] = entry.name or "-"
+                if rid:
+                    store.set_shared(rid, code, shared[code])
                 st.rerun()
 
 

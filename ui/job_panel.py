@@ -91,13 +91,22 @@ class JobPanel:
             self._end(job)
         return self.job is not None
 
-    def submit(self, task, label: str, meta: dict, room: str | None = None, first: bool = False) -> Job | None:
+    def submit(
+        self, task, label: str, meta: dict, room: str | None = None, first: bool = False, on_end=None
+    ) -> Job | None:
         """Queue `task` for this tab (in class `room`; `first`: a teacher's run); `meta` goes to finish() with the
-        job, which is returned. A refusal (another run of this tab, a full queue) is said in one line (None)."""
+        job, which is returned. A refusal (another run of this tab, a full queue) is said in one line (None).
+        `on_end(job)` is called by the runner when the run ends, whether or not this page is still there."""
         svc = service()
         try:
             job = svc.runner.submit(
-                task, label, owner=session_id(), client=client_address(svc.limits), room=room, first=first
+                task,
+                label,
+                owner=session_id(),
+                client=client_address(svc.limits),
+                room=room,
+                first=first,
+                on_end=on_end,
             )
         except Refused as e:
             st.error(f"Not started: {e}.")

@@ -10,6 +10,7 @@ import json
 import os
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import streamlit as st
@@ -22,7 +23,7 @@ from nst_core.serve.jobs import DONE, Job
 from nst_core.serve.service import log
 from nst_core.serve.store import Encoder, ResultStore, Stored, StoreError
 
-from .common import ROOT, md, service, show_png
+from .common import ROOT, client_address, md, service, show_png
 from .job_panel import JobPanel, Progress
 from .masks import overlay
 
@@ -63,8 +64,8 @@ def live(p: Progress) -> None:
 _lock = threading.Lock()
 _store: ResultStore | None = None
 _fallback = Encoder(1)  # the encodes of a session's results that have no place on disk
-# The runs submitted in this server process by their result id, so that a reload (a new session, whose page has the
-# id in its address) watches and finishes the run instead of losing it. Only active runs and runs nobody finished.
+# The runs waiting or painting in this server process by their result id, so that a reload (a new session, whose page
+# has the id in its address) watches the same run. Each leaves when its run ends (Run.ended), never holding uploads.
 _runs: dict[str, tuple[Job, dict]] = {}
 RESTARTED = "The server restarted before your run finished: press Run again."
 UNKNOWN = "This result has expired or does not exist."
@@ -106,40 +107,154 @@ def encoder() -> Encoder:
     return store.encoder if store is not None else _fallback
 
 
-def started(panel: JobPanel, job: Job | None) -> None:
-    """A run was submitted (or refused: None): its id goes in the address at once, with a pending marker on disk, so
-    that a reload finds the run and a restart can say the run was lost."""
-    meta, store = panel.meta or {}, result_store()
-    rid = meta.get("result_id")
-    if job is None or rid is None or store is None:
+@dataclass(eq=False)
+class Run:
+    """What a run's result is made of besides its frames, given when Run is pressed: small copies of the photo and
+    paintings (never the uploads), the labels and settings, the room and client. The result is made once, by
+    whichever comes first: the runner's thread when the run ends (ended: so a result whose page was closed is kept)
+    or the page that watched it (settle). Only store work: no Streamlit here."""
+
+    rid: str | None
+    store: ResultStore | None
+    settings: object
+    weights: str
+    device: str
+    labels: list[str]
+    photo: Image.Image
+    paintings: list[Image.Image]
+    masks: Image.Image | None
+    room: str | None
+    client: str | None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    result: dict | None = None
+
+    def ended(self, job: Job) -> None:
+        """The runner's on_end: the result kept on disk (or the run's pending marker removed)."""
+        with _lock:
+            _runs.pop(self.rid, None)
+        if job.finished_ok:
+            self.settle(job)
+        elif self.store is not None and self.rid:
+            self.store.forget_pending(self.rid)
+
+    def settle(self, job: Job) -> dict:
+        """The result of the ended `job`, made and kept once."""
+        with self.lock:
+            if self.result is None:
+                self.result = self._make(job)
+            return self.result
+
+    def _make(self, job: Job) -> dict:
+        frames = job.final_frames()
+        last = frames[-1]
+        info = {
+            "settings": self.settings.to_dict(),
+            "weights": self.weights,
+            "steps": last.step,
+            "seconds": round(last.elapsed, 1),
+            "device": self.device,
+        }
+        own = {
+            "label": self.labels[0] + " × " + " + ".join(self.labels[1:]),
+            "paintings": " + ".join(self.labels[1:]),
+            "stopped": job.state != DONE,
+            "room": self.room,
+            "client": self.client,
+            "key": job.key,
+        }
+        store, rid = self.store, self.rid
+        if store is not None and rid and job.key is not None and job.state == DONE:
+            blank = Image.new("RGB", (1, 1))
+            same = Stored(b"", b"", (), info, history=(), photo=blank, painting=blank, **own)
+            kept = store.copy(rid, same)  # the same run kept already (a served run): its files, not a new copy
+            if kept is not None:
+                return from_stored(rid, kept)
+        image = last.image()
+        pictures = [f.image() for f in frames[:-1]] + [image]
+        result = Stored(
+            png=png_bytes(image, info),
+            gif=make_animation("gif", pictures),  # once per run, on the run's own thread (not an encode slot)
+            frames=tuple(frames),
+            info=info,
+            history=tuple(job.history),
+            photo=self.photo,
+            painting=self.paintings[0],
+            others=tuple(self.paintings[1:]),
+            masks=self.masks,
+            image=image,
+            **own,
+        )
+        if store is None or not rid:
+            return from_stored(None, result)
+        try:
+            kept = store.save(rid, result)
+        except StoreError as e:
+            return {**from_stored(None, result), "no_address": str(e)}
+        return from_stored(rid, kept)
+
+
+def record(meta: dict, room: str | None) -> Run:
+    """A run about to be submitted with `meta` (the page's: pictures, labels, masks, settings, result_id): what its
+    result is made of, and its pending marker on disk (a restart can then say the run was lost)."""
+    svc, store = service(), result_store()
+    rid = meta.get("result_id") if store is not None else None
+    client = client_address(svc.limits)
+    if rid:
+        try:
+            store.mark_pending(rid, client, room)
+        except OSError as e:
+            log.error("no pending marker for a run: %s", e)
+    return Run(
+        rid=rid,
+        store=store,
+        settings=meta["settings"],
+        weights=svc.weights,
+        device=svc.caption,
+        labels=list(meta["labels"]),
+        photo=stores.thumb(meta["content"]),
+        paintings=[stores.thumb(im) for im in meta["styles"]],
+        masks=overlay(meta["content"], meta["masks"], stores.THUMB) if meta.get("masks") else None,
+        room=room,
+        client=client,
+    )
+
+
+def started(panel: JobPanel, job: Job | None, meta: dict) -> None:
+    """A run was submitted with `meta` (or refused: None, and its pending marker goes): its id goes in the address at
+    once (with its room, which a page reached from the sidebar has only in the session), so that a reload finds the
+    run, and the result shown before is remembered (a run that fails puts its address back)."""
+    run: Run = meta["run"]
+    if job is None:
+        if run.store is not None and run.rid:
+            run.store.forget_pending(run.rid)
         return
-    try:
-        store.mark_pending(rid)
-    except OSError as e:
-        log.error("no pending marker for a run: %s", e)
+    shown = panel.result
+    meta["shown"] = shown.get("id") if shown else None
+    if not run.rid:
+        return
     with _lock:
-        if len(_runs) >= 2 * service().limits.max_queue:  # runs nobody came back for, oldest first
-            for old in [k for k, (j, _) in _runs.items() if not j.active][: len(_runs) // 2 or 1]:
-                del _runs[old]
-        _runs[rid] = (job, meta)
-    st.query_params["result"] = rid
+        if job.active:  # one that has ended (served at once) has its result already
+            _runs[run.rid] = (job, {"run": run, "result_id": run.rid})
+    st.query_params["result"] = run.rid
+    if run.room:
+        st.query_params["room"] = run.room
 
 
 def failed(meta: dict) -> None:
-    """A run ended without a picture: its id leaves the address and the disk."""
-    rid, store = meta.get("result_id"), result_store()
-    with _lock:
-        _runs.pop(rid, None)
-    if store is not None and rid:
-        store.forget_pending(rid)
+    """A run ended without a picture: the address names the result shown before it, if any."""
+    rid = meta.get("result_id")
     if rid and st.query_params.get("result") == rid:
-        del st.query_params["result"]
+        if meta.get("shown"):
+            st.query_params["result"] = meta["shown"]
+        else:
+            del st.query_params["result"]
 
 
 def follow_address(panel: JobPanel) -> None:
-    """The result the address names (?result=ID): shown with its downloads (read from disk once per tab), or the
-    run it names watched here (a reload), or one line saying why not. The id is checked before the disk is read
-    and never shown."""
+    """The result the address names (?result=ID): shown with its downloads (read from disk, or from the store's
+    memory of it), or the run it names watched here (a reload), or one line saying why not. The id is checked before
+    the disk is read and never shown. A result made in a class room puts its room in the address (when it has none),
+    so its share form is there after a reload or a restart. Call it before class_room()."""
     rid = st.query_params.get("result")
     panel.busy()  # a run that ended between reruns is finished first (its result has this id)
     r, meta = panel.result, panel.meta or {}
@@ -149,6 +264,8 @@ def follow_address(panel: JobPanel) -> None:
     saved = store.load(rid) if store is not None else None
     if saved is not None:
         panel.keep(from_stored(rid, saved))
+        if saved.room and "room" not in st.query_params and not st.session_state.get("room"):
+            st.query_params["room"] = saved.room
         return
     if panel.job is None and store is not None:
         with _lock:
@@ -163,9 +280,9 @@ def follow_address(panel: JobPanel) -> None:
     st.warning(UNKNOWN)
 
 
-def from_stored(rid: str, saved: Stored) -> dict:
-    """A result read back from disk, as finish() makes it (the photo and painting as thumbnails)."""
-    image = Image.open(io.BytesIO(saved.png)).convert("RGB")
+def from_stored(rid: str | None, saved: Stored) -> dict:
+    """A result as a page shows it, from what is kept (the photo and paintings as thumbnails)."""
+    image = saved.image if saved.image is not None else Image.open(io.BytesIO(saved.png)).convert("RGB")
     return {
         "id": rid,
         "image": image,
@@ -174,99 +291,38 @@ def from_stored(rid: str, saved: Stored) -> dict:
         "frames": list(saved.frames),
         "settings_json": json.dumps(saved.info, indent=2),
         "content": saved.photo,
-        "styles": [saved.painting],
+        "styles": [saved.painting, *saved.others],
         "label": saved.label,
         "paintings": saved.paintings,
         "history": list(saved.history),
         "info": saved.info,
         "stopped": saved.stopped,
         "masks": saved.masks,
-        "shared": saved.shared,
+        "shared": dict(saved.shared or {}),
+        "room": saved.room,
     }
-
-
-def remember_shared(r: dict) -> None:
-    """A result shared to a class wall says so after a reload or a restart too."""
-    store = result_store()
-    if r.get("shared") and r.get("id") and r.get("shared_kept") != r["shared"] and store is not None:
-        store.set_shared(r["id"], r["shared"])
-        r["shared_kept"] = r["shared"]
-
-
-def _save(rid: str | None, r: dict, meta: dict) -> dict:
-    """Keep `r` on disk under `rid` (its address); returns it with its id, or with the reason it has none."""
-    store = result_store()
-    with _lock:
-        _runs.pop(rid, None)
-    if rid is None or store is None:
-        return r
-    try:
-        saved = store.save(
-            rid,
-            Stored(
-                png=r["png"],
-                gif=r["gif"],
-                frames=tuple(r["frames"]),
-                info=r["info"],
-                label=r["label"],
-                paintings=r["paintings"],
-                stopped=r["stopped"],
-                history=tuple(r["history"]),
-                photo=meta["content"],
-                painting=meta["styles"][0],
-                masks=r["masks"],
-            ),
-        )
-    except StoreError as e:
-        r["no_address"] = str(e)
-        if st.query_params.get("result") == rid:
-            del st.query_params["result"]
-        return r
-    return {**r, "id": rid, "frames": list(saved.frames)}
 
 
 # ---------------------------------------------------------------- the result
 
 
 def finish(job: Job, meta: dict) -> dict:
-    """The session's result from a finished job (kept on disk under its address, and a copy in the gallery)."""
-    svc, s = service(), meta["settings"]
-    frames = job.final_frames()
-    last = frames[-1]
-    info = {
-        "settings": s.to_dict(),
-        "weights": svc.weights,
-        "steps": last.step,
-        "seconds": round(last.elapsed, 1),
-        "device": svc.caption,
-    }
-    image = last.image()
-    pictures = [f.image() for f in frames[:-1]] + [image]
-    rid = meta.get("result_id")
+    """The session's result from a finished job: the one kept on disk under its address (made when the run ended,
+    or now), shown with the session's own pictures and full-size steps where it has them; a copy in the gallery."""
     with st.spinner("Making the GIF..."):  # MP4 and WebP are made when asked for: the server only serves
-        gif = encoder().get((rid or f"job-{job.id}", "run.gif"), lambda: make_animation("gif", pictures))
-    labels = meta["labels"]
-    result = {
-        "image": image,
-        "png": png_bytes(image, info),
-        "gif": gif,
-        "frames": frames,
-        "settings_json": json.dumps(info, indent=2),
-        "content": meta["content"],
-        "styles": meta["styles"],
-        "label": labels[0] + " × " + " + ".join(labels[1:]),
-        "paintings": " + ".join(labels[1:]),
-        "history": list(job.history),
-        "info": info,
-        "stopped": job.state != DONE,
-        "masks": overlay(meta["content"], meta["masks"]) if meta.get("masks") else None,
-    }
-    result = _save(rid, result, meta)
+        kept = meta["run"].settle(job)
+    result = {**kept, "shared": dict(kept["shared"])}
+    if meta.get("content") is not None:  # this session's pictures and full-size steps (a reload has only the kept)
+        result.update(content=meta["content"], styles=meta["styles"], frames=job.final_frames())
+    rid = meta.get("result_id")
+    if result.get("no_address") and rid and st.query_params.get("result") == rid:
+        del st.query_params["result"]
     gallery = st.session_state.setdefault("gallery", [])
-    thumb = image.copy()
+    thumb = result["image"].copy()
     thumb.thumbnail((240, 240))
-    entry = {"thumb": thumb, "png": result["png"], "gif": gif, "label": result["label"], "id": f"{time.time():.3f}"}
-    gallery.insert(0, {**entry, "masks": overlay(meta["content"], meta["masks"], 120) if meta.get("masks") else None})
+    entry = {"thumb": thumb, "png": result["png"], "gif": result["gif"], "label": result["label"]}
+    masks = overlay(meta["content"], meta["masks"], 120) if meta.get("masks") else None
+    gallery.insert(0, {**entry, "id": f"{time.time():.3f}", "masks": masks})
     del gallery[GALLERY_SIZE:]  # older results (and their media) are released
     return result
 
@@ -384,13 +440,18 @@ def animation(r: dict, kind: str, n: int, intro: bool) -> bytes:
     """Result `r`'s `kind` animation of its first n saved steps, made when a download asks for it: once per result
     (kept beside it on disk, within its bytes), and one encode at a time on this server (NST_ENCODES_AT_ONCE)."""
 
+    name, store = f"anim-{n}-{int(intro)}.{kind}", result_store()
+    kept = bool(r.get("id")) and store is not None
+
     def encode() -> bytes:
         pictures = [f.image() for f in r["frames"][:n]]
-        card = intro_card(r["content"], r["styles"][0], pictures[-1].size) if intro else None
+        photo, painting = r["content"], r["styles"][0]
+        if kept:  # kept on disk: the photo no larger than its thumbnail there
+            photo, painting = stores.thumb(photo), stores.thumb(painting)
+        card = intro_card(photo, painting, pictures[-1].size) if intro else None
         return make_animation(kind, pictures, card)
 
-    name, store = f"anim-{n}-{int(intro)}.{kind}", result_store()
-    if r.get("id") and store is not None:
+    if kept:
         return store.animation(r["id"], name, encode)
     return encoder().get((f"session-{id(r)}", name), encode)
 

@@ -122,6 +122,9 @@ class Job:
     first: bool = False  # a teacher's run: ahead of every run that is not
     key: str | None = None  # the task's digest, if it is cacheable (Results)
     cached: bool = False  # served from an identical run done before, not run
+    # Called once with the job when it has ended (any state), by the thread that ended it, outside the runner's
+    # lock: the submitter's own work on a run's end (writing its result), done whether or not a page is watching.
+    on_end: Callable[[Job], None] | None = field(default=None, repr=False)
     id: int = 0
     state: str = QUEUED
     reason: str = ""  # why it stopped or failed, in one line
@@ -197,6 +200,16 @@ class Job:
             self.frames, self.history = list(twin.frames), list(twin.history)
             self.latest = self.pictured = twin.last
             self.started, self.cached, self.state = time.monotonic(), True, DONE
+
+    def _ended(self) -> None:
+        """Tell on_end, once, that the run has ended; what it raises is only logged."""
+        with self.lock:
+            call, self.on_end = self.on_end, None
+        if call is not None:
+            try:
+                call(self)
+            except Exception:
+                log.exception("run %d: its on_end failed", self.id)
 
     def final_frames(self) -> list[Shot]:
         """Kept shots plus the last image (a stopped run ends on whatever it had)."""
@@ -310,12 +323,14 @@ class Runner:
         client: str | None = None,
         room: str | None = None,
         first: bool = False,
+        on_end: Callable[[Job], None] | None = None,
     ) -> Job:
         """Queue a run, or raise (Refused) if `owner` already has one waiting or running (Busy), or the queue is
         full, or `client`'s share of it (QueueFull). `estimate`: seconds, by default the cost model's. `first`:
         a teacher's run, queued ahead of every run that is not (after the teachers' before it), one per room at a
         time: while that room's teacher has one ahead, waiting or running, a further one queues like anyone's. A
-        run identical to one done before is served at once: the job comes back DONE, with `cached` set."""
+        run identical to one done before is served at once: the job comes back DONE, with `cached` set. `on_end(job)`
+        is called once when the job has ended, however it ends (before submit returns, for a run served at once)."""
         if estimate is None:
             estimate = self.cost.seconds(*task.work()) if self.cost is not None else 0.0
         job = Job(
@@ -329,6 +344,7 @@ class Runner:
             first=first,
             key=self.results.key(task),
             id=next(self._ids),
+            on_end=on_end,
         )
         lim = self.limits
         with self._lock:
@@ -336,24 +352,29 @@ class Runner:
             if owner is not None and any(j.owner == owner for j in active):
                 raise Busy("you already have a run waiting or in progress: stop it (or let it finish) first")
             if self._serve(job):  # takes no place in the queue
-                return job
-            if len(active) >= lim.max_queue:
-                raise QueueFull(
-                    f"the server's queue is full ({len(active)} runs waiting or running, its limit: NST_MAX_QUEUE); "
-                    "try again in a few minutes"
-                )
-            if client is not None and sum(j.client == client for j in active) >= lim.runs_per_client:
-                raise QueueFull(
-                    f"{lim.runs_per_client} runs from your network are already waiting or running (its limit: "
-                    "NST_RUNS_PER_CLIENT); try again when one has finished"
-                )
-            # A room's teacher goes ahead of the queue with one run at a time: a further run from the teacher's
-            # link (another tab, another page) waits like anyone's, so a teacher link cannot starve a class.
-            if first and any(j.first and j.room == room for j in active):
-                job.first = False
-            at = sum(j.first for j in self._queue) if job.first else len(self._queue)
-            self._queue.insert(at, job)
-        self._dispatch()
+                served = True
+            else:
+                served = False
+                if len(active) >= lim.max_queue:
+                    raise QueueFull(
+                        f"the server's queue is full ({len(active)} runs waiting or running, its limit: "
+                        "NST_MAX_QUEUE); try again in a few minutes"
+                    )
+                if client is not None and sum(j.client == client for j in active) >= lim.runs_per_client:
+                    raise QueueFull(
+                        f"{lim.runs_per_client} runs from your network are already waiting or running (its limit: "
+                        "NST_RUNS_PER_CLIENT); try again when one has finished"
+                    )
+                # A room's teacher goes ahead of the queue with one run at a time: a further run from the teacher's
+                # link (another tab, another page) waits like anyone's, so a teacher link cannot starve a class.
+                if first and any(j.first and j.room == room for j in active):
+                    job.first = False
+                at = sum(j.first for j in self._queue) if job.first else len(self._queue)
+                self._queue.insert(at, job)
+        if served:
+            job._ended()
+        else:
+            self._dispatch()
         return job
 
     def position(self, job: Job) -> int:
@@ -426,10 +447,12 @@ class Runner:
         return True
 
     def _dispatch(self) -> None:
+        ended = []
         with self._lock:
             for job in list(self._queue):  # twins of a run that has just ended need no slot: served now
                 if not job._cancel.is_set() and self._serve(job):
                     self._queue.remove(job)
+                    ended.append(job)
             while len(self._running) < self.slots:
                 # The first waiting run that is not a twin of a running one: a twin takes no slot (it is served when
                 # its run is done), so with several slots a class pressing Run on one run paints it once.
@@ -440,11 +463,14 @@ class Runner:
                 self._queue.remove(job)
                 if job._cancel.is_set():
                     job._set_state(STOPPED)
+                    ended.append(job)
                     continue
                 self._running.add(job)
                 job.started = time.monotonic()
                 job._set_state(RUNNING)
                 threading.Thread(target=self._run, args=(job,), name=f"nst-job-{job.id}", daemon=True).start()
+        for job in ended:
+            job._ended()
 
     def _run(self, job: Job) -> None:
         def emit(shot: Shot) -> None:
@@ -477,6 +503,7 @@ class Runner:
             f"; {job.reason}" if job.reason else "",
         )
         self._dispatch()
+        job._ended()  # after the next run has its slot
 
     def _check_time(self, job: Job) -> None:
         if job.started is not None and time.monotonic() - job.started > self.limits.max_seconds:
@@ -498,6 +525,7 @@ class Runner:
                 self._queue = [j for j in self._queue if not j._cancel.is_set()]
             for job in dropped:
                 job._set_state(STOPPED)
+                job._ended()
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,9 @@ class Limits:
     result_hours: float = 24.0
     result_mb: float = 40.0
     results_mb: float = 2000.0
+    # One client address's results at most (its own oldest go first; a class behind one router is one address).
+    results_mb_per_client: float = 500.0
+    results_loaded_mb: float = 200.0  # results read back from disk kept in memory, shared by the pages showing them
     encodes_at_once: int = 1  # animations (MP4, WebP, GIF) encoded at once in the server process
     # Slots: runs at once. The others wait in the queue.
     concurrent_cpu: int = 1  # on a CPU host

@@ -25,8 +25,8 @@ st.caption(
     "Paint a photo in the style of a painting, live. The method: Gatys, Ecker & Bethge (2015), "
     "on a VGG19 network trained on ImageNet."
 )
-room = class_room()
 results.follow_address(panel)  # ?result=ID: a result (or a run) this tab, another tab or the server had before
+room = class_room()
 caps = {"size": svc.limits.max_size(svc.device_type), "iterations": svc.limits.max_iterations}
 if room and room.pace:  # the room's pace: its settings are the defaults, and a student's upper limits
     base, note = room.pace.settings(), ""
@@ -95,15 +95,16 @@ if st.button("Run", type="primary", icon=":material/play_arrow:", disabled=busy 
     else:
         meta = {"settings": settings, "content": content, "styles": styles, "labels": labels, "masks": masks or []}
         meta["result_id"] = stores.new_id()  # the result's address, from the moment the run is queued
-        job = panel.submit(task, " + ".join(labels), meta, room=room and room.code, first=bool(room and room.teacher))
-        results.started(panel, job)
+        meta["run"] = run = results.record(meta, room and room.code)
+        first = bool(room and room.teacher)
+        job = panel.submit(task, " + ".join(labels), meta, room=room and room.code, first=first, on_end=run.ended)
+        results.started(panel, job, meta)
         busy = panel.busy()
 panel.show()
 if panel.result and not busy:
     results.result_view(panel.result)
     if st.session_state.get("room"):
-        results.remember_shared(panel.result)
-        share_form(panel.result)
+        share_form(panel.result, results.result_store())
     results.result_tabs(panel.result)
 results.gallery_view()
 with st.expander("About the sample images and the method"):
