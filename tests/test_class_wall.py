@@ -107,7 +107,11 @@ def data(tmp_path, monkeypatch):
 
 
 def run_page(params: dict) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "ui" / "pages" / "classroom.py"), default_timeout=60)
+    """The Class page with these query parameters, as the app's navigation runs it (its links to the other pages
+    need their registration: the first run registers them, on the Studio without a room)."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("ui/pages/classroom.py")
     at.query_params.update(params)
     at.run()
     assert not at.exception, at.exception
@@ -230,6 +234,27 @@ def test_a_teacher_link_leaves_the_address_and_a_new_link_ends_the_old(data):
         f"This teacher link is not valid for room {room.code}, or the room has been deleted."
     ]
     assert not [b for b in old.button if b.label == "Remove"]
+
+
+def test_the_teacher_page_links_to_the_studio_and_lab_without_the_key(data):
+    wall = Wall(data)
+    room, key = wall.open_room()
+    at = run_page({"room": room.code, "key": key})
+    # The key is in the closed panel's code block alone: not in a link's address (hovered on a projector, sent in
+    # the request line, kept in the history), nor anywhere else on the page.
+    assert [c.value for c in at.code] == [f"./Class?room={room.code}&key={key}"]
+    shown = [str(e.proto) for e in at.main if e.type != "code"] + [str(e.proto) for e in at.get("page_link")]
+    assert not any(key in text for text in shown)
+    links = {e.proto.page: e.proto.query_string for e in at.get("page_link")}
+    assert links == {"": f"room={room.code}", "Lab": f"room={room.code}"}
+    at.switch_page("ui/pages/studio.py")  # what the Studio link does: this tab, this session, its teacher key
+    at.query_params.clear()
+    at.query_params["room"] = room.code
+    at.run()
+    assert not at.exception
+    assert f"You are the teacher of room **{room.code}**: your runs go ahead of the students'." in [
+        plain(i.value) for i in at.info
+    ]
 
 
 def test_the_studio_takes_the_teacher_key_out_of_the_address(data):

@@ -364,10 +364,14 @@ def teacher_panel(wall: Wall, room, key: str) -> None:
     code, base = room.code, base_url()
     st.success(
         f"**Room {code} is open.** Students go to **{base}/?room={code}** to make and share their pictures; "
-        f"the wall alone (for a projector) is **{base}/Class?room={code}**. Your own Studio, whose runs go ahead of "
-        f"the students', is [{base}/?room={code}&key=...]({base or '.'}/?room={code}&key={key}), and the Lab "
-        f"[{base}/Lab?room={code}&key=...]({base or '.'}/Lab?room={code}&key={key})."
+        f"the wall alone (for a projector) is **{base}/Class?room={code}**."
     )
+    # Links within this tab, whose session keeps the key: the key stays out of every address (a link's address is
+    # shown when hovered, on the projector, and goes into the history and the request line).
+    a, b = st.columns(2)
+    room_only = {"room": code}
+    a.page_link("ui/pages/studio.py", label="Your Studio: your runs go ahead of the students'", query_params=room_only)
+    b.page_link("ui/pages/lab.py", label="The Lab, for a demo on the projector", query_params=room_only)
     teacher_link(wall, code, key)
     pace_form(wall, room, key)
     c1, c2, c3 = st.columns(3)
