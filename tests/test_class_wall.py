@@ -175,6 +175,7 @@ def test_a_teacher_password_and_limits_per_client_on_rooms_opened_and_codes_trie
     monkeypatch.setattr(classroom, "ROOMS_OPENED", Quota(2, 3600))  # the quotas of a server started now
     monkeypatch.setattr(classroom, "WRONG_CODES", Quota(3, 600))
     monkeypatch.setattr(classroom, "WRONG_CODES_TAB", Quota(100, 600))  # (here the address runs out first)
+    monkeypatch.setattr(classroom, "WRONG_PASSWORDS", Quota(20, 600))
 
     def open_room(password: str) -> AppTest:
         at = run_page({})
@@ -203,7 +204,7 @@ def test_a_teacher_password_and_limits_per_client_on_rooms_opened_and_codes_trie
     [error] = [plain(e.value) for e in at.error]
     assert error.startswith("Your network has opened 2 rooms in the last hour, the limit (NST_ROOMS_PER_CLIENT)")
     wrong = next(c for c in ("ZZZZZZ", "YYYYYY", "XXXXXX") if c not in codes)
-    for _ in range(2):  # with the wrong password above: three wrong tries
+    for _ in range(3):  # (the wrong password above is not a wrong code)
         at = run_page({"room": wrong})
         assert plain(at.error[0].value).startswith("There is no room")
     at = run_page({"room": wrong})  # a fourth wrong code is refused: codes cannot be guessed in bulk

@@ -29,6 +29,7 @@ def tabs(monkeypatch):
     monkeypatch.setattr(classroom, "WRONG_CODES", Quota(limits.codes_per_client, 600))
     monkeypatch.setattr(classroom, "WRONG_CODES_TAB", Quota(limits.codes_per_session, 600))
     monkeypatch.setattr(classroom, "ROOMS_OPENED", Quota(limits.rooms_per_client, 3600))
+    monkeypatch.setattr(classroom, "WRONG_PASSWORDS", Quota(limits.passwords_per_client, 600))
     st.session_state.pop("wrong_codes", None)  # (outside a server all calls share one session state)
     yield tab
     st.session_state.pop("wrong_codes", None)
@@ -136,16 +137,25 @@ def test_a_deleted_or_expired_room_is_said_as_such_and_counts_nothing(tmp_path, 
         assert classroom.find_room(wall, new.code) == new
 
 
-def test_the_right_teacher_password_is_never_refused(tmp_path, tabs):
+def test_teacher_passwords_have_a_budget_of_their_own_that_once_spent_refuses_every_try(tmp_path, tabs):
     wall = Wall(tmp_path, Limits(max_rooms=50))
-    for _ in range(Limits().codes_per_session):
-        with pytest.raises(WallError, match="^that is not the teacher password of this server$"):
-            classroom.open_room(wall, "", "s3cret", "guess")
-    with pytest.raises(WallError, match="^too many wrong teacher passwords or room codes from this tab"):
-        classroom.open_room(wall, "", "s3cret", "guess")
     # The right password opens a room, and more than a client without it may (the server's limit holds).
     rooms = [classroom.open_room(wall, "", "s3cret", "s3cret")[0] for _ in range(Limits().rooms_per_client + 5)]
     assert len({r.code for r in rooms}) == Limits().rooms_per_client + 5
+    wrong = wrong_codes(rooms[0])
+    for i in range(30):  # the students' wrong codes do not touch the teachers' budget
+        tabs[0] = f"student-{i}"
+        with pytest.raises(NoRoom):
+            classroom.find_room(wall, next(wrong))
+    for i in range(Limits().passwords_per_client):  # wrong passwords, from tabs of one address
+        tabs[0] = f"guesser-{i}"
+        with pytest.raises(WallError, match="^that is not the teacher password of this server$"):
+            classroom.open_room(wall, "", "s3cret", f"guess {i}")
+    for guess in ("guess", "s3cret"):  # past the budget a guess learns nothing: the right password waits too
+        with pytest.raises(WallError, match="^too many wrong teacher passwords from your network: try again in 10 min"):
+            classroom.open_room(wall, "", "s3cret", guess)
+    with pytest.raises(NoRoom):  # and the students' codes are not held back by it
+        classroom.find_room(wall, next(wrong))
 
 
 def test_without_a_password_opening_rooms_is_bounded_per_client_and_a_refusal_costs_nothing(tmp_path, tabs):

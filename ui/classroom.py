@@ -37,13 +37,14 @@ from .common import ROOT, client_address, fmt_seconds, md, sentence, service, se
 _lock = threading.Lock()
 _wall: Wall | None = None
 _limits = Limits.from_env()
-# Rooms opened per client address and hour; wrong room codes (or teacher passwords) per 10 minutes, per address
-# (a class's budget: a school is one address) and per tab (a small one). Kept in this module, like the wall: no
-# client message can reset them. Only what is suspicious counts: a right code, or the code of a room that was
-# deleted or has expired, never does.
+# Rooms opened per client address and hour; wrong room codes per 10 minutes, per address (a class's budget: a
+# school is one address) and per tab (a small one); wrong teacher passwords per address and 10 minutes. Kept in this
+# module, like the wall: no client message can reset them. Only what is suspicious counts: a right code, or the code
+# of a room that was deleted or has expired, never does.
 ROOMS_OPENED = Quota(_limits.rooms_per_client, 3600)
 WRONG_CODES = Quota(_limits.codes_per_client, 600)
 WRONG_CODES_TAB = Quota(_limits.codes_per_session, 600)
+WRONG_PASSWORDS = Quota(_limits.passwords_per_client, 600)
 PASSWORD = "NST_TEACHER_PASSWORD"  # when set, opening a room asks for it
 
 
@@ -86,16 +87,16 @@ def class_wall() -> Wall:
 # ---------------------------------------------------------------- in the Studio
 
 
-def wrong_code(what: str = "room codes") -> None:
-    """Count one wrong code (or password) against this tab and its client address; raises WallError, saying how
-    long to wait, once either has used its budget (NST_CODES_PER_SESSION, NST_CODES_PER_CLIENT)."""
+def wrong_code() -> None:
+    """Count one wrong room code against this tab and its client address; raises WallError, saying how long to
+    wait, once either has used its budget (NST_CODES_PER_SESSION, NST_CODES_PER_CLIENT)."""
     for quota, who, where in (
         (WRONG_CODES_TAB, session_id(), "this tab"),
         (WRONG_CODES, client_address(_limits), "your network"),
     ):
         if not quota.take(who):
             wait = max(1, round(quota.wait(who) / 60))
-            raise WallError(f"too many wrong {what} from {where}: try again in {wait} min")
+            raise WallError(f"too many wrong room codes from {where}: try again in {wait} min")
 
 
 def find_room(wall: Wall, code: str):
@@ -337,12 +338,19 @@ def start_page(wall: Wall) -> None:
 
 
 def open_room(wall: Wall, title: str, password: str | None, given: str | None):
-    """wall.open_room, for a teacher. With the server's NST_TEACHER_PASSWORD, if it has one, a room always opens
-    (up to NST_MAX_ROOMS), and a wrong password counts as a wrong code. Without one, opening is open to all but
-    bounded per client address: ROOMS_OPENED per hour, and a fifth of the server's rooms open at once."""
+    """wall.open_room, for a teacher. With the server's NST_TEACHER_PASSWORD, if it has one, the right password
+    opens a room (up to NST_MAX_ROOMS); wrong ones count against the address (NST_PASSWORDS_PER_CLIENT), and once
+    they are spent every try waits, the right one too: past the budget a guess learns nothing. Without a password,
+    opening is open to all but bounded per client address: ROOMS_OPENED per hour, and a fifth of the server's rooms
+    open at once."""
     if password is not None:
-        if not hmac.compare_digest((given or "").encode(), password.encode()):
-            wrong_code("teacher passwords or room codes")
+        client = client_address(wall.limits)
+        wait = WRONG_PASSWORDS.wait(client)
+        right = hmac.compare_digest((given or "").encode(), password.encode())
+        if wait > 0 or (not right and not WRONG_PASSWORDS.take(client)):
+            wait = max(1, round(max(wait, WRONG_PASSWORDS.wait(client)) / 60))
+            raise WallError(f"too many wrong teacher passwords from your network: try again in {wait} min")
+        if not right:
             raise WallError("that is not the teacher password of this server")
         return wall.open_room(title)
     client = client_address(wall.limits)

@@ -51,10 +51,13 @@ class Limits:
     # the address of the connection itself. Only set it behind such a proxy: a client can send any header.
     client_header: str = ""
     rooms_per_client: int = 5  # rooms one client address may open per hour (none with NST_TEACHER_PASSWORD)
-    # Wrong room codes (or teacher passwords) per 10 minutes. A right code is never refused; a class of 30 behind
-    # one router is one address, each may mistype a few times: the address gets a class's budget, a tab a small one.
+    # Wrong room codes per 10 minutes. A right code is never refused; a class of 30 behind one router is one
+    # address, each may mistype a few times: the address gets a class's budget, a tab a small one.
     codes_per_client: int = 100
     codes_per_session: int = 10
+    # Wrong teacher passwords (NST_TEACHER_PASSWORD) per client address per 10 minutes; once they are spent, every
+    # try from the address waits, the right password too, so that it cannot be guessed (students' codes don't count).
+    passwords_per_client: int = 20
     room_hours: float = 24.0  # a class room and everything shared in it are deleted this long after it opens
     empty_room_hours: float = 4.0  # ... or this long after it opens if nothing was ever shared (the longest pace)
     room_entries: int = 100  # pictures per class wall
