@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nst_core.serve.wall import ALPHABET, Wall
+from nst_core.serve.wall import ALPHABET, Wall, grouped
 from tests.servers import CHROMIUM, FLAGS, StreamlitServer
 
 pytestmark = pytest.mark.browser
@@ -51,7 +51,7 @@ def test_a_class_behind_one_address_is_never_locked_out(tmp_path):
 
             teacher = browser.new_context(viewport={"width": 1200, "height": 1400}).new_page()
             teacher.goto(f"{srv.url}/Class?room={room.code}&key={key}", wait_until="domcontentloaded")
-            expect(teacher.get_by_text(f"Room {room.code} is open.")).to_be_visible(timeout=60_000)
+            expect(teacher.get_by_text(f"Room {grouped(room.code)} is open.")).to_be_visible(timeout=60_000)
             expect(teacher).not_to_have_url(re.compile("key="))  # the key has left the address bar
             teacher.get_by_role("button", name="Delete the room now").click()
             teacher.get_by_role("button", name="Delete everything").click()

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from nst_core.serve.wall import Wall
+from nst_core.serve.wall import Wall, grouped
 from tests.conftest import ROOT, plain
 from tests.servers import CHROMIUM, FLAGS, StreamlitServer
 from tests.test_wall import picture
@@ -38,7 +38,9 @@ def test_a_teacher_opens_a_room_and_the_wall_fills_live(tmp_path):
             teacher = browser.new_context(viewport={"width": 1400, "height": 1600}, accept_downloads=True).new_page()
             teacher.goto(srv.url + "/Class", wait_until="domcontentloaded")
             teacher.get_by_role("button", name="Open a room").click()
-            expect(teacher.get_by_text(re.compile(r"Room [A-Z2-9]{6} is open"))).to_be_visible(timeout=60_000)
+            expect(teacher.get_by_text(re.compile(r"Room [A-Z2-9]{4}-[A-Z2-9]{4} is open"))).to_be_visible(
+                timeout=60_000
+            )
             query = parse_qs(urlparse(teacher.url).query)
             code = query["room"][0]
             assert "key" not in query  # the teacher key never enters the address bar: the page shows it once
@@ -241,6 +243,7 @@ def test_the_teacher_page_links_to_the_studio_and_lab_without_the_key(data):
     wall = Wall(data)
     room, key = wall.open_room()
     at = run_page({"room": room.code, "key": key})
+    assert f"Room {grouped(room.code)} is open." in plain(at.success[0].value)  # the code as it is read aloud
     # The key is in the closed panel's code block alone: not in a link's address (hovered on a projector, sent in
     # the request line, kept in the history), nor anywhere else on the page.
     assert [c.value for c in at.code] == [f"./Class?room={room.code}&key={key}"]

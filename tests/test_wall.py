@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from nst_core.serve.limits import Limits
-from nst_core.serve.wall import SCHEMA_VERSION, NoRoom, RoomGone, Wall, WallError, inert, normalise_code
+from nst_core.serve.wall import SCHEMA_VERSION, NoRoom, RoomGone, Wall, WallError, grouped, inert, normalise_code
 
 SCHOOL = "203.0.113.9"
 
@@ -218,8 +218,10 @@ def test_codes_are_short_unambiguous_and_names_are_cleaned(tmp_path):
     wall = Wall(tmp_path, Limits(max_rooms=200))
     codes = {wall.open_room()[0].code for _ in range(100)}
     assert len(codes) == 100
-    assert all(len(c) == 6 and not set(c) & set("01OIL") for c in codes)
-    assert normalise_code(" k7qf-3m ") == "K7QF3M"
+    assert all(len(c) == 8 and not set(c) & set("01OIL") for c in codes)
+    assert normalise_code(" k7qf-3m2a ") == "K7QF3M2A" and grouped("K7QF3M2A") == "K7QF-3M2A"
+    code = codes.pop()
+    assert wall.room(grouped(code).lower()).code == code  # typed as shown, in either case
     entry = wall.share(codes.pop(), picture((0, 0, 0)), name="  Ana\n\x1b[31m" + "x" * 60)
     assert entry.name == "Ana[31m" + "x" * 33 and len(entry.name) == 40
 

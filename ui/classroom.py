@@ -30,7 +30,7 @@ from nst_core.serve import pace as paces
 from nst_core.serve import service as _service
 from nst_core.serve.limits import Limits, Quota
 from nst_core.serve.pace import Pace
-from nst_core.serve.wall import NAME_LENGTH, Entry, NoRoom, Wall, WallError, normalise_code
+from nst_core.serve.wall import NAME_LENGTH, Entry, NoRoom, Wall, WallError, grouped, normalise_code
 
 from .common import ROOT, client_address, fmt_seconds, md, sentence, service, session_id
 
@@ -325,7 +325,7 @@ def start_page(wall: Wall) -> None:
                 st.rerun()
     with right.form("join"):
         st.subheader("Join a room (student)")
-        code = st.text_input("Room code", max_chars=12, placeholder="e.g. K7QF3M")
+        code = st.text_input("Room code", max_chars=12, placeholder="e.g. K7QF-3M2A")
         if st.form_submit_button("See the wall", icon=":material/groups:"):
             try:
                 room = find_room(wall, code)
@@ -371,7 +371,7 @@ def teacher_panel(wall: Wall, room, key: str) -> None:
     """For the room's teacher (room_page has checked the key): the links, the ZIP, close, delete."""
     code, base = room.code, base_url()
     st.success(
-        f"**Room {code} is open.** Students go to **{base}/?room={code}** to make and share their pictures; "
+        f"**Room {grouped(code)} is open.** Students go to **{base}/?room={code}** to make and share their pictures; "
         f"the wall alone (for a projector) is **{base}/Class?room={code}**."
     )
     # Links within this tab, whose session keeps the key: the key stays out of every address (a link's address is
@@ -564,7 +564,7 @@ def room_page(wall: Wall, code: str, key: str | None = None) -> None:
             st.query_params.clear()
             st.rerun()
         return
-    st.title(f"Class wall · {md(room.title) or 'room ' + room.code}")
+    st.title(f"Class wall · {md(room.title) or 'room ' + grouped(room.code)}")
     try:  # the room deleted meanwhile, a teacher link replaced in another tab: one line, and the next look says more
         if key:
             teacher_panel(wall, room, key)

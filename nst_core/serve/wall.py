@@ -6,9 +6,10 @@ written before their row is committed and deleted after it is. Every call opens 
 any number of sessions (threads, or server processes) can share at once; limits are checked inside the
 same write transaction, so they hold under concurrency too.
 
-A room has a short code for students (six letters and digits, read aloud without confusion: no 0/O or
-1/I/L) and a long secret for its teacher, of which only a hash is stored. Rooms and everything in them are
-deleted once their retention period (NST_ROOM_HOURS, default 24; NST_EMPTY_ROOM_HOURS for a room where nothing
+A room has a short code for students (eight letters and digits, shown as two groups of four, read aloud
+without confusion: no 0/O or 1/I/L; the six-symbol codes of rooms opened before are still read) and a long
+secret for its teacher, of which only a hash is stored. Rooms and everything in them are deleted once their
+retention period (NST_ROOM_HOURS, default 24; NST_EMPTY_ROOM_HOURS for a room where nothing
 was shared) is over; the code of a deleted or expired room is remembered for as long, so that a page still
 showing it can say what happened. Only what a student shares is stored: the result picture, its animation, its
 settings and an optional name, never the uploaded photo.
@@ -45,8 +46,9 @@ from PIL import Image
 from ..errors import NSTError
 from .limits import Limits
 
-ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # 31 symbols: 31^6 = 887 million codes
-CODE_LENGTH = 6
+ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # 31 symbols: 31^8 = 853 billion codes
+CODE_LENGTH = 8
+OLD_CODE_LENGTH = 6  # rooms opened before codes had eight symbols
 NAME_LENGTH = 40
 THUMB = 320  # px, the wall's tiles
 
@@ -159,8 +161,13 @@ def _hash(key: str) -> str:
 
 
 def normalise_code(code: str) -> str:
-    """'k7qf 3m' -> 'K7QF3M' (at most 100 characters of what was typed or sent are read)."""
+    """'k7qf-3m2a' or 'k7qf 3m2a' -> 'K7QF3M2A' (at most 100 characters of what was typed or sent are read)."""
     return re.sub(r"[\s-]", "", (code or "")[:100]).upper()
+
+
+def grouped(code: str) -> str:
+    """A code as it is shown to be read aloud and typed: 'K7QF3M2A' -> 'K7QF-3M2A' (a six-symbol code as it is)."""
+    return f"{code[:4]}-{code[4:]}" if len(code) == CODE_LENGTH else code
 
 
 def clean_name(name: str) -> str:
@@ -297,7 +304,7 @@ class Wall:
         """The open (not expired) room with this code. Otherwise RoomGone if it was deleted or has expired (within
         NST_ROOM_HOURS), or NoRoom: no room had this code."""
         code = normalise_code(code)
-        if not re.fullmatch(f"[{ALPHABET}]{{{CODE_LENGTH}}}", code):
+        if not re.fullmatch(f"[{ALPHABET}]{{{CODE_LENGTH}}}|[{ALPHABET}]{{{OLD_CODE_LENGTH}}}", code):
             raise self._no_room(code)
         now = self.clock()
         with self._connect() as db:
