@@ -212,19 +212,20 @@ def test_nst_memory_mb_is_a_limit_too(tmp_path):
     assert memory.host_memory(tight, Limits(memory_mb=4096)) == HostMemory(734003200, 600000000, 4000000 * 1024)
 
 
-@pytest.mark.parametrize("room_mb", [None, 420, 60])
+@pytest.mark.parametrize("room_mb", [420, 60])
 def test_the_service_caps_its_size_to_the_memory_it_has(monkeypatch, room_mb):
     from nst_core.serve import service
 
-    if room_mb is not None:
-        monkeypatch.setattr(memory, "host_memory", lambda **kw: HostMemory(2 << 30, (2 << 30) - room_mb * MB, None))
+    monkeypatch.setattr(memory, "host_memory", lambda **kw: HostMemory(2 << 30, (2 << 30) - room_mb * MB, None))
     svc = service.start("random", "cpu", Limits(result_cache_mb=20), backend="thread")
     try:
-        if room_mb is None:  # this machine has the memory for the configured size
-            assert svc.limits.max_size_cpu == 768 and svc.memory_line is None and not svc.cannot_paint
-        elif room_mb == 420:
+        if room_mb == 420:
             assert 128 <= svc.limits.max_size_cpu < 768 and not svc.cannot_paint
             assert f"up to {svc.limits.max_size_cpu} px" in svc.memory_line
+            at_cap = Settings(size=svc.limits.max_size_cpu)
+            assert svc.memory_check(at_cap) is None  # any precision at the cap fits
+            line = svc.memory_check(at_cap.replace(style_scale=2.0))  # the painting's pass at twice the size
+            assert line.startswith("This run needs about") and "\n" not in line
         else:
             assert svc.cannot_paint and svc.memory_line.startswith("This server cannot paint")
     finally:

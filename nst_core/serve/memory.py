@@ -306,15 +306,16 @@ def margin(limits) -> int:
 def size_cap(mem: HostMemory, limits, slots: int, device_type: str = "cpu") -> dict:
     """The largest output side whose runs fit in this host's memory, `slots` at once, on top of what the server and
     its workers use now (call it once they have started): {"size": px or None (not even SMALLEST fits), "need":
-    bytes a run of that size (or of SMALLEST) is planned with, "room": bytes free for runs (None: unknown),
-    "line": what to tell people (None: nothing to say)}. Planned in float32 with the default style scale, the most
-    a run of that size needs that the page offers by default. A GPU's runs keep their activations on the GPU (its
-    lanes plan with run_bytes): the host's memory does not cap them."""
+    bytes a run of that size (or of SMALLEST) is planned with, "room": bytes free now (None: unknown), "per_run":
+    bytes each run may use (None: no cap), "line": what to tell people (None: nothing to say)}. Planned in float32
+    with the default style scale: any precision the page offers fits at that size (a larger style scale is
+    run_fits' to check). A GPU's runs keep their activations on the GPU (its lanes plan with run_bytes): the host's
+    memory does not cap them."""
     top = limits.max_size(device_type)
     room = mem.room()
     if device_type != "cpu" or room is None:
-        return {"size": top, "need": 0, "room": room, "line": None}
-    per_slot = (room - margin(limits)) / max(1, slots)
+        return {"size": top, "need": 0, "room": room, "per_run": None, "line": None}
+    per_slot = (room - margin(limits)) // max(1, slots)
     sizes = [top] + [s for s in range(top // 64 * 64, SMALLEST - 1, -64) if s < top]
     for size in sizes:
         need = int(SLACK * run_bytes(Settings(size=size, precision="float32"), 1.0, "cpu"))
@@ -325,14 +326,29 @@ def size_cap(mem: HostMemory, limits, slots: int, device_type: str = "cpu") -> d
                     f"This server has memory for runs up to {size} px (about {room / MB:.0f} MB free for "
                     f"{slots} run{'s' * (slots != 1)} at once)."
                 )
-            return {"size": size, "need": need, "room": room, "line": line}
+            return {"size": size, "need": need, "room": room, "per_run": per_slot, "line": line}
     return {
         "size": None,
         "need": need,
         "room": room,
+        "per_run": per_slot,
         "line": (
             f"This server cannot paint: about {room / MB:.0f} MB of memory is free and even a {SMALLEST} px run needs "
             f"about {(need * max(1, slots) + margin(limits)) / MB:.0f} MB (with the server's margin); it needs a host "
             "with more memory."
         ),
     }
+
+
+def run_fits(settings: Settings, aspect: float, room_per_run: int | None) -> str | None:
+    """One line if a run with these settings needs more than `room_per_run` bytes (size_cap's "per_run"), else
+    None. precision="auto" counts as float32, the larger: the server does not know without torch."""
+    if room_per_run is None:
+        return None
+    need = SLACK * run_bytes(settings, aspect, "cpu")
+    if need <= room_per_run:
+        return None
+    return (
+        f"This run needs about {need / MB:.0f} MB of memory and this server has about {max(0, room_per_run) / MB:.0f}"
+        " MB for one: choose a smaller size or style scale."
+    )

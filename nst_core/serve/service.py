@@ -35,10 +35,17 @@ class Service:
     # sizes are capped to what fits, or, with cannot_paint, that not even the smallest run fits here.
     memory_line: str | None = None
     cannot_paint: bool = False
+    memory_per_run: int | None = None  # bytes one run may use here (None: not capped)
 
     @property
     def cost(self) -> CostModel:
         return self.runner.cost
+
+    def memory_check(self, settings, aspect: float = 1.0) -> str | None:
+        """One line if this run needs more memory than a run has on this host (a large style scale), else None."""
+        from .memory import run_fits
+
+        return run_fits(settings, aspect, self.memory_per_run)
 
     def close(self) -> None:
         """Stop what runs and end the workers (idle ones now, busy ones once their run has stopped)."""
@@ -73,7 +80,7 @@ def start(weights: str = "original", device: str = "auto", limits: Limits | None
         info = be.info
     else:
         raise ValueError(f"NST_RUNNER={backend!r}: choose {', '.join(BACKENDS)}")
-    cap = {"size": limits.max_size(info["device_type"]), "line": None}
+    cap = {"size": limits.max_size(info["device_type"]), "line": None, "per_run": None}
     if backend != "ray":  # Ray's workers run on other machines, with their own memory
         from .memory import host_memory, size_cap
 
@@ -83,9 +90,9 @@ def start(weights: str = "original", device: str = "auto", limits: Limits | None
         if cap["size"] is not None and cap["size"] < limits.max_size_cpu and info["device_type"] == "cpu":
             limits = dataclasses.replace(limits, max_size_cpu=cap["size"])
     runner = Runner(be, limits, cost=CostModel(info["rate"], info["per_step"]))
-    return Service(
-        runner, limits, info["device"], info["device_type"], info["weights"], cap["line"], cap["size"] is None
-    )
+    svc = Service(runner, limits, info["device"], info["device_type"], info["weights"])
+    svc.memory_line, svc.cannot_paint, svc.memory_per_run = cap["line"], cap["size"] is None, cap["per_run"]
+    return svc
 
 
 _lock = threading.Lock()
