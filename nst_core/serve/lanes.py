@@ -156,15 +156,28 @@ def choose(measured: dict[int, float], per_run_bytes: float, free_bytes: float) 
     return max(1, min(lanes, fits))
 
 
+# What the caching allocator and cuDNN's workspaces add to a run's own tensors on a GPU (benchmarks/gpu_check.py
+# measures a run's real peak against this estimate).
+GPU_SLACK = 1.25
+
+
+def worst_settings(max_size: int):
+    """The settings a lane must have room for: the largest size, float32 (twice bf16's activations), the painting
+    at twice the photo's size (its target pass can be a run's peak) and L-BFGS's default history."""
+    from ..settings import Settings
+
+    return Settings(size=max_size, precision="float32", style_scale=2.0, lbfgs_history=10)
+
+
 def worst_run_bytes(backbone, max_size: int) -> float:
-    """GPU memory of one run at the largest size allowed: the estimate of serve/memory.py where there is one,
-    else one evaluation at 512 px measured and scaled by the pixels (which leaves out float32 activations, a
-    painting scaled up and the optimiser's history)."""
+    """GPU memory of one run at worst_settings(): serve/memory.py's estimate from VGG19's layer shapes, with the
+    allocator's slack; where that module is missing, one evaluation at 512 px measured and scaled by the pixels
+    (which leaves out float32's activations, a painting scaled up and the optimiser's history)."""
     try:
-        from .memory import worst_run_bytes as estimate
+        from .memory import run_bytes
     except ImportError:
         return run_memory(backbone) * (max_size / 512) ** 2
-    return estimate(backbone, max_size)
+    return GPU_SLACK * run_bytes(worst_settings(max_size), 1.0, "cuda")
 
 
 def measure_lanes(backbone, max_size: int = 2048, streams: Streams | None = None) -> tuple[int, dict[int, float]]:

@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 
-from .jobs import RunFailed, StartFailed, WorkerDied, WorkerHung, drive, one_line
+from .jobs import RunFailed, Shot, StartFailed, WorkerDied, WorkerHung, one_line
 from .limits import Limits
 from .slots import END, Pool, clean_up, context_broken, forget_failure, prepare, relay, silence_limit
 
@@ -296,6 +296,36 @@ def main(fd: int, weights: str, device: str, threads: int, lanes: int) -> None:
             stops[msg[1]].set()
 
 
+def encode_aside(frames, emit: Callable, stop, depth: int = 2) -> None:
+    """drive(), with each frame made a Shot (its preview PNG-encoded: about 100 ms at 2048 px) and sent by a thread
+    beside the run's, so the run goes on with its next steps meanwhile. At most `depth` frames wait (each holds its
+    preview); every frame the run made is sent, in order, before this returns (then "end" follows them)."""
+    waiting: queue.Queue = queue.Queue(maxsize=depth)
+    failed: list[BaseException] = []
+
+    def encoder() -> None:
+        while (frame := waiting.get()) is not None:
+            if not failed:  # (after a failure, only emptied: the run is about to stop)
+                try:
+                    emit(Shot.of(frame))
+                except BaseException as e:
+                    failed.append(e)
+
+    thread = threading.Thread(target=encoder, name="nst-encode", daemon=True)
+    thread.start()
+    try:
+        for frame in frames:
+            waiting.put(frame)
+            if failed or stop.is_set():
+                break
+    finally:
+        frames.close()
+        waiting.put(None)
+        thread.join()
+    if failed:
+        raise failed[0]
+
+
 def serve_run(run_id: int, task, backbone, send: Callable, stop, cleanup: Callable = forget_failure, exit=os._exit):
     """One run in the worker: its shots, then "end", or its error in one line. The error is sent first, and only then
     is the run's memory given back (`cleanup`, outside the `except`: after a CUDA error it raises again, and it must
@@ -306,7 +336,7 @@ def serve_run(run_id: int, task, backbone, send: Callable, stop, cleanup: Callab
     failure, broken = None, False
     try:
         with own_stream(backbone):
-            drive(task.frames(backbone), lambda shot: send(("shot", run_id, shot)), stop)
+            encode_aside(task.frames(backbone), lambda shot: send(("shot", run_id, shot)), stop)
         send(("end", run_id))
     except (EOFError, BrokenPipeError, ConnectionResetError):
         return

