@@ -299,8 +299,8 @@ def test_a_client_opens_at_most_a_fifth_of_the_servers_rooms(tmp_path):
 def test_a_room_where_nothing_was_shared_expires_early(tmp_path):
     clock = Clock()
     wall = Wall(tmp_path, Limits(room_hours=24, empty_room_hours=2), clock)
-    empty, _ = wall.open_room()
-    used, _ = wall.open_room()
+    empty, _ = wall.open_room(client="10.0.0.1")
+    used, _ = wall.open_room(client="10.0.0.1")
     clock.t += 3600
     wall.share(used.code, picture((1, 1, 1)))
     clock.t += 3601
@@ -308,6 +308,25 @@ def test_a_room_where_nothing_was_shared_expires_early(tmp_path):
         wall.room(empty.code)
     assert wall.expire() == 1
     assert wall.room(used.code).expires == used.created + 24 * 3600
+
+
+def test_an_empty_room_lasts_while_its_teacher_uses_it_and_a_trusted_teachers_room_its_full_time(tmp_path):
+    clock = Clock()
+    wall = Wall(tmp_path, Limits(room_hours=24, empty_room_hours=4), clock)
+    room, key = wall.open_room(client="10.0.0.1")  # opened the day before the lesson, without the password
+    trusted, _ = wall.open_room()  # by a teacher who gave the server's password
+    for _ in range(5):  # the teacher comes back to the room's page every three hours
+        clock.t += 3 * 3600
+        wall.teacher(room.code, key)
+    clock.t += 3 * 3600  # 18 h after it opened: still there
+    assert wall.room(room.code).code == room.code and wall.room(trusted.code).code == trusted.code
+    clock.t += 3600 + 1  # nobody came for 4 h: an empty room of an untrusted client goes
+    with pytest.raises(RoomGone, match=f"^room {room.code} has expired"):
+        wall.room(room.code)
+    assert wall.room(trusted.code).expires == trusted.created + 24 * 3600
+    clock.t += 5 * 3600  # and no one keeps a room past its full time
+    with pytest.raises(RoomGone):
+        wall.room(trusted.code)
 
 
 def test_a_deleted_or_expired_code_is_said_as_such_and_remembered_for_a_while(tmp_path):

@@ -292,7 +292,7 @@ def settings_line(s: dict) -> str:
 def retention(wall: Wall) -> str:
     return (
         f"Rooms and everything shared in them are deleted {wall.limits.room_hours:g} hours after the room opens "
-        f"({wall.limits.empty_room_hours:g} hours if nothing was shared). "
+        f"({wall.limits.empty_room_hours:g} hours after its teacher last used it if nothing was shared). "
         "Only the result pictures, their animations, their settings and the names students type are stored, "
         "never their photos."
     )

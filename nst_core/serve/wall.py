@@ -38,7 +38,7 @@ import time
 import unicodedata
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from PIL import Image
@@ -291,8 +291,11 @@ class Wall:
                 taken = "SELECT 1 FROM rooms WHERE code = ? UNION ALL SELECT 1 FROM gone WHERE code = ?"
                 if db.execute(taken, (code, code)).fetchone() is None:
                     break
-            # Until something is shared, the room keeps only NST_EMPTY_ROOM_HOURS (share() extends it).
-            expires = now + min(self.limits.empty_room_hours, self.limits.room_hours) * 3600
+            # Until something is shared, a client's room keeps only NST_EMPTY_ROOM_HOURS, extended while its teacher
+            # uses it (teacher()) and to its full time by a share; a teacher the server trusts (its password) keeps
+            # an empty room too, for a lesson the next day.
+            hours = min(self.limits.empty_room_hours, self.limits.room_hours) if who else self.limits.room_hours
+            expires = now + hours * 3600
             db.execute(
                 "INSERT INTO rooms (code, teacher_hash, title, created, expires, client) VALUES (?, ?, ?, ?, ?, ?)",
                 (code, _hash(key), clean_name(title), now, expires, who),
@@ -315,7 +318,8 @@ class Wall:
         if row is not None or (gone is not None and gone["why"] == "expired"):
             raise RoomGone(
                 f"room {code} has expired (rooms are deleted {self.limits.room_hours:g} hours after they open, "
-                f"or {self.limits.empty_room_hours:g} if nothing was shared): its teacher can open a new one"
+                f"or {self.limits.empty_room_hours:g} after its teacher last used it if nothing was shared): its "
+                "teacher can open a new one"
             )
         if gone is not None:
             raise RoomGone(f"room {code} was deleted by its teacher")
@@ -326,12 +330,19 @@ class Wall:
 
     @_storage
     def teacher(self, code: str, key: str) -> Room:
-        """The room, if `key` is its teacher key; otherwise a WallError (and nothing of the room)."""
+        """The room, if `key` is its teacher key; otherwise a WallError (and nothing of the room). A room where
+        nothing was shared yet is kept NST_EMPTY_ROOM_HOURS from now, within its full time: its teacher uses it."""
         room = self.room(code)
         with self._connect() as db:
             row = db.execute("SELECT teacher_hash FROM rooms WHERE code = ?", (room.code,)).fetchone()
         if row is None or not hmac.compare_digest(row["teacher_hash"], _hash(key or "")):
             raise WallError(f"this teacher link is not valid for room {room.code}, or the room has been deleted")
+        now = self.clock()
+        until = min(now + self.limits.empty_room_hours * 3600, room.created + self.limits.room_hours * 3600)
+        if until > room.expires + 60:  # (a write at most once a minute: the teacher's pages call this on each rerun)
+            with self._write() as db:
+                db.execute("UPDATE rooms SET expires = MAX(expires, ?) WHERE code = ?", (until, room.code))
+            room = replace(room, expires=until)
         return room
 
     @_storage
