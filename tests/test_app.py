@@ -426,7 +426,7 @@ def test_encodes_of_different_results_wait_for_each_other(paced, data_dir, monke
     for t in threads:
         t.join(60)
     assert most[0] == 1
-    assert all(results.result_store().kept(r["id"], f"anim-{len(r['frames'])}-0.webp") for r in rs)
+    assert all(results.result_store().kept(r["id"], f"anim-{len(r['frames'])}of{len(r['frames'])}-0.webp") for r in rs)
 
 
 def test_a_result_restored_after_a_restart_can_be_shared_to_its_room(paced, data_dir):

@@ -132,9 +132,11 @@ class Run:
         """The runner's on_end: the result kept on disk (or the run's pending marker removed)."""
         with _lock:
             _runs.pop(self.rid, None)
+        if self.store is None or not self.rid:
+            return  # no address: the page that watches the run makes its result
         if job.finished_ok:
             self.settle(job)
-        elif self.store is not None and self.rid:
+        else:
             self.store.forget_pending(self.rid)
 
     def settle(self, job: Job) -> dict:
@@ -440,7 +442,8 @@ def animation(r: dict, kind: str, n: int, intro: bool) -> bytes:
     """Result `r`'s `kind` animation of its first n saved steps, made when a download asks for it: once per result
     (kept beside it on disk, within its bytes), and one encode at a time on this server (NST_ENCODES_AT_ONCE)."""
 
-    name, store = f"anim-{n}-{int(intro)}.{kind}", result_store()
+    # Named by the frames it is made of: a page with the full-size steps and one with the kept (thinned) ones differ.
+    name, store = f"anim-{n}of{len(r['frames'])}-{int(intro)}.{kind}", result_store()
     kept = bool(r.get("id")) and store is not None
 
     def encode() -> bytes:
