@@ -80,7 +80,7 @@ def valid(rid) -> bool:
 
 
 def thumb(im: Image.Image, side: int = THUMB) -> Image.Image:
-    t = im.convert("RGB").copy()
+    t = im.convert("RGB")  # always a new image: the thumbnail never touches `im`
     t.thumbnail((side, side), Image.Resampling.LANCZOS)
     return t
 
