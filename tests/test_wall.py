@@ -443,6 +443,27 @@ def test_the_zip_is_made_once_per_state_of_the_wall_one_at_a_time(tmp_path, monk
     assert len(zipfile.ZipFile(second).namelist()) == 3
 
 
+@pytest.mark.parametrize("when", ["entries", "_write_zip"])
+def test_a_zip_made_while_its_room_is_deleted_leaves_nothing_behind(tmp_path, monkeypatch, when):
+    wall = Wall(tmp_path)
+    room, key = wall.open_room()
+    wall.share(room.code, picture((1, 2, 3)))
+    step = getattr(Wall, when)
+
+    def deleted_meanwhile(self, *args):  # the teacher deletes the room in another tab: before the ZIP, or during
+        if when == "_write_zip":
+            Wall(tmp_path).delete_room(room.code, key)
+        out = step(self, *args)
+        if when == "entries":
+            Wall(tmp_path).delete_room(room.code, key)
+        return out
+
+    monkeypatch.setattr(Wall, when, deleted_meanwhile)
+    with pytest.raises(RoomGone, match=f"^room {room.code} was deleted by its teacher"):
+        wall.zip_file(room.code, key)
+    assert not (tmp_path / "rooms" / room.code).exists()
+
+
 def test_inert_cells_behind_spaces_and_full_width_signs():
     for cell in (" =1+1", "\u00a0=HYPERLINK(1)", "\uff1dSUM(A1)", "\uff0b1", "\uff0d1", "\uff20SUM(A1)", "\u3000@x"):
         assert inert(cell) == "'" + cell, cell

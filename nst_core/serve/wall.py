@@ -585,20 +585,28 @@ class Wall:
         path = folder / f"wall-{tag}.zip"
         if path.exists():
             return path
-        folder.mkdir(parents=True, exist_ok=True)
-        with _zip_lock, open(self.dir / "zip.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # other server processes on this data directory wait too
-            if path.exists():  # made while this one waited
-                return path
-            tmp = folder / f"wall-{tag}.{secrets.token_hex(4)}.tmp"
-            try:
-                self._write_zip(tmp, entries)
-                os.replace(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)
-            for old in folder.glob("wall-*.zip"):  # the wall has changed since those
-                if old != path:
-                    old.unlink(missing_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with _zip_lock, open(self.dir / "zip.lock", "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # other server processes on this data directory wait too
+                if not path.exists():  # (made while this one waited)
+                    tmp = folder / f"wall-{tag}.{secrets.token_hex(4)}.tmp"
+                    try:
+                        self._write_zip(tmp, entries)
+                        os.replace(tmp, path)
+                    finally:
+                        tmp.unlink(missing_ok=True)
+                    for old in folder.glob("wall-*.zip"):  # the wall has changed since those
+                        if old != path:
+                            old.unlink(missing_ok=True)
+        except OSError:
+            self.room(room.code)  # its folder went with the room, deleted meanwhile: say that instead
+            raise
+        try:
+            self.room(room.code)
+        except WallError:  # deleted or expired while its ZIP was made: its folder was made again, for nothing
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
         return path
 
     def _write_zip(self, target: Path, entries: list[Entry]) -> None:
