@@ -296,6 +296,24 @@ def test_a_client_opens_at_most_a_fifth_of_the_servers_rooms(tmp_path):
     wall.open_room(client="2001:db8::/64")
 
 
+def test_a_client_is_kept_as_a_keyed_hash_that_only_its_server_can_make(tmp_path):
+    import hashlib
+
+    address, kept = "198.51.100.7", []
+    for server in ("a", "b"):
+        wall = Wall(tmp_path / server, Limits(max_rooms=10))
+        room, _ = wall.open_room(client=address)
+        wall.share(room.code, picture((1, 2, 3)), client=address)
+        with sqlite3.connect(tmp_path / server / "wall.sqlite3") as db:
+            kept.append(db.execute("SELECT client FROM rooms UNION SELECT client FROM entries").fetchall())
+    [[a]], [[b]] = kept
+    assert a != b  # each data directory has its own key: an address cannot be found by hashing all 2^32 of them
+    assert a != hashlib.sha256(f"nst-client:{address}".encode()).hexdigest()[:24]
+    Wall(tmp_path / "a", Limits(max_rooms=10)).open_room(client=address)  # a restart counts the same client
+    with pytest.raises(WallError, match="^your network already has 2 rooms open"):
+        Wall(tmp_path / "a", Limits(max_rooms=10)).open_room(client=address)
+
+
 def test_a_room_where_nothing_was_shared_expires_early(tmp_path):
     clock = Clock()
     wall = Wall(tmp_path, Limits(room_hours=24, empty_room_hours=2), clock)

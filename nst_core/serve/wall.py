@@ -186,11 +186,6 @@ def inert(cell):
     return cell
 
 
-def client_hash(client: str) -> str:
-    """What the database keeps of a client's address: enough to count by, not the address itself."""
-    return hashlib.sha256(f"nst-client:{client}".encode()).hexdigest()[:24] if client else ""
-
-
 class Wall:
     @_storage
     def __init__(self, directory: str | Path, limits: Limits | None = None, clock: Callable[[], float] = time.time):
@@ -205,6 +200,7 @@ class Wall:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             self._migrate(db)
+        self._client_key = self._key_file()
 
     # ------------------------------------------------------------ plumbing
 
@@ -248,6 +244,28 @@ class Wall:
             raise
         db.execute("COMMIT")
 
+    def _key_file(self) -> bytes:
+        """The data directory's own secret for client_hash(), made once (linked into place whole, so that two
+        servers starting at once read the same one)."""
+        path = self.dir / "client.key"
+        if not path.exists():
+            tmp = self.dir / f"client.key.{secrets.token_hex(4)}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(secrets.token_bytes(32))
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        return path.read_bytes()
+
+    def client_hash(self, client: str) -> str:
+        """What the database keeps of a client's address: enough to count by, not the address itself. Keyed with
+        the data directory's secret: an IPv4 address could otherwise be found by hashing all 2^32 of them."""
+        return hmac.new(self._client_key, client.encode(), hashlib.sha256).hexdigest()[:24] if client else ""
+
     def _files(self, code: str, entry_id: int) -> dict[str, Path]:
         folder = self.dir / "rooms" / code
         return {kind: folder / f"{entry_id}.{kind}" for kind in ("png", "gif", "jpg")}
@@ -260,18 +278,19 @@ class Wall:
 
     # ------------------------------------------------------------ rooms
 
-    def rooms_per_client(self) -> int:
-        """Rooms one client may have open at once: a fifth of the server's (NST_MAX_ROOMS)."""
+    def open_rooms_per_client(self) -> int:
+        """Rooms one client may have open at once: a fifth of the server's (NST_MAX_ROOMS). (Limits.rooms_per_client
+        is another limit: the rooms it may open per hour.)"""
         return max(1, self.limits.max_rooms // 5)
 
     @_storage
     def open_room(self, title: str = "", client: str = "") -> tuple[Room, str]:
         """A new room and its teacher key (shown once; only its hash is kept). `client` (an address) may have at
-        most rooms_per_client() open at once; '' (a teacher who gave the server's password) is not bounded so."""
+        most open_rooms_per_client() open at once; '' (a teacher who gave the server's password) is not bounded so."""
         self.expire()
         key = secrets.token_urlsafe(24)
         now = self.clock()
-        who = client_hash(client)
+        who = self.client_hash(client)
         with self._write() as db:
             active = db.execute("SELECT COUNT(*) FROM rooms WHERE expires > ?", (now,)).fetchone()[0]
             if active >= self.limits.max_rooms:
@@ -281,9 +300,9 @@ class Wall:
                 )
             if who:
                 mine = db.execute("SELECT COUNT(*) FROM rooms WHERE client = ? AND expires > ?", (who, now))
-                if mine.fetchone()[0] >= self.rooms_per_client():
+                if mine.fetchone()[0] >= self.open_rooms_per_client():
                     raise WallError(
-                        f"your network already has {self.rooms_per_client()} rooms open, a fifth of this server's "
+                        f"your network already has {self.open_rooms_per_client()} rooms open, a fifth of this server's "
                         "(NST_MAX_ROOMS): use one of them, or delete one you no longer need"
                     )
             while True:
@@ -457,7 +476,7 @@ class Wall:
         jpg = io.BytesIO()
         thumb.save(jpg, "JPEG", quality=85)
         now = self.clock()
-        who = client_hash(client)
+        who = self.client_hash(client)
         files: dict[str, Path] = {}
         try:
             with self._write() as db:
