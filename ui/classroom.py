@@ -101,7 +101,8 @@ def wrong_code() -> None:
 
 def find_room(wall: Wall, code: str):
     """wall.room(code). A right code always works, and a deleted or expired room is said as such; only a code that
-    no room had counts, against this tab and its address (so codes cannot be guessed in bulk). Raises WallError
+    no room had counts, against this tab and its address (a guesser's wrong codes are refused past its budget; a
+    right code is still looked up, so eight-symbol codes are what keeps rooms out of reach). Raises WallError
     with the reason, or with how long to wait."""
     try:
         return wall.room(code)
