@@ -29,6 +29,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..errors import NSTError
+from ..images import png_bytes
 from .jobs import Shot
 from .limits import Limits
 
@@ -40,7 +41,7 @@ PREVIEW = 768  # px, the largest side of a kept preview frame (the picture itsel
 STALE = 3600.0  # seconds after which a half-written file or folder (a process killed mid-write) is removed
 ENCODE_WAIT = 60.0  # seconds a download waits for an encode slot before it is refused
 WAITING = 4  # downloads waiting for an encode slot at once; a further one is refused at once
-SAME = ("picture.png", "run.gif", "photo.jpg", "masks.png")  # files a run's copies share (with painting*, frames/)
+CLIENT = "client.txt"  # the client address a result belongs to (NST_RESULTS_MB_PER_CLIENT)
 
 
 class StoreError(NSTError):
@@ -85,12 +86,6 @@ def thumb(im: Image.Image, side: int = THUMB) -> Image.Image:
     return t
 
 
-def _png(im: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def _jpeg(im: Image.Image) -> bytes:
     buf = io.BytesIO()
     thumb(im).save(buf, format="JPEG", quality=85)
@@ -107,7 +102,7 @@ def _preview(shot: Shot) -> bytes:
     with Image.open(io.BytesIO(shot.png)) as im:
         if max(im.size) <= PREVIEW:
             return shot.png
-        return _png(thumb(im, PREVIEW))
+        return png_bytes(thumb(im, PREVIEW))
 
 
 def _room_file(room: str) -> str:
@@ -125,6 +120,14 @@ def _charge(folder: Path) -> float:
                 continue
             total += st.st_size / max(1, st.st_nlink)
     return total
+
+
+def _owner(folder: Path) -> str | None:
+    """The client address whose result `folder` is (None if unknown)."""
+    try:
+        return (folder / CLIENT).read_text()
+    except OSError:
+        return None
 
 
 class Encoder:
@@ -322,9 +325,11 @@ class ResultStore:
                 for f in files:
                     src = Path(dirpath) / f
                     rel = src.relative_to(first)
-                    if f.startswith(".") or f == "result.json" or f.startswith("shared-"):
+                    if f.startswith(".") or f in ("result.json", CLIENT) or f.startswith("shared-"):
                         continue
                     os.link(src, tmp / rel)
+            if result.client is not None:
+                (tmp / CLIENT).write_text(result.client)
             own = self._meta(result, [])
             meta.update({k: own[k] for k in ("label", "paintings", "client", "room", "stopped")})
             (tmp / "result.json").write_text(json.dumps(meta))
@@ -346,8 +351,10 @@ class ResultStore:
         }
         for i, im in enumerate(result.others, 1):
             files[f"painting-{i}.jpg"] = _jpeg(im)
+        if result.client is not None:
+            files[CLIENT] = result.client.encode()  # read by every eviction: a small file, not result.json
         if result.masks is not None:
-            files["masks.png"] = _png(thumb(result.masks))
+            files["masks.png"] = png_bytes(thumb(result.masks))
         frames = list(result.frames)
         # The last frame is the picture (kept once, as picture.png); the others are kept at most PREVIEW px.
         previews = {id(f): _preview(f) for f in frames[:-1]}
@@ -529,10 +536,9 @@ class ResultStore:
                 return False
             try:
                 self._write(folder / name, data)
-                client = json.loads((folder / "result.json").read_text()).get("client")
-            except (OSError, ValueError):
+            except OSError:
                 return False
-            self._evict(client)
+            self._evict(_owner(folder))
         return True
 
     def animation(self, rid: str, name: str, make: Callable[[], bytes]) -> bytes:
@@ -562,13 +568,7 @@ class ResultStore:
         """(Under self._lock.) `client`'s oldest results go until its results fit NST_RESULTS_MB_PER_CLIENT (at least
         one result's NST_RESULT_MB), then the oldest of all until all of them fit NST_RESULTS_MB. A result sharing
         its files with another (the same run) is charged its part of them."""
-        results = []
-        for made, folder in self._results():
-            try:
-                owner = json.loads((folder / "result.json").read_text()).get("client")
-            except (OSError, ValueError, AttributeError):
-                owner = None
-            results.append([made, folder, owner])
+        results = [[made, folder, _owner(folder)] for made, folder in self._results()]
         charge = {str(r[1]): _charge(r[1]) for r in results}
         if client is not None:
             mine = [r for r in results if r[2] == client]
