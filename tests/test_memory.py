@@ -228,5 +228,6 @@ def test_the_service_caps_its_size_to_the_memory_it_has(monkeypatch, room_mb):
             assert line.startswith("This run needs about") and "\n" not in line
         else:
             assert svc.cannot_paint and svc.memory_line.startswith("This server cannot paint")
+            assert svc.limits.max_size_cpu == memory.SMALLEST  # a run tried anyway is the smallest
     finally:
         svc.close()

@@ -82,13 +82,14 @@ def start(weights: str = "original", device: str = "auto", limits: Limits | None
         raise ValueError(f"NST_RUNNER={backend!r}: choose {', '.join(BACKENDS)}")
     cap = {"size": limits.max_size(info["device_type"]), "line": None, "per_run": None}
     if backend != "ray":  # Ray's workers run on other machines, with their own memory
-        from .memory import host_memory, size_cap
+        from .memory import SMALLEST, host_memory, size_cap
 
         cap = size_cap(host_memory(limits=limits), limits, be.slots, info["device_type"])
         if cap["line"]:
             log.warning("%s", cap["line"])
-        if cap["size"] is not None and cap["size"] < limits.max_size_cpu and info["device_type"] == "cpu":
-            limits = dataclasses.replace(limits, max_size_cpu=cap["size"])
+        size = cap["size"] or SMALLEST  # cannot paint: the page says so, and a run tried anyway is the smallest
+        if size < limits.max_size_cpu and info["device_type"] == "cpu":
+            limits = dataclasses.replace(limits, max_size_cpu=size)
     runner = Runner(be, limits, cost=CostModel(info["rate"], info["per_step"]))
     svc = Service(runner, limits, info["device"], info["device_type"], info["weights"])
     svc.memory_line, svc.cannot_paint, svc.memory_per_run = cap["line"], cap["size"] is None, cap["per_run"]
