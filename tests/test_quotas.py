@@ -30,9 +30,16 @@ def tabs(monkeypatch):
     monkeypatch.setattr(classroom, "WRONG_CODES_TAB", Quota(limits.codes_per_session, 600))
     monkeypatch.setattr(classroom, "ROOMS_OPENED", Quota(limits.rooms_per_client, 3600))
     monkeypatch.setattr(classroom, "WRONG_PASSWORDS", Quota(limits.passwords_per_client, 600))
-    st.session_state.pop("wrong_codes", None)  # (outside a server all calls share one session state)
+    monkeypatch.setattr(classroom, "_sleep", lambda seconds: None)  # past the budget: see the test of the delay
+    new_tab()
     yield tab
+    new_tab()
+
+
+def new_tab():
+    """Forget the codes this tab has looked up (outside a server all calls share one session state)."""
     st.session_state.pop("wrong_codes", None)
+    st.session_state.pop("known_codes", None)
 
 
 def wrong_codes(room):
@@ -118,6 +125,31 @@ def test_a_wrong_code_in_a_link_costs_its_tab_once_when_the_address_is_over_budg
         with pytest.raises(WallError):
             classroom.find_room(wall, code)
     assert len(classroom.WRONG_CODES_TAB._events["student-0"]) == 1
+
+
+def test_past_its_budget_an_address_waits_its_turn_for_each_code_new_to_a_tab(tmp_path, tabs, monkeypatch):
+    wall = Wall(tmp_path)
+    room, _ = wall.open_room()
+    slept = []
+
+    def sleep(seconds):  # (one lookup at a time per address: the address's lock is held while it waits)
+        slept.append((seconds, classroom._SLOW[hash(SCHOOL) % len(classroom._SLOW)].locked()))
+
+    monkeypatch.setattr(classroom, "_sleep", sleep)
+    assert classroom.find_room(wall, room.code) == room and slept == []  # within the budget: at once
+    monkeypatch.setattr(classroom, "WRONG_CODES", Quota(0, 600))  # the school has used its budget
+    new_tab()
+    assert classroom.find_room(wall, room.code) == room  # a right code still joins, after its turn
+    assert slept == [(Limits().codes_delay, True)]
+    for _ in range(5):  # the same tab's reruns (every slider moved in a Studio tab with ?room=) are not held up
+        assert classroom.find_room(wall, room.code) == room
+    assert len(slept) == 1
+    tabs[0] = "guesser"
+    new_tab()
+    for code in list(itertools.islice(wrong_codes(room), 3)):  # a guesser's every new code waits its turn
+        with pytest.raises(WallError):
+            classroom.find_room(wall, code)
+    assert len(slept) == 4
 
 
 def test_a_deleted_or_expired_room_is_said_as_such_and_counts_nothing(tmp_path, tabs):

@@ -30,7 +30,7 @@ from nst_core.serve import pace as paces
 from nst_core.serve import service as _service
 from nst_core.serve.limits import Limits, Quota
 from nst_core.serve.pace import Pace
-from nst_core.serve.wall import NAME_LENGTH, Entry, NoRoom, Wall, WallError, grouped, normalise_code
+from nst_core.serve.wall import NAME_LENGTH, Entry, NoRoom, RoomGone, Wall, WallError, grouped, normalise_code
 
 from .common import ROOT, client_address, fmt_seconds, md, sentence, service, session_id
 
@@ -99,23 +99,42 @@ def wrong_code() -> None:
             raise WallError(f"too many wrong room codes from {where}: try again in {wait} min")
 
 
+# Past its budget of wrong codes, an address's lookups of codes new to their tab wait NST_CODES_DELAY seconds each,
+# one at a time per address (a lock per address, striped): a right code still joins, but codes can no longer be
+# tried at the server's speed. A code the tab has looked up before (a Studio tab reruns on every slider move) is not
+# held up.
+_SLOW = [threading.Lock() for _ in range(64)]
+_sleep = time.sleep
+
+
 def find_room(wall: Wall, code: str):
     """wall.room(code). A right code always works, and a deleted or expired room is said as such; only a code that
-    no room had counts, against this tab and its address (a guesser's wrong codes are refused past its budget; a
-    right code is still looked up, so eight-symbol codes are what keeps rooms out of reach). Raises WallError
-    with the reason, or with how long to wait."""
+    no room had counts, against this tab and its address. Past the address's budget every lookup of a code new to
+    the tab waits its turn (see _SLOW). Raises WallError with the reason, or with how long to wait."""
+    state, norm = st.session_state, normalise_code(code)
+    known = state.setdefault("known_codes", set())  # rooms this tab found, open or gone
+    seen = state.setdefault("wrong_codes", set())
+    if norm not in known and norm not in seen:
+        client = client_address(_limits)
+        if WRONG_CODES.wait(client) > 0:
+            with _SLOW[hash(client) % len(_SLOW)]:
+                _sleep(_limits.codes_delay)
     try:
-        return wall.room(code)
+        room = wall.room(code)
     except NoRoom:
         # Once per code and tab, refused or not: a Studio tab whose link has a wrong code looks it up again on every
         # rerun, and would otherwise spend its own budget on each while its address's is used up.
-        seen = st.session_state.setdefault("wrong_codes", set())
-        if normalise_code(code) not in seen:
+        if norm not in seen:
             try:
                 wrong_code()
             finally:
-                seen.add(normalise_code(code))
+                seen.add(norm)
         raise
+    except RoomGone:
+        known.add(norm)
+        raise
+    known.add(norm)
+    return room
 
 
 def keep_key(wall: Wall, code: str, key: str):

@@ -55,6 +55,9 @@ class Limits:
     # address, each may mistype a few times: the address gets a class's budget, a tab a small one.
     codes_per_client: int = 100
     codes_per_session: int = 10
+    # Past codes_per_client, each lookup of a code new to its tab waits this long, one at a time per address: a
+    # right code still joins, and codes cannot be tried at the server's speed.
+    codes_delay: float = 3.0
     # Wrong teacher passwords (NST_TEACHER_PASSWORD) per client address per 10 minutes; once they are spent, every
     # try from the address waits, the right password too, so that it cannot be guessed (students' codes don't count).
     passwords_per_client: int = 20
