@@ -194,12 +194,104 @@ def canvas_cases(slots: int) -> None:
     )
 
 
+def _peak_in_fresh_process(call: str, data: bytes) -> float:
+    """MB of resident peak above the start of `call` (Python, with `data` the file's bytes) in a new process, the
+    modules already imported: what one decode costs a server, Pillow's own buffers included."""
+    import subprocess
+    import sys
+    import tempfile
+
+    code = f"""
+import base64, sys
+from benchmarks.common import mem_mb
+from nst_core.images import load_image, load_mask
+from ui.masks import canvas_masks
+data = open(sys.argv[1], "rb").read()
+open("/proc/self/clear_refs", "w").write("5")
+start = mem_mb(__import__("os").getpid(), "VmRSS")
+try:
+    {call}
+except Exception as e:
+    print(type(e).__name__, e, file=sys.stderr)
+print(mem_mb(__import__("os").getpid(), "VmHWM") - start)
+"""
+    with tempfile.NamedTemporaryFile(suffix=".bin") as f:
+        f.write(data)
+        f.flush()
+        out = subprocess.run([sys.executable, "-c", code, f.name], capture_output=True, text=True, check=True)
+    refused = [line for line in out.stderr.splitlines() if "Error" in line.split(" ", 1)[0]]
+    if refused:
+        print("    refused:", refused[-1])
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def encoded(im: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def decode_peaks() -> None:
+    """The resident peak of decoding one upload, each in a fresh process: a large photo kept at 768 px, a mask
+    drawn on a phone's original for a 768x576 photo, and small PNGs carrying 60 MB of compressed text."""
+    from PIL import ImageDraw, PngImagePlugin
+
+    def drawn(size, mode="RGBA"):
+        im = Image.new(mode, size, (0, 0, 0, 0) if mode == "RGBA" else 0)
+        d = ImageDraw.Draw(im)
+        for i in range(0, size[0], size[0] // 12):
+            d.rectangle((i, i // 2, i + size[0] // 24, size[1]), fill=(200, 40, 40, 255) if mode == "RGBA" else 255)
+        return im
+
+    text = PngImagePlugin.PngInfo()
+    for i in range(60):
+        text.add_text(f"note{i}", "A" * 1_000_000, zip=True)
+    photo = encoded(drawn((7300, 5470)), "PNG")
+    jpeg = encoded(drawn((7300, 5470)).convert("RGB"), "JPEG", quality=90)
+    mask = encoded(drawn((6144, 4608)), "PNG")
+    texty = encoded(Image.new("RGB", (64, 48), "teal"), "PNG", pnginfo=text)
+    canvas = "data:image/png;base64," + base64.b64encode(
+        encoded(Image.new("RGBA", (480, 320), (0, 0, 0, 0)), "PNG", pnginfo=text)
+    ).decode("ascii")
+    cases = [
+        (
+            f"a {len(photo) / 1e6:.1f} MB 7300x5470 RGBA PNG, load_image(max_side=768)",
+            photo,
+            "load_image(data, max_side=768)",
+        ),
+        (
+            f"a {len(jpeg) / 1e6:.1f} MB 7300x5470 JPEG, load_image(max_side=768)",
+            jpeg,
+            "load_image(data, max_side=768)",
+        ),
+        (
+            f"a {len(mask) / 1e6:.1f} MB 6144x4608 RGBA PNG mask, load_mask for a 768x576 photo",
+            mask,
+            "load_mask(data, (768, 576))",
+        ),
+        (f"a {len(texty) / 1e3:.0f} kB 64x48 PNG with 60 MB of zTXt, load_image", texty, "load_image(data)"),
+        ("the same as a mask, load_mask for a 64x48 photo", texty, "load_mask(data, (64, 48))"),
+        (
+            f"a {len(canvas) / 1e3:.0f} kB canvas value (480x320) with 60 MB of zTXt, canvas_masks",
+            canvas.encode(),
+            "canvas_masks(data.decode(), (480, 320), 2)",
+        ),
+    ]
+    print("The resident peak of one decode, each in a fresh process:")
+    for name, data, call in cases:
+        print(f"  {name}: +{_peak_in_fresh_process(call, data):.0f} MB")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--side", type=int, default=5500)
     ap.add_argument("--slots", type=int, default=10)
+    ap.add_argument("--decode", action="store_true", help="only the resident peaks of decoding one upload")
     a = ap.parse_args()
     print(machine())
+    if a.decode:
+        decode_peaks()
+        return
     metadata_slots(a.slots)
     canvas_cases(a.slots)
     n = a.side

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import struct
 import warnings
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, ImageOps, PngImagePlugin
+from PIL import Image, PngImagePlugin
 
 from .errors import ImageLoadError
 
@@ -28,6 +31,10 @@ MIN_SIDE = 16  # smaller images are refused: VGG19's five poolings leave nothing
 # (a JPEG with a second frame appended) opens as a JPEG.
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 ACCEPTED = "JPEG, PNG, WebP, GIF, BMP or TIFF"
+# The text a PNG may carry, all its tEXt, zTXt and iTXt chunks decompressed: Pillow's default, 64 MB, fits in a 60 kB
+# file and is decompressed when the file is opened, before anything else could be checked. The settings chunk the app
+# writes (png_bytes; masks as base64 PNGs of at most MASK_SIDE) is at most a few hundred kB.
+PngImagePlugin.MAX_TEXT_MEMORY = 4 * 2**20
 
 
 def load_image(
@@ -37,46 +44,143 @@ def load_image(
 
     EXIF orientation is applied; palette, alpha (composited over white), CMYK, grayscale and 16-bit
     images become 8-bit RGB; an animated image gives its first frame. `max_side`: a larger picture is scaled
-    down to it right after decoding (a server keeps uploads at a working size; JPEGs decode at a reduced scale
-    to begin with).
+    down to it right after decoding, before any copy of it at full size (a server keeps uploads at a working size;
+    JPEGs decode at a reduced scale to begin with).
     """
     data, label = _read(source, name, "the image")
     if not data:
         raise ImageLoadError(f"{label} is empty (0 bytes)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = _open(data, label)  # reads the header only
-            w, h = im.size
-            if w * h > max_pixels:
-                raise ImageLoadError(
-                    f"{label} is {w}x{h} pixels ({w * h / 1e6:.0f} megapixels); "
-                    f"the limit is {max_pixels / 1e6:.0f} megapixels"
-                )
-            im.seek(0)  # first frame of an animation
-            if max_side and im.format in ("JPEG", "MPO"):
-                im.draft("RGB", (max_side, max_side))  # decode at 1/2, 1/4 or 1/8 scale, still >= max_side
-            im.load()
-            icc = im.info.get("icc_profile")
-            im = ImageOps.exif_transpose(im)
-    except ImageLoadError:
-        raise
-    except Image.DecompressionBombError:
-        raise ImageLoadError(
-            f"{label} is too large to decode safely (limit {max_pixels / 1e6:.0f} megapixels)"
-        ) from None
-    except Image.UnidentifiedImageError:
-        raise ImageLoadError(f"{label} is not an image this app opens ({ACCEPTED})") from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as e:
-        raise ImageLoadError(
-            f"{label} is damaged or truncated: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
-        ) from None
-    if max_side and max(im.size) > max_side:
-        im = _small_enough(im, max_side)
-    rgb = bare(in_srgb(to_rgb(im), icc))
+    im, icc = _decode(
+        data,
+        label,
+        max_pixels,
+        "{label} is {w}x{h} pixels ({mp:.0f} megapixels); the limit is {limit_mp:.0f} megapixels",
+        to_rgb,
+        (max_side, max_side) if max_side else None,
+        Image.Resampling.LANCZOS,
+    )
+    rgb = bare(in_srgb(im, icc))
     if min(rgb.size) < MIN_SIDE:
         raise ImageLoadError(f"{label} is {rgb.width}x{rgb.height} pixels; each side must be at least {MIN_SIDE}")
     return rgb
+
+
+# What an EXIF orientation asks for, as ImageOps.exif_transpose reads it (1 and anything else: nothing).
+_TURNS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _decode(
+    data: bytes,
+    label: str,
+    limit: int,
+    too_large: str,
+    convert: Callable[[Image.Image], Image.Image],
+    box: tuple[int, int] | None,
+    resample: Image.Resampling,
+    draft: str = "RGB",
+) -> tuple[Image.Image, bytes | None]:
+    """(the picture in `data` decoded, as convert() makes it, turned by its EXIF orientation; its ICC profile), or
+    ImageLoadError in one line. More than `limit` pixels is refused from the header (`too_large`, formatted). With
+    `box` (w, h, as shown), it is shrunk to fit in the box right after decoding, a band of rows at a time, and only
+    then converted further and turned: one buffer at full size, not one per step (a decode, a converted copy, a
+    turned copy, a scaled copy)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = _open(without_text(data), label)  # reads the header only
+            w, h = im.size
+            if w * h > limit:
+                raise ImageLoadError(too_large.format(label=label, w=w, h=h, mp=w * h / 1e6, limit_mp=limit / 1e6))
+            im.seek(0)  # first frame of an animation
+            orientation = im.getexif().get(0x0112)
+            if box and orientation in (5, 6, 7, 8):
+                box = box[::-1]  # the sides as stored, before the quarter turn
+            if box:  # the size the picture ends at: it fits in the box, its shape kept
+                scale = min(1.0, box[0] / w, box[1] / h)
+                need = (math.ceil(w * scale), math.ceil(h * scale))
+            if box and im.format in ("JPEG", "MPO"):
+                im.draft(draft, need)  # decode at 1/2, 1/4 or 1/8 scale, still at least that size
+            im.load()
+            icc = im.info.get("icc_profile")
+            if im.mode in ("I", "F"):
+                im = _grey8(im)  # 32-bit grey to 8 bits at one scale for the whole picture, not a band's
+            factor = int(min(im.width / need[0], im.height / need[1])) if box else 1
+            im = _shrunk(im, factor, convert)
+            if box and (im.width > box[0] or im.height > box[1]):
+                im.thumbnail(box, resample)
+            if orientation in _TURNS:
+                im = im.transpose(_TURNS[orientation])
+    except ImageLoadError:
+        raise
+    except Image.DecompressionBombError:
+        raise ImageLoadError(f"{label} is too large to decode safely (limit {limit / 1e6:.0f} megapixels)") from None
+    except Image.UnidentifiedImageError:
+        raise ImageLoadError(f"{label} is not an image this app opens ({ACCEPTED})") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError) as e:
+        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "MAX_TEXT" in text:
+            raise ImageLoadError(
+                f"{label} carries more than {PngImagePlugin.MAX_TEXT_MEMORY // 2**20} MB of text (metadata): "
+                "save it without"
+            ) from None
+        raise ImageLoadError(f"{label} is damaged or truncated: {text}") from None
+    return im, icc
+
+
+def _shrunk(im: Image.Image, factor: int, convert: Callable[[Image.Image], Image.Image]) -> Image.Image:
+    """convert(im), reduced `factor` times (an integer: a box average), a band of rows at a time: never a second
+    copy of the whole at full size (Pillow's own reduce of an RGBA picture makes a premultiplied one). Converting
+    before averaging is what converting the average would be: alpha over white or black is linear in it."""
+    if factor <= 1:
+        return convert(im)
+    w, h = im.size
+    rows = factor * max(1, 2**20 // (w * factor))  # about a megapixel a band, whole blocks of `factor` rows
+    parts = [convert(im.crop((0, top, w, min(h, top + rows)))).reduce(factor) for top in range(0, h, rows)]
+    out = Image.new(parts[0].mode, (parts[0].width, sum(p.height for p in parts)))
+    top = 0
+    for part in parts:
+        out.paste(part, (0, top))
+        top += part.height
+    return out
+
+
+_PNG = b"\x89PNG\r\n\x1a\n"
+_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+
+
+def without_text(data: bytes) -> bytes:
+    """A PNG's bytes without its text chunks (tEXt, zTXt, iTXt), which Pillow decompresses as it opens the file
+    and keeps (a 60 kB file can carry 60 MB): a walk over the chunks' headers, nothing decompressed. Anything not a
+    PNG, or whose chunks do not add up, is returned as it is, for the decoder to judge."""
+    if not data.startswith(_PNG):
+        return data
+    view, kept, pos, dropped = memoryview(data), [], len(_PNG), False
+    kept.append(view[:pos])
+    while pos + 12 <= len(data):
+        (length,) = struct.unpack_from(">I", data, pos)
+        end = pos + 12 + length
+        if end > len(data):
+            break
+        kind = data[pos + 4 : pos + 8]
+        if kind in _TEXT_CHUNKS:
+            dropped = True
+        else:
+            kept.append(view[pos:end])
+        pos = end
+        if kind == b"IEND":
+            break
+    if not dropped:
+        return data
+    kept.append(view[pos:])
+    return b"".join(kept)
 
 
 def _open(data: bytes, label: str) -> Image.Image:
@@ -122,17 +226,6 @@ def bare(im: Image.Image) -> Image.Image:
     return im
 
 
-def _small_enough(im: Image.Image, max_side: int) -> Image.Image:
-    """`im` scaled so that its longest side is max_side (16-bit and float pictures first become 8-bit grey)."""
-    if im.mode.startswith("I") or im.mode == "F":
-        im = _grey8(im)
-    elif im.mode not in ("RGB", "RGBA", "L", "LA"):
-        im = to_rgb(im)
-    im = im.copy()
-    im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    return im
-
-
 def _grey8(im: Image.Image) -> Image.Image:
     """16-bit, 32-bit and float grey -> 8-bit grey, in place in one float32 array (no float64 copies: a 16-bit
     upload of 92 kB decoded to 30 million pixels made 960 MB of them)."""
@@ -168,7 +261,7 @@ def to_rgb(im: Image.Image) -> Image.Image:
         im = im.convert("RGBA")
         white = Image.new("RGBA", im.size, (255, 255, 255, 255))
         im = Image.alpha_composite(white, im)
-    return im.convert("RGB")
+    return im if im.mode == "RGB" else im.convert("RGB")
 
 
 def fit(im: Image.Image, longest: int) -> Image.Image:
@@ -290,7 +383,8 @@ def decode_mask(text: str) -> Image.Image:
     if not text.startswith(MASK_PREFIX):
         raise ValueError("a mask is 'png:' and a base64 PNG")
     try:
-        im = Image.open(io.BytesIO(base64.b64decode(text[len(MASK_PREFIX) :], validate=True)), formats=["PNG"])
+        data = without_text(base64.b64decode(text[len(MASK_PREFIX) :], validate=True))
+        im = Image.open(io.BytesIO(data), formats=["PNG"])
     except (binascii.Error, OSError, ValueError) as e:
         raise ValueError(f"a mask that cannot be read ({type(e).__name__})") from None
     with im:
@@ -320,37 +414,26 @@ def check_mask(mask: Image.Image, photo_size: tuple[int, int], label: str = "the
 MASK_PIXELS_PER_PHOTO_PIXEL = 64
 
 
-def load_mask(source: bytes | str | Path, photo_size: tuple[int, int], name: str | None = None) -> Image.Image:
+def load_mask(
+    source: bytes | str | Path, photo_size: tuple[int, int], name: str | None = None, max_pixels: int = MAX_PIXELS
+) -> Image.Image:
     """A mask file (any image; see as_mask) for a photo of `photo_size`, or ImageLoadError in one line. It is
-    decoded at most at about the photo's size (a JPEG at a reduced scale, anything else reduced right after
-    decoding), and keeps its pixels and nothing else."""
+    reduced to about the photo's size right after decoding (a JPEG decodes at a reduced scale to begin with), before
+    any conversion or turn, and keeps its pixels and nothing else."""
     data, label = _read(source, name, "the mask")
     pw, ph = photo_size
-    limit = min(MAX_PIXELS, MASK_PIXELS_PER_PHOTO_PIXEL * pw * ph)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = _open(data, label)
-            w, h = im.size
-            if w * h > limit:
-                raise ImageLoadError(
-                    f"{label} is {w}x{h} pixels, too large for a mask of a {pw}x{ph} photo "
-                    f"(at most {limit / 1e6:.1f} megapixels): save it smaller"
-                )
-            im.seek(0)
-            if im.format in ("JPEG", "MPO"):
-                im.draft("L", (pw, ph))  # decode at 1/2, 1/4 or 1/8 scale, still at least the photo's size
-            im.load()
-            mask = as_mask(ImageOps.exif_transpose(im))
-            factor = min(mask.width // pw, mask.height // ph)
-            if factor > 1:
-                mask = mask.reduce(factor)  # an integer factor first: fast, and no larger than needed from here on
-            if mask.width > pw or mask.height > ph:
-                mask.thumbnail((pw, ph), Image.Resampling.BOX)
-    except ImageLoadError:
-        raise
-    except Exception:
-        raise ImageLoadError(f"{label} is not an image this app opens as a mask ({ACCEPTED})") from None
+    limit = min(max_pixels, MASK_PIXELS_PER_PHOTO_PIXEL * pw * ph)
+    mask, _ = _decode(
+        data,
+        label,
+        limit,
+        f"{{label}} is {{w}}x{{h}} pixels, too large for a mask of a {pw}x{ph} photo "
+        "(at most {limit_mp:.1f} megapixels): save it smaller",
+        as_mask,
+        (pw, ph),
+        Image.Resampling.BOX,
+        draft="L",
+    )
     return check_mask(bare(mask), photo_size, label)
 
 

@@ -54,15 +54,63 @@ def metadata_png(size=(64, 48), text_mb: int = 20) -> bytes:
     return encode(Image.new("RGB", size, "teal"), "PNG", pnginfo=info, icc_profile=b"\0" * 3000)
 
 
-def test_a_small_png_with_megabytes_of_text_decodes_to_its_pixels_alone():
+@pytest.fixture
+def text_read(monkeypatch):
+    """The sizes of the PNG text chunks Pillow reads (and decompresses) from here on."""
+    sizes = []
+    real = PngImagePlugin.PngStream.check_text_memory
+    monkeypatch.setattr(PngImagePlugin.PngStream, "check_text_memory", lambda self, n: sizes.append(n) or real(self, n))
+    return sizes
+
+
+def test_a_small_png_with_megabytes_of_text_decodes_to_its_pixels_alone(monkeypatch, text_read):
     data = metadata_png()
     assert len(data) < 60_000  # 20 MB of text in a few tens of kB
-    with Image.open(io.BytesIO(data)) as raw:
-        raw.load()
-        assert sum(len(v) for v in raw.info.values() if isinstance(v, (str, bytes))) > 20_000_000  # Pillow keeps it
+    with monkeypatch.context() as m:
+        m.setattr(PngImagePlugin, "MAX_TEXT_MEMORY", 64 * 2**20)  # Pillow's own default
+        with Image.open(io.BytesIO(data)) as raw:
+            raw.load()
+            assert sum(len(v) for v in raw.info.values() if isinstance(v, (str, bytes))) > 20_000_000  # kept
+    text_read.clear()
     im = load_image(data)
     assert im.info == {} and im.size == (64, 48)
     assert len(pickle.dumps(im)) < 64 * 48 * 3 + 1000  # the pixels and a few bytes: what session state keeps
+    assert text_read == []  # and the text was never decompressed
+
+
+def test_no_text_is_decompressed_from_anything_a_browser_sends(text_read):
+    from ui.masks import canvas_masks
+
+    mask = Image.new("LA", (480, 320), (0, 0))
+    info = PngImagePlugin.PngInfo()
+    for i in range(60):
+        info.add_text(f"note{i}", "C" * 1_000_000, zip=True)
+    data = encode(mask, "PNG", pnginfo=info)
+    assert len(data) < 100_000  # 60 MB of text
+    canvas_masks(
+        "data:image/png;base64," + base64.b64encode(encode(mask.convert("RGBA"), "PNG", pnginfo=info)).decode(),
+        (480, 320),
+        1,
+    )
+    mask.paste((255, 255), (240, 0, 480, 320))
+    data = encode(mask, "PNG", pnginfo=info)
+    assert load_mask(data, (480, 320)).getpixel((400, 10)) == 255
+    assert load_image(data).size == (480, 320)
+    small = encode(mask.resize((240, 160)), "PNG", pnginfo=info)
+    assert decode_mask("png:" + base64.b64encode(small).decode()).size == (240, 160)
+    assert text_read == []
+
+
+def test_the_text_a_png_may_carry_is_a_few_megabytes_and_a_runs_own_settings_fit():
+    import numpy as np
+
+    from nst_core.images import png_bytes, png_metadata
+
+    assert PngImagePlugin.MAX_TEXT_MEMORY <= 4 * 2**20  # Pillow's default is 64 MB, in a 60 kB file
+    noise = [Image.fromarray(np.random.default_rng(i).integers(0, 256, (512, 512), dtype=np.uint8)) for i in range(3)]
+    masks = [encode_mask(m) for m in noise]  # the largest masks a run keeps (noise does not compress)
+    meta = png_metadata(png_bytes(Image.new("RGB", (64, 64)), {"masks": masks}))
+    assert meta["masks"] == masks
 
 
 def test_exif_icc_xmp_and_comments_go_after_orientation_is_applied():
@@ -182,3 +230,82 @@ def test_an_srgb_profile_leaves_the_pixels_as_they_are():
         assert "sRGB" in raw.info["icc_profile"].decode("latin-1")
         plain = raw.convert("RGB")
     assert load_image(path).tobytes() == plain.tobytes()
+
+
+@pytest.fixture
+def made(monkeypatch):
+    """The sizes of the pictures made from decoded ones from here on (converted, copied, turned, composited,
+    cropped, scaled): each is another buffer beside the decoded one."""
+    sizes = []
+    real_new, real_image_new = Image.Image._new, Image.new
+
+    def _new(self, im):
+        out = real_new(self, im)
+        sizes.append(out.size)
+        return out
+
+    def new(mode, size, *a, **k):
+        sizes.append(tuple(size))
+        return real_image_new(mode, size, *a, **k)
+
+    monkeypatch.setattr(Image.Image, "_new", _new)
+    monkeypatch.setattr(Image, "new", new)
+    return sizes
+
+
+def turned(im: Image.Image, fmt: str = "PNG", orientation: int = 6, **kw) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return encode(im, fmt, exif=exif, **kw)
+
+
+def test_a_large_photo_is_scaled_down_before_any_copy_of_it_is_made(made, decoded):
+    # Stored 3200x2400 RGBA, shown turned a quarter (EXIF 6): 2400x3200, kept at 768 px.
+    im = Image.new("RGBA", (3200, 2400), (0, 0, 0, 0))  # transparent: white once composited
+    im.paste((200, 30, 30, 255), (0, 0, 1600, 2400))  # the stored left half, the top once turned
+    data = turned(im)
+    made.clear()
+    out = load_image(data, max_side=768)
+    assert set(decoded) == {(3200, 2400)} and out.size == (576, 768) and out.mode == "RGB"
+    assert max(w * h for w, h in made) <= 3200 * 2400 // 4  # bands of rows and small pictures; nothing whole
+    assert out.getpixel((288, 100)) == (200, 30, 30) and out.getpixel((288, 700)) == (255, 255, 255)
+    jpeg = turned(Image.new("RGB", (3200, 2400), "navy"), "JPEG")
+    decoded.clear()
+    assert load_image(jpeg, max_side=768).size == (576, 768) and decoded[0] == (800, 600)
+
+
+def test_a_mask_is_scaled_down_before_it_is_converted_or_turned(made, decoded):
+    # Drawn on a phone's original (4032x3024, stored sideways with EXIF 6) for a 576x768 photo; RGBA strokes.
+    mask = Image.new("RGBA", (4032, 3024), (0, 0, 0, 0))
+    mask.paste((255, 255, 255, 255), (0, 0, 2016, 3024))  # the stored left half: the top once turned
+    made.clear()
+    m = load_mask(turned(mask), (576, 768))
+    assert set(decoded) == {(4032, 3024)} and m.size == (576, 768) and m.mode == "L"
+    assert max(w * h for w, h in made) <= 4032 * 3024 // 4
+    assert m.getpixel((288, 100)) == 255 and m.getpixel((288, 700)) == 0
+    grey = Image.new("L", (1600, 1200), 0)
+    grey.paste(255, (0, 0, 800, 1200))
+    decoded.clear()
+    m = load_mask(turned(grey, "JPEG"), (150, 200))  # a JPEG decodes at 1/8 of its stored sides, turned after
+    assert decoded[0] == (200, 150) and m.size == (150, 200)
+    assert m.getpixel((75, 20)) > 200 and m.getpixel((75, 180)) < 50
+
+
+def test_a_mask_is_bounded_by_the_servers_pixel_limit_too(decoded):
+    with pytest.raises(ImageLoadError, match=r"^m\.png is 2000x1000 pixels, too large for a mask"):
+        load_mask(png_saying(2000, 1000), (1000, 500), name="m.png", max_pixels=1_000_000)
+    assert decoded == []
+
+
+def test_a_damaged_mask_says_so_and_running_out_of_memory_is_not_hidden(monkeypatch):
+    mask = Image.new("L", (64, 48), 0)
+    mask.paste(255, (32, 0, 64, 48))
+    with pytest.raises(ImageLoadError, match=r"^m\.png is damaged or truncated"):
+        load_mask(encode(mask, "PNG")[:-30], (64, 48), name="m.png")
+
+    def no_memory(self):
+        raise MemoryError
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_memory)
+    with pytest.raises(MemoryError):
+        load_mask(encode(mask, "PNG"), (64, 48))

@@ -19,7 +19,9 @@ import streamlit as st
 from PIL import Image
 
 from nst_core.errors import ImageLoadError
-from nst_core.images import as_mask, check_mask, load_mask
+from nst_core.images import as_mask, check_mask, load_mask, without_text
+from nst_core.serve import service as _service
+from nst_core.serve.limits import Limits
 
 from .common import UPLOAD_TYPES, md, sentence
 
@@ -107,7 +109,7 @@ def canvas_masks(value: str | None, size: tuple[int, int], paintings: int) -> li
 def png_masks(data: bytes, size: tuple[int, int], paintings: int) -> list[Image.Image]:
     """The masks a canvas PNG (checked by canvas_png) draws, or ImageLoadError in one line."""
     try:
-        with Image.open(io.BytesIO(data), formats=["PNG"]) as im:
+        with Image.open(io.BytesIO(without_text(data)), formats=["PNG"]) as im:
             if im.size != size:  # what the header said, read again by the decoder itself
                 raise ImageLoadError(
                     f"the brush sent a {im.width}x{im.height} picture; the canvas is {size[0]}x{size[1]}"
@@ -189,6 +191,11 @@ def _canvas(photo: Image.Image, paintings: int, key: str) -> list[Image.Image] |
     return masks
 
 
+def _max_pixels() -> int:
+    """The server's limit on decoded pixels (from the environment while no runner runs: a page on its own)."""
+    return _service.shared().limits.max_pixels if _service.running() else Limits.from_env().max_pixels
+
+
 def _uploads(photo: Image.Image, paintings: int, key: str) -> list[Image.Image] | None:
     masks = []
     for i in range(paintings):
@@ -204,7 +211,8 @@ def _uploads(photo: Image.Image, paintings: int, key: str) -> list[Image.Image] 
         kept, seen = f"{key}_upload_{i}_decoded", (up.file_id, photo.size)
         if st.session_state.get(kept, (None,))[0] != seen:
             try:
-                st.session_state[kept] = (seen, load_mask(up.getvalue(), photo.size, name=up.name))
+                mask = load_mask(up.getvalue(), photo.size, name=up.name, max_pixels=_max_pixels())
+                st.session_state[kept] = (seen, mask)
             except ImageLoadError as e:
                 st.session_state[kept] = (seen, f"{e} — the run goes without a mask.")
         mask = st.session_state[kept][1]
