@@ -309,3 +309,20 @@ def test_a_damaged_mask_says_so_and_running_out_of_memory_is_not_hidden(monkeypa
     monkeypatch.setattr(ImageFile.ImageFile, "load", no_memory)
     with pytest.raises(MemoryError):
         load_mask(encode(mask, "PNG"), (64, 48))
+
+
+def test_shrinking_in_bands_gives_the_picture_shrunk_whole():
+    import numpy as np
+
+    from nst_core.images import to_rgb
+
+    y, x = np.mgrid[0:1037, 0:1501]
+    rgba = np.stack([x % 256, y % 256, (x + y) % 256, (x * 255 // 1500)], -1).astype(np.uint8)  # alpha 0 -> 255
+    im = Image.fromarray(rgba, "RGBA")
+    out = load_image(encode(im, "PNG"), max_side=300)
+    whole = to_rgb(im).reduce(4)  # composited over white, then 4x4 blocks averaged (at least 300x208 is left)
+    whole.thumbnail((300, 300), Image.Resampling.LANCZOS)
+    assert out.size == whole.size == (300, 207) and out.tobytes() == whole.tobytes()
+    direct = to_rgb(im)
+    direct.thumbnail((300, 300), Image.Resampling.LANCZOS)  # a sawtooth: the hardest case for a box average
+    assert np.abs(np.asarray(out, dtype=int) - np.asarray(direct, dtype=int)).mean() < 4
