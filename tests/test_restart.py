@@ -1,11 +1,13 @@
 """A restart loses none of the lesson's finished work, on a real `streamlit run` on 127.0.0.1 (the worker-process
 backend) in Chromium: a student's run finishes, the server and its workers are killed (SIGKILL) before the result
 is shared, a new server starts on the same NST_DATA_DIR, the result's link shows it and it can still be shared to
-the class wall; a run that was painting at the kill says in one line to press Run again."""
+the class wall; a run whose tab was closed before it ended is kept too; a run that was painting at the kill says in
+one line to press Run again."""
 
 import os
 import re
 import signal
+import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -54,6 +56,21 @@ def test_a_result_finished_before_a_kill_is_shown_and_shared_after_the_restart(t
             link = urlparse(done.url)
             rid = parse_qs(link.query)["result"][0]
 
+            # A tab closed as soon as its run is queued: the server keeps the result when the run ends.
+            gone = b.new_context(viewport={"width": 1400, "height": 2000})
+            closed = gone.new_page()
+            closed.goto(f"{srv.url}/?room={room.code}&size=64&iterations=12", wait_until="domcontentloaded")
+            expect(closed.get_by_text(f"You are in class room {room.code}")).to_be_visible(timeout=60_000)
+            closed.get_by_role("button", name="Run").click()
+            expect(closed).to_have_url(re.compile(r"[?&]result=[A-Za-z0-9_-]{22}"))
+            unwatched = urlparse(closed.url)
+            gone.close()
+            kept = data / "results" / parse_qs(unwatched.query)["result"][0] / "result.json"
+            t = time.monotonic()
+            while not kept.exists():  # written by the server when the run ends, with no page watching
+                assert time.monotonic() - t < 180, "the closed tab's result was never kept"
+                time.sleep(0.2)
+
             painting = b.new_context(viewport={"width": 1400, "height": 2000}).new_page()
             painting.goto(f"{srv.url}/?room={room.code}&size=64&iterations=100000", wait_until="domcontentloaded")
             expect(painting.get_by_text(f"You are in class room {room.code}")).to_be_visible(timeout=60_000)
@@ -86,6 +103,10 @@ def test_a_result_finished_before_a_kill_is_shown_and_shared_after_the_restart(t
             expect(again.get_by_text(f"Shared to the wall of room {room.code} as Ada.")).to_be_visible(timeout=30_000)
             [entry] = Wall(data).entries(room.code)
             assert entry.name == "Ada" and entry.settings["steps"] == 10
+
+            unseen = b.new_context(viewport={"width": 1400, "height": 2000}).new_page()
+            unseen.goto(f"{srv.url}/?{unwatched.query}", wait_until="domcontentloaded")
+            expect(unseen.get_by_text("Result after 12 steps")).to_be_visible(timeout=60_000)
 
             painting.goto(f"{srv.url}/?{lost.query}", wait_until="domcontentloaded")
             expect(
