@@ -1,6 +1,7 @@
 """A class behind one router, in real browsers on a real server (all from 127.0.0.1): thirty wrong room codes use
 up the address's budget and a right code still joins; a teacher deletes a room that pages are watching, they say
-so, and the room the teacher opens right after is joined by every one of them."""
+so, and the room the teacher opens right after is joined by every one of them; the teacher's link to the Studio
+has no key in it and keeps its tab the teacher's."""
 
 import re
 from pathlib import Path
@@ -60,11 +61,21 @@ def test_a_class_behind_one_address_is_never_locked_out(tmp_path):
 
             # The teacher opens a new room right away (here from the test: the page's own Open button plans a pace
             # with the server's workers, whose start is not what this test is about; test_class_wall clicks it).
-            new = Wall(data).open_room("Art 2B, again")[0].code
+            new, new_key = Wall(data).open_room("Art 2B, again")
+            new = new.code
             for page in students:  # nobody is locked out of the new room
                 page.get_by_role("button", name="Open or join another room").click()
                 expect(page.get_by_role("button", name="See the wall")).to_be_visible(timeout=30_000)
                 join(page, new, f"room {new} is open")
+
+            # The teacher's link to the Studio carries the room alone, and its tab stays the teacher's.
+            teacher.goto(f"{srv.url}/Class?room={new}&key={new_key}", wait_until="domcontentloaded")
+            link = teacher.get_by_role("link", name="Your Studio")
+            expect(link).to_be_visible(timeout=60_000)
+            assert "key" not in (link.get_attribute("href") or "")
+            link.click()
+            expect(teacher.get_by_text(f"You are the teacher of room {new}")).to_be_visible(timeout=120_000)
+            expect(teacher).to_have_url(re.compile(rf"\?room={new}$"))
             browser.close()
     finally:
         srv.stop()
