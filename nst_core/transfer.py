@@ -144,12 +144,74 @@ def _skip_dynamo_import() -> None:
 _skip_dynamo_import()
 
 
-def _make_optimizer(x: Tensor, s: Settings, lr: float) -> torch.optim.Optimizer:
+def to_host(x: Tensor) -> list[float]:
+    """A 1-D tensor's values as Python floats: the one host sync a step makes (on a GPU each float() or .item() of a
+    tensor waits for the device; one .tolist() of the stacked numbers waits once)."""
+    return x.tolist()
+
+
+class LBFGS:
+    """torch.optim.LBFGS with max_iter=1, tolerance_grad=0 and no line search, as this file uses it (one evaluation
+    per step, so the step count is honest: the PyTorch tutorial's max_iter=20 silently runs up to 20 evaluations per
+    "step"; a tiny gradient of relative losses is not a converged one), written so that a step makes no host sync.
+    torch's step reads about 2 x history + 4 numbers on the host (its two-loop's `alpha`s are tensors turned into
+    Python numbers, `if ys > 1e-10`, `if gtd > ...`, `float(loss)`): on a GPU each is a wait for the device. Here they
+    stay on the device (torch.where instead of `if`). Where it differs from torch: a curvature pair with s'y <= 1e-10,
+    which torch skips, is kept with no weight (1/s'y taken as 0), so it takes a place in the history without bending
+    the direction; and a zero gradient takes a step of zero instead of ending the step early."""
+
+    def __init__(self, param: Tensor, lr: float, history_size: int):
+        self.param, self.history = param, history_size
+        self.param_groups = [{"lr": lr}]
+        self.state: dict[Tensor, dict] = {param: {}}  # what torch keeps, by torch's names (Curvature reads them)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.param.grad = None
+
+    @torch.no_grad()
+    def step(self, closure) -> Tensor:
+        with torch.enable_grad():
+            loss = closure()
+        p, st, lr = self.param, self.state[self.param], self.param_groups[0]["lr"]
+        g = p.grad.reshape(-1)
+        st["n_iter"] = st.get("n_iter", 0) + 1
+        if st["n_iter"] == 1:
+            d, dirs, stps, ro, h_diag = g.neg(), [], [], [], 1.0
+        else:
+            dirs, stps, ro, h_diag = st["old_dirs"], st["old_stps"], st["ro"], st["H_diag"]
+            y = g.sub(st["prev_flat_grad"])
+            s = st["d"].mul(st["t"])
+            ys = y.dot(s)
+            if len(dirs) == self.history:
+                dirs.pop(0), stps.pop(0), ro.pop(0)
+            curved = ys > 1e-10
+            dirs.append(y), stps.append(s), ro.append(torch.where(curved, ys.reciprocal(), 0.0))
+            h_diag = torch.where(curved, ys / y.dot(y), h_diag)
+            # The two-loop recursion (Nocedal & Wright, algorithm 7.4), its alphas kept as tensors.
+            q = g.neg()
+            al = [None] * len(dirs)
+            for i in range(len(dirs) - 1, -1, -1):
+                al[i] = stps[i].dot(q) * ro[i]
+                q.sub_(dirs[i] * al[i])
+            d = r = q.mul(h_diag)
+            for i in range(len(dirs)):
+                be_i = dirs[i].dot(r) * ro[i]
+                r.add_(stps[i] * (al[i] - be_i))
+        if st.get("prev_flat_grad") is None:
+            st["prev_flat_grad"] = g.clone(memory_format=torch.contiguous_format)
+        else:
+            st["prev_flat_grad"].copy_(g)
+        # torch's cautious first step, min(1, 1/|g|_1) x lr, and lr after it.
+        t = torch.clamp(g.abs().sum().reciprocal(), max=1.0) * lr if st["n_iter"] == 1 else lr
+        descent = g.dot(d) <= -1e-9  # torch takes no step along a direction that does not descend
+        p.add_(d.view_as(p) * torch.where(descent, t, 0.0))
+        st.update(d=d, t=t, old_dirs=dirs, old_stps=stps, ro=ro, H_diag=h_diag)
+        return loss
+
+
+def _make_optimizer(x: Tensor, s: Settings, lr: float):
     if s.optimizer == "lbfgs":
-        # max_iter=1: one optimizer step is one evaluation, so the step count is honest (the PyTorch
-        # tutorial's max_iter=20 silently runs up to 20 evaluations per "step"). tolerance_grad=0: a
-        # step is always taken (with relative losses a tiny gradient is not a converged one).
-        return torch.optim.LBFGS([x], lr=lr, max_iter=1, history_size=s.lbfgs_history, tolerance_grad=0.0)
+        return LBFGS(x, lr, s.lbfgs_history)
     return torch.optim.Adam([x], lr=lr)
 
 
@@ -196,7 +258,7 @@ class Curvature:
     def first_step(self, pixels: int) -> float | None:
         return None if self.gamma is None else self.gamma * pixels / self.pixels
 
-    def remember(self, opt: torch.optim.Optimizer, u: Tensor) -> None:
+    def remember(self, opt, u: Tensor) -> None:
         state = opt.state[u]
         if state.get("old_dirs"):  # at least one curvature pair: H_diag is measured, not torch's initial 1
             self.gamma, self.pixels = float(state["H_diag"]), u.shape[-1] * u.shape[-2]
@@ -235,15 +297,17 @@ def optimise(
             record.update(terms)
             return terms["total"]
 
-        if i == 0 and carried is not None:  # the first step from the carried curvature (Curvature)
+        first = i == 0 and carried is not None  # the first step from the carried curvature (Curvature)
+        if first:
             with torch.enable_grad():
                 closure()
-            opt = _restart(u, record["u"], u.grad, float(record["total"].detach()), s, lr, carried)
         else:
             opt.step(closure)
         u_k = record.pop("u")
-        losses = {k: float(v.detach()) for k, v in record.items()}
+        losses = dict(zip(record, to_host(torch.stack([v.detach() for v in record.values()])), strict=True))
         total = losses["total"]
+        if first:
+            opt = _restart(u, u_k, u.grad, total, s, lr, carried)
         if total < best_loss:
             best_u, best_grad, best_loss, best = u_k, u.grad.detach().clone(), total, shown(u_k).clamp(0, 1)
             if lr < s.lr:
@@ -260,9 +324,7 @@ def optimise(
         curvature.remember(opt, u)
 
 
-def _restart(
-    u: Tensor, at: Tensor, grad: Tensor, loss: float, s: Settings, lr: float, first_step: float | None = None
-) -> torch.optim.Optimizer:
+def _restart(u: Tensor, at: Tensor, grad: Tensor, loss: float, s: Settings, lr: float, first_step: float | None = None):
     """A fresh optimiser at `at` that has already taken its first step there, from the stored gradient.
 
     That step is torch's own (min(1, 1/|g|_1) * lr along -grad for L-BFGS) or, given `first_step`, that

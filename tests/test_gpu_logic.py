@@ -242,3 +242,151 @@ def test_a_process_backend_on_a_fake_two_gpu_host_starts_one_worker_per_gpu(monk
     started.clear()
     backend = process_backend.ProcessBackend("random", "cuda:1", Limits())
     assert started == [("cuda:1", None)] and backend.slots == 3
+
+
+def test_our_lbfgs_steps_as_torchs_lbfgs_does():
+    """transfer.LBFGS (no host syncs) against torch.optim.LBFGS(max_iter=1, tolerance_grad=0) on a smooth problem
+    with a full history and more: the same points to float32 rounding (only the order of a few sums differs)."""
+    from nst_core.transfer import LBFGS
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(40, 40, generator=g, dtype=torch.float64)
+    hess = (a @ a.T / 40 + 0.1 * torch.eye(40)).float()
+    target = torch.randn(40, generator=g)
+
+    def loss(x):
+        r = x - target
+        return 0.5 * r @ hess @ r + 0.05 * (r**4).sum()
+
+    def run(make):
+        x = torch.zeros(40, requires_grad=True)
+        opt = make(x)
+        points = []
+        for _ in range(25):
+
+            def closure():
+                opt.zero_grad()
+                value = loss(x)
+                value.backward()
+                return value
+
+            opt.step(closure)
+            points.append(x.detach().clone())
+        return torch.stack(points), opt.state[x]
+
+    ours, ours_state = run(lambda x: LBFGS(x, 1.0, history_size=5))
+    theirs, theirs_state = run(lambda x: torch.optim.LBFGS([x], lr=1.0, max_iter=1, history_size=5, tolerance_grad=0))
+    assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-5), (ours - theirs).abs().max()
+    assert len(ours_state["old_dirs"]) == len(theirs_state["old_dirs"]) == 5
+    # (near the minimum s'y / y'y divides two small differences: rounding shows there first)
+    assert float(ours_state["H_diag"]) == pytest.approx(float(theirs_state["H_diag"]), rel=1e-2)
+
+
+def test_a_step_brings_its_numbers_to_the_host_once(monkeypatch, backbone, content, style):
+    """Every step of a real run: one `to_host` (its losses, stacked) and no other read of a tensor's value on the host
+    (aten's _local_scalar_dense: what .item(), float(), `if tensor` and a tensor passed as a number all call; on a GPU
+    each is a wait for the device). Before: about 25 a step (five float()s, L-BFGS's `alpha`s and tests). (Adam is
+    not counted here: torch's Adam reads its step count, which it keeps on the host for a GPU's tensors.)"""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from nst_core import Settings, transfer
+
+    class Reads(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten._local_scalar_dense.default:
+                Reads.count += 1
+            return func(*args, **(kwargs or {}))
+
+    hosted = []
+    monkeypatch.setattr(transfer, "to_host", lambda x: hosted.append(x.numel()) or x.tolist())
+    s = Settings(size=32, iterations=12, scales=1, preview_every=100)
+    c, st, _ = transfer.level_targets(content, [style], s, 32, backbone.device)
+    objective = transfer.Objective(backbone, s, c, st)
+    steps = transfer.optimise(objective, c.clone(), s.iterations, s)
+    next(steps)  # (the first step builds the optimiser)
+    per_step = []
+    for _ in range(s.iterations - 1):
+        before, n = Reads.count, len(hosted)
+        with Reads():
+            next(steps)
+        per_step.append((Reads.count - before, len(hosted) - n))
+    assert per_step == [(0, 1)] * (s.iterations - 1)
+    assert hosted[-1] == 4  # content, style, tv, total in one
+
+
+def test_a_preview_is_encoded_and_sent_beside_the_run_which_goes_on_meanwhile():
+    """The worker PNG-encodes and sends each shot in a thread beside the run's: the run makes its next step while a
+    preview is being sent (before, the run waited for each encode), every shot goes, in order, and a stop still ends
+    the run after the step that saw it."""
+    from PIL import Image
+
+    from nst_core.serve.process_backend import encode_aside
+    from nst_core.transfer import Frame
+
+    resumed = {n: threading.Event() for n in range(1, 8)}
+    closed = []
+
+    def frames():
+        try:
+            for n in range(1, 8):
+                if n > 1:
+                    resumed[n - 1].set()  # the run is at its next step
+                image = Image.new("RGB", (16, 16)) if n % 2 else None
+                yield Frame(n, 7, {"total": 1.0}, 0.0, (16, 16), image)
+        finally:
+            closed.append(True)
+
+    sent, overlapped = [], []
+    stop = threading.Event()
+
+    def emit(shot):
+        if shot.step == 1:  # (a guard, not a bound: the fixed code goes on at once)
+            overlapped.append(resumed[1].wait(timeout=30))
+        sent.append((shot.step, shot.png is not None))
+        if shot.step == 3:
+            stop.set()
+
+    encode_aside(frames(), emit, stop)
+    assert overlapped == [True]
+    assert sent[:3] == [(1, True), (2, False), (3, True)] and [s for s, _ in sent] == list(range(1, len(sent) + 1))
+    # Stopped within the frames already made when the stop came: the one being sent, two waiting, one being put.
+    assert len(sent) <= 3 + 2 + 1 and closed == [True]
+
+
+def test_lanes_are_chosen_from_injected_timings_and_memory_read_after_the_measurings_blocks_are_given_back(
+    monkeypatch,
+):
+    """measure_lanes with the GPU's answers injected: the fewest lanes near the best throughput, within the free memory
+    for runs at the largest size at the worst settings; free memory is read only after the cache is emptied (the
+    measuring's own cached blocks counted as used would cost lanes)."""
+    from nst_core.serve import lanes
+
+    calls = []
+    rates = {1: 10.0, 2: 19.0, 4: 30.0, 8: 31.0}
+    monkeypatch.setattr(lanes, "throughput", lambda backbone, k, streams=None: rates[k])
+    monkeypatch.setattr(lanes, "worst_run_bytes", lambda backbone, size: calls.append(("estimate", size)) or 12 * 2**30)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append("sync"))
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: calls.append("empty"))
+    cached = {"free": 30 * 2**30}
+
+    def mem_get_info(device=None):
+        calls.append("free")
+        return cached["free"] + (50 * 2**30 if "empty" in calls else 0), 80 * 2**30
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", mem_get_info)
+    chosen, measured = lanes.measure_lanes(CPU, 2048)
+    assert measured == rates and calls.index("empty") < calls.index("free") and ("estimate", 2048) in calls
+    assert chosen == 4  # 80 GiB free x 0.8 holds five runs of 12 GiB; four lanes are within 5% of the best
+    assert lanes.choose(rates, 12 * 2**30, 30 * 2**30) == 2  # what reading free memory too early would have chosen
+
+
+def test_the_worst_run_a_lane_must_hold_is_estimated_at_the_largest_size_not_scaled_from_512_px():
+    from nst_core.serve import lanes
+
+    worst = lanes.worst_settings(2048)
+    assert (worst.size, worst.precision, worst.style_scale, worst.lbfgs_history) == (2048, "float32", 2.0, 10)
+    pytest.importorskip("nst_core.serve.memory")
+    small, large = lanes.worst_run_bytes(None, 1024), lanes.worst_run_bytes(None, 2048)
+    assert 3 < large / small < 5  # (about the pixels, 4x: estimated from the layers at each size, no GPU needed)
