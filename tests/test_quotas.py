@@ -30,6 +30,7 @@ def tabs(monkeypatch):
     monkeypatch.setattr(classroom, "WRONG_CODES_TAB", Quota(limits.codes_per_session, 600))
     monkeypatch.setattr(classroom, "ROOMS_OPENED", Quota(limits.rooms_per_client, 3600))
     monkeypatch.setattr(classroom, "WRONG_PASSWORDS", Quota(limits.passwords_per_client, 600))
+    monkeypatch.setattr(classroom, "WRONG_CODES_SITE", Quota(10 * limits.codes_per_client, 600))
     monkeypatch.setattr(classroom, "_sleep", lambda seconds: None)  # past the budget: see the test of the delay
     new_tab()
     yield tab
@@ -150,6 +151,30 @@ def test_past_its_budget_an_address_waits_its_turn_for_each_code_new_to_a_tab(tm
         with pytest.raises(WallError):
             classroom.find_room(wall, code)
     assert len(slept) == 4
+
+
+def test_an_ipv6_site_of_many_64s_has_ten_addresses_budget(tmp_path, tabs, monkeypatch):
+    wall = Wall(tmp_path)
+    room, _ = wall.open_room()
+    monkeypatch.setattr(classroom, "WRONG_CODES", Quota(2, 600))  # (small budgets: the same rules)
+    monkeypatch.setattr(classroom, "WRONG_CODES_SITE", Quota(20, 600))
+    wrong, address = wrong_codes(room), ["2001:db8:7:0::/64"]
+    monkeypatch.setattr(classroom, "client_address", lambda limits=None: address[0])
+    for i in range(10):  # a site given a /48 (or a /56) takes any of its /64s at will: ten of them ...
+        address[0] = f"2001:db8:7:{i:x}::/64"
+        for j in range(2):
+            tabs[0] = f"tab-{i}-{j}"
+            with pytest.raises(NoRoom):
+                classroom.find_room(wall, next(wrong))
+    address[0], tabs[0] = "2001:db8:7:ff::/64", "tab-11"  # ... and an eleventh is refused
+    with pytest.raises(WallError, match="^too many wrong room codes from your network"):
+        classroom.find_room(wall, next(wrong))
+    address[0], tabs[0] = "2001:db8:8:1::/64", "tab-12"  # another /48 has its own budget
+    with pytest.raises(NoRoom):
+        classroom.find_room(wall, next(wrong))
+    address[0], tabs[0] = "198.51.100.7", "tab-13"  # as an IPv4 address has
+    with pytest.raises(NoRoom):
+        classroom.find_room(wall, next(wrong))
 
 
 def test_a_deleted_or_expired_room_is_said_as_such_and_counts_nothing(tmp_path, tabs):

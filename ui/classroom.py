@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import io
+import ipaddress
 import os
 import re
 import threading
@@ -44,6 +45,9 @@ _limits = Limits.from_env()
 ROOMS_OPENED = Quota(_limits.rooms_per_client, 3600)
 WRONG_CODES = Quota(_limits.codes_per_client, 600)
 WRONG_CODES_TAB = Quota(_limits.codes_per_session, 600)
+# An IPv6 client counts as its /64, but a site may be given a /48 or a /56 and use any /64 in it: its /48 gets ten
+# addresses' budget of wrong codes, on top of each /64's.
+WRONG_CODES_SITE = Quota(10 * _limits.codes_per_client, 600)
 WRONG_PASSWORDS = Quota(_limits.passwords_per_client, 600)
 PASSWORD = "NST_TEACHER_PASSWORD"  # when set, opening a room asks for it
 
@@ -87,12 +91,23 @@ def class_wall() -> Wall:
 # ---------------------------------------------------------------- in the Studio
 
 
+def site(client: str) -> str:
+    """The /48 an IPv6 client's /64 is in; any other client is its own site."""
+    if client.endswith("/64"):
+        with contextlib.suppress(ValueError):
+            return str(ipaddress.ip_network(client).supernet(new_prefix=48))
+    return client
+
+
 def wrong_code() -> None:
-    """Count one wrong room code against this tab and its client address; raises WallError, saying how long to
-    wait, once either has used its budget (NST_CODES_PER_SESSION, NST_CODES_PER_CLIENT)."""
+    """Count one wrong room code against this tab and its client address (and an IPv6 client's /48); raises
+    WallError, saying how long to wait, once one has used its budget (NST_CODES_PER_SESSION, NST_CODES_PER_CLIENT,
+    ten times that for a /48)."""
+    client = client_address(_limits)
     for quota, who, where in (
         (WRONG_CODES_TAB, session_id(), "this tab"),
-        (WRONG_CODES, client_address(_limits), "your network"),
+        (WRONG_CODES, client, "your network"),
+        (WRONG_CODES_SITE, site(client), "your network"),
     ):
         if not quota.take(who):
             wait = max(1, round(quota.wait(who) / 60))
@@ -116,7 +131,7 @@ def find_room(wall: Wall, code: str):
     seen = state.setdefault("wrong_codes", set())
     if norm not in known and norm not in seen:
         client = client_address(_limits)
-        if WRONG_CODES.wait(client) > 0:
+        if WRONG_CODES.wait(client) > 0 or WRONG_CODES_SITE.wait(site(client)) > 0:
             with _SLOW[hash(client) % len(_SLOW)]:
                 _sleep(_limits.codes_delay)
     try:
