@@ -177,6 +177,15 @@ def test_an_ipv6_site_of_many_64s_has_ten_addresses_budget(tmp_path, tabs, monke
         classroom.find_room(wall, next(wrong))
 
 
+def test_what_a_tab_remembers_of_the_codes_it_tried_is_bounded(tmp_path, tabs):
+    wall = Wall(tmp_path)
+    room, _ = wall.open_room()
+    for code in itertools.islice(wrong_codes(room), 150):  # a script's tab, long past its budget
+        with pytest.raises(WallError):
+            classroom.find_room(wall, code)
+    assert len(st.session_state["wrong_codes"]) == 100
+
+
 def test_a_deleted_or_expired_room_is_said_as_such_and_counts_nothing(tmp_path, tabs):
     wall = Wall(tmp_path)
     room, key = wall.open_room()

@@ -132,7 +132,7 @@ def find_room(wall: Wall, code: str):
     if norm not in known and norm not in seen:
         client = client_address(_limits)
         if WRONG_CODES.wait(client) > 0 or WRONG_CODES_SITE.wait(site(client)) > 0:
-            with _SLOW[hash(client) % len(_SLOW)]:
+            with _SLOW[hash(site(client)) % len(_SLOW)]:  # (one turn for all the /64s of a /48)
                 _sleep(_limits.codes_delay)
     try:
         room = wall.room(code)
@@ -143,13 +143,19 @@ def find_room(wall: Wall, code: str):
             try:
                 wrong_code()
             finally:
-                seen.add(norm)
+                remember(seen, norm)
         raise
     except RoomGone:
-        known.add(norm)
+        remember(known, norm)
         raise
-    known.add(norm)
+    remember(known, norm)
     return room
+
+
+def remember(codes: set, code: str) -> None:
+    """A code this tab has looked up, among its first hundred (a script's tab could otherwise grow the set forever)."""
+    if len(codes) < 100:
+        codes.add(code)
 
 
 def keep_key(wall: Wall, code: str, key: str):
