@@ -390,3 +390,18 @@ def test_the_worst_run_a_lane_must_hold_is_estimated_at_the_largest_size_not_sca
     pytest.importorskip("nst_core.serve.memory")
     small, large = lanes.worst_run_bytes(None, 1024), lanes.worst_run_bytes(None, 2048)
     assert 3 < large / small < 5  # (about the pixels, 4x: estimated from the layers at each size, no GPU needed)
+
+
+def test_a_worker_serving_from_the_cpu_beside_a_gpu_it_cannot_use_says_so_in_its_device_caption(monkeypatch, capsys):
+    from nst_core import backbone
+    from nst_core.serve import cost, slots
+
+    note = "an NVIDIA GPU is here but torch (built for CUDA 13.0) cannot use it: is driver 470.57.02 too old for it?"
+    monkeypatch.setattr(backbone, "unused_gpu", lambda: note)
+    monkeypatch.setattr(cost.CostModel, "probe", classmethod(lambda cls, bb: cls(1e-9, 0.0)))
+    monkeypatch.setattr(backbone, "default_device", lambda: torch.device("cpu"))
+    _, info = slots.prepare("random", "auto", 0)
+    assert info["device_type"] == "cpu" and info["device"].endswith(f" ({note})")
+    assert note in capsys.readouterr().err
+    _, info = slots.prepare("random", "cpu", 0)  # asked for the CPU: nothing to say
+    assert note not in info["device"]
