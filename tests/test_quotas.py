@@ -175,6 +175,11 @@ def test_an_ipv6_site_of_many_64s_has_ten_addresses_budget(tmp_path, tabs, monke
     address[0], tabs[0] = "198.51.100.7", "tab-13"  # as an IPv4 address has
     with pytest.raises(NoRoom):
         classroom.find_room(wall, next(wrong))
+    monkeypatch.setattr(classroom, "WRONG_PASSWORDS", Quota(2, 600))  # teacher passwords count per /48 alone
+    for i, outcome in enumerate(("^that is not the", "^that is not the", "^too many wrong teacher passwords")):
+        address[0] = f"2001:db8:9:{i:x}::/64"
+        with pytest.raises(WallError, match=outcome):
+            classroom.open_room(wall, "", "s3cret", "guess")
 
 
 def test_what_a_tab_remembers_of_the_codes_it_tried_is_bounded(tmp_path, tabs):

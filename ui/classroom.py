@@ -380,12 +380,12 @@ def start_page(wall: Wall) -> None:
 
 def open_room(wall: Wall, title: str, password: str | None, given: str | None):
     """wall.open_room, for a teacher. With the server's NST_TEACHER_PASSWORD, if it has one, the right password
-    opens a room (up to NST_MAX_ROOMS); wrong ones count against the address (NST_PASSWORDS_PER_CLIENT), and once
-    they are spent every try waits, the right one too: past the budget a guess learns nothing. Without a password,
-    opening is open to all but bounded per client address: ROOMS_OPENED per hour, and a fifth of the server's rooms
-    open at once."""
+    opens a room (up to NST_MAX_ROOMS); wrong ones count against the address, or an IPv6 client's /48
+    (NST_PASSWORDS_PER_CLIENT), and once they are spent every try waits, the right one too: past the budget a guess
+    learns nothing. Without a password, opening is open to all but bounded per client address: ROOMS_OPENED per
+    hour, and a fifth of the server's rooms open at once."""
     if password is not None:
-        client = client_address(wall.limits)
+        client = site(client_address(wall.limits))  # (an IPv6 /48, whose /64s a guesser may take in turn)
         wait = WRONG_PASSWORDS.wait(client)
         right = hmac.compare_digest((given or "").encode(), password.encode())
         if wait > 0 or (not right and not WRONG_PASSWORDS.take(client)):
