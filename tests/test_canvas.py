@@ -267,3 +267,41 @@ def test_an_uploaded_mask_is_decoded_once_per_upload(monkeypatch):
     at.file_uploader(key="mask_upload_0").upload("bad.png", b"not a picture", "image/png").run()
     at.run()
     assert calls == [(64, 48)] * 2 and "bad.png is not an image" in plain(at.error[0].value)
+
+
+@pytest.mark.browser
+def test_a_client_message_larger_than_the_largest_canvas_value_closes_its_connection():
+    """A real server and a bare websocket client: the largest value the brush can send (480x2048 on a GPU server)
+    is taken; a message over the app's bound closes that connection (1009) and the server goes on."""
+    import urllib.request
+
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    from tests.servers import StreamlitServer
+    from ui.masks import largest_value
+
+    def message(n: int) -> bytes:
+        msg = BackMsg()
+        widget = msg.rerun_script.widget_states.widgets.add()
+        widget.id = "$$ID-canvas-of-a-stranger"
+        widget.string_value = "A" * n
+        return msg.SerializeToString()
+
+    srv = StreamlitServer()
+    try:
+        ws_url = srv.url.replace("http://", "ws://") + "/_stcore/stream"
+        with connect(ws_url, subprotocols=["streamlit"], max_size=None, open_timeout=60) as ws:
+            ws.send(message(largest_value((480, 2048))))
+            assert ws.ping().wait(60)  # still open
+        with connect(ws_url, subprotocols=["streamlit"], max_size=None, open_timeout=60) as ws:
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.send(message(20_000_000))  # Streamlit's default would take 25 MB, and its transport 200
+                while True:
+                    ws.recv(timeout=60)
+            # Closed with 1009 (message too big), or reset while the client was still sending.
+            assert closed.value.rcvd is None or closed.value.rcvd.code == 1009
+        assert urllib.request.urlopen(srv.url + "/_stcore/health", timeout=10).status == 200
+    finally:
+        srv.stop()

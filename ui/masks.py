@@ -70,6 +70,14 @@ def canvas_size(photo: Image.Image) -> tuple[int, int]:
 _PNG_URL = "data:image/png;base64,"
 
 
+def largest_value(size: tuple[int, int]) -> int:
+    """The longest data URL a canvas of `size` can send: its 8-bit RGBA PNG stored without compression (a filter
+    byte a row, 5 bytes per deflate block, 12 per chunk), in base64."""
+    w, h = size
+    raw = h * (4 * w + 1)
+    return 4 * (raw + raw // 100 + 65536) // 3 + len(_PNG_URL)
+
+
 def canvas_png(value: str | None, size: tuple[int, int]) -> bytes | None:
     """The PNG the brush sent (the component's data URL), if it is the canvas's own size; else ImageLoadError in
     one line. Only its length and its header are read before that (a few hundred kB of PNG can say 12000x7000
@@ -89,9 +97,7 @@ def canvas_png(value: str | None, size: tuple[int, int]) -> bytes | None:
     sw, sh = struct.unpack(">II", head[16:24])
     if (sw, sh) != (w, h):
         raise ImageLoadError(f"the brush sent a {sw}x{sh} picture; the canvas is {w}x{h}")
-    # An 8-bit RGBA PNG stored without compression: a filter byte a row, 5 bytes per deflate block, 12 per chunk.
-    raw = h * (4 * w + 1)
-    most = 4 * (raw + raw // 100 + 65536) // 3 + len(_PNG_URL)
+    most = largest_value(size)
     if len(value) > most:
         raise ImageLoadError(f"the brush sent {len(value)} bytes; a {w}x{h} canvas is at most {most}")
     try:
