@@ -35,8 +35,8 @@ def open_room(browser, url: str, students: int, minutes: float) -> tuple[str, st
     teacher.get_by_label("Students").first.fill(str(students))
     teacher.get_by_label("Minutes for everyone's first picture").first.fill(str(minutes))
     teacher.get_by_role("button", name="Open a room").click()
-    teacher.get_by_text(re.compile(r"Room [A-Z2-9]{6} is open")).wait_for(timeout=180_000)
-    code = re.search(r"room=([A-Z2-9]{6})", teacher.url).group(1)
+    teacher.get_by_text(re.compile(r"Room [A-Z2-9]{4}-[A-Z2-9]{4} is open")).wait_for(timeout=180_000)
+    code = re.search(r"room=([A-Z2-9]{8})", teacher.url).group(1)
     line = teacher.locator("[data-testid=stMarkdownContainer]", has_text="The room's pace:").first.inner_text()
     return code, line, teacher
 
