@@ -358,7 +358,7 @@ def as_mask(im: Image.Image) -> Image.Image:
         return Image.composite(grey, Image.new("L", im.size, 0), alpha)
     if im.mode.startswith("I") or im.mode == "F":
         return _grey8(im)
-    return im.convert("L")
+    return im if im.mode == "L" else im.convert("L")  # a mask already: no copy (the page checks each on every rerun)
 
 
 def encode_mask(mask: Image.Image) -> str:
@@ -387,14 +387,13 @@ def decode_mask(text: str) -> Image.Image:
         im = Image.open(io.BytesIO(data), formats=["PNG"])
     except (binascii.Error, OSError, ValueError) as e:
         raise ValueError(f"a mask that cannot be read ({type(e).__name__})") from None
-    with im:
-        if max(im.size) > MASK_SIDE:
-            raise ValueError(f"a mask of {im.width}x{im.height}; a mask is at most {MASK_SIDE} px a side")
-        try:
-            im.load()
-            return bare(as_mask(im))
-        except (OSError, ValueError) as e:
-            raise ValueError(f"a mask that cannot be read ({type(e).__name__})") from None
+    if max(im.size) > MASK_SIDE:  # (the file is bytes in memory: nothing to close)
+        raise ValueError(f"a mask of {im.width}x{im.height}; a mask is at most {MASK_SIDE} px a side")
+    try:
+        im.load()
+        return bare(as_mask(im))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"a mask that cannot be read ({type(e).__name__})") from None
 
 
 def check_mask(mask: Image.Image, photo_size: tuple[int, int], label: str = "the mask") -> Image.Image:

@@ -326,3 +326,13 @@ def test_shrinking_in_bands_gives_the_picture_shrunk_whole():
     direct = to_rgb(im)
     direct.thumbnail((300, 300), Image.Resampling.LANCZOS)  # a sawtooth: the hardest case for a box average
     assert np.abs(np.asarray(out, dtype=int) - np.asarray(direct, dtype=int)).mean() < 4
+
+
+def test_a_mask_already_grey_is_checked_without_a_copy(made):
+    from nst_core.images import as_mask, check_mask
+
+    mask = Image.new("L", (480, 320), 0)
+    mask.paste(255, (240, 0, 480, 320))
+    made.clear()
+    assert as_mask(mask) is mask and check_mask(mask, (960, 640)) is mask
+    assert made == []
