@@ -233,7 +233,7 @@ def _grey8(im: Image.Image) -> Image.Image:
         # The high byte of each pixel (within one level of v / 257): one slice of the raw bytes, no arrays at all.
         raw = im.tobytes()
         return Image.frombytes("L", im.size, raw[0::2] if im.mode == "I;16B" else raw[1::2])
-    a = np.asarray(im, dtype=np.float32)
+    a = np.array(im, dtype=np.float32)  # a copy of its own (a float picture's array would be read-only)
     a *= 255.0 / (65535.0 if a.max() > 255 else 255.0)
     a += 0.5
     np.clip(a, 0, 255, out=a)

@@ -336,3 +336,11 @@ def test_a_mask_already_grey_is_checked_without_a_copy(made):
     made.clear()
     assert as_mask(mask) is mask and check_mask(mask, (960, 640)) is mask
     assert made == []
+
+
+@pytest.mark.parametrize("max_side", [None, 32])
+def test_a_float_tiff_opens(max_side):
+    import numpy as np
+
+    im = Image.fromarray(np.full((60, 80), 200.0, dtype=np.float32))
+    assert load_image(encode(im, "TIFF"), max_side=max_side).getpixel((5, 5)) == (200, 200, 200)
