@@ -9,11 +9,15 @@
    portrait photo be: 768 px on a CPU server, 2048 on a GPU), through canvas_masks as the page calls it, against
    the float conversion before; and a hostile value whose header says 12000x7000.
 
+4. With --decode, only this: the resident peak of decoding one upload, each in a fresh process (the modules
+   imported first): a 7300x5470 RGBA PNG and JPEG kept at 768 px, a 6144x4608 RGBA mask for a 768x576 photo, and
+   a small PNG and a canvas value carrying 60 MB of compressed text.
+
 Memory: the process's resident peak above where it started (Linux's VmHWM, reset before each case: all of it,
 Pillow's own buffers included), what Python allocates (tracemalloc: numpy's arrays and Python's byte strings,
 not Pillow's image memory), and what stays resident while the slots hold their pictures; time is the wall clock.
 
-    .venv/bin/python -m benchmarks.bench_upload [--side 5500] [--slots 10]
+    .venv/bin/python -m benchmarks.bench_upload [--side 5500] [--slots 10] [--decode]
 """
 
 from __future__ import annotations
