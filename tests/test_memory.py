@@ -231,3 +231,14 @@ def test_the_service_caps_its_size_to_the_memory_it_has(monkeypatch, room_mb):
             assert svc.limits.max_size_cpu == memory.SMALLEST  # a run tried anyway is the smallest
     finally:
         svc.close()
+
+
+def test_the_server_plans_memory_without_torch():
+    """The server process does not load torch (about 300 MB): the estimate and the host's memory are arithmetic."""
+    code = (
+        "import sys; from nst_core import Settings; from nst_core.serve import memory; "
+        "memory.run_bytes(Settings()); memory.size_cap(memory.host_memory(), __import__("
+        "'nst_core.serve.limits', fromlist=['Limits']).Limits(), 1); print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
