@@ -180,8 +180,10 @@ def _number(text: str | None) -> int | None:
     return None if value >= NO_LIMIT else value
 
 
-def _groups(root: str) -> list[tuple[str, str, str]]:
-    """(directory of this process's memory cgroup, its limit file, its usage file), v2 first, then v1."""
+def _groups(root: str) -> list[tuple[str, str, str, str]]:
+    """(directory of this process's memory cgroup, its limit file, its usage file, the hierarchy's mount) for each
+    hierarchy /proc/self/cgroup names: v2's (at /sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid host) and
+    v1's memory controller; the first whose limit file exists is the one."""
     text = _read(os.path.join(root, "proc/self/cgroup")) or ""
     found = []
     for line in text.splitlines():
