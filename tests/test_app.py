@@ -608,3 +608,21 @@ def test_a_kept_intro_animation_shows_the_photo_no_larger_than_its_thumbnail(pac
     monkeypatch.setattr(results, "intro_card", card)
     results.animation(r, "gif", len(r["frames"]), True)
     assert seen and all(max(p) <= stores.THUMB and max(q) <= stores.THUMB for p, q in seen)
+
+
+def test_a_host_whose_memory_holds_no_run_says_so_before_run_and_offers_none(threaded_app):
+    threaded_app.memory_line = "This server has 700 MB of memory, too little for even the smallest run."
+    threaded_app.cannot_paint = True
+    at = new_app()
+    assert [e.value for e in at.error] == [threaded_app.memory_line]
+    assert at.button(key="run").disabled
+
+
+def test_a_run_larger_than_the_hosts_memory_allows_is_said_and_not_offered(threaded_app):
+    threaded_app.memory_per_run = 1  # a byte per run: every run is too large
+    at = new_app()
+    assert any("choose a smaller size or style scale" in w.value for w in at.warning)
+    assert at.button(key="run").disabled
+    threaded_app.memory_per_run = None  # no cap: the same page offers Run
+    at.run()
+    assert not at.warning and not at.button(key="run").disabled

@@ -76,13 +76,21 @@ if masks and settings is not None:
     settings = settings.replace(masks=tuple(encode_mask(m) for m in masks))
 
 busy = panel.busy()
+if svc.memory_line:  # this host's memory caps the size, or cannot hold a run at all: said before Run, not after
+    (st.error if svc.cannot_paint else st.caption)(svc.memory_line)
+too_big = None
 if settings is not None:
-    est = svc.cost.estimate(settings, min(content.size) / max(content.size))
+    aspect = min(content.size) / max(content.size)
+    est = svc.cost.estimate(settings, aspect)
     st.caption(
         f"Estimated time on this server: about {fmt_seconds(est)} for {settings.iterations} steps at "
         f"{settings.size} px (measured here){wait_note()}."
     )
-if st.button("Run", type="primary", icon=":material/play_arrow:", disabled=busy or settings is None, key="run"):
+    too_big = svc.memory_check(settings, aspect)
+    if too_big:
+        st.warning(too_big)
+blocked = busy or settings is None or svc.cannot_paint or bool(too_big)
+if st.button("Run", type="primary", icon=":material/play_arrow:", disabled=blocked, key="run"):
     # A student's run within the room's limits, whatever the browser sent (the widgets offer no more).
     settings = settings.replace(
         size=min(settings.size, caps["size"]), iterations=min(settings.iterations, caps["iterations"])
