@@ -3,6 +3,7 @@ that fails, the device flags a worker sets, the bf16 choice, the plan for severa
 host syncs of a step."""
 
 import gc
+import os
 import threading
 import types
 import weakref
@@ -355,12 +356,12 @@ def test_a_preview_is_encoded_and_sent_beside_the_run_which_goes_on_meanwhile():
     assert len(sent) <= 3 + 2 + 1 and closed == [True]
 
 
-def test_lanes_are_chosen_from_injected_timings_and_memory_read_after_the_measurings_blocks_are_given_back(
+def test_lanes_are_chosen_from_injected_timings_and_memory_read_after_the_cached_blocks_are_given_back(
     monkeypatch,
 ):
     """measure_lanes with the GPU's answers injected: the fewest lanes near the best throughput, within the free memory
-    for runs at the largest size at the worst settings; free memory is read only after the cache is emptied (the
-    measuring's own cached blocks counted as used would cost lanes)."""
+    for runs at the largest size at the worst settings; free memory is read only after the cache is emptied (blocks
+    cached by loading and probing counted as used would cost lanes)."""
     from nst_core.serve import lanes
 
     calls = []
@@ -377,7 +378,9 @@ def test_lanes_are_chosen_from_injected_timings_and_memory_read_after_the_measur
 
     monkeypatch.setattr(torch.cuda, "mem_get_info", mem_get_info)
     chosen, measured = lanes.measure_lanes(CPU, 2048)
-    assert measured == rates and calls.index("empty") < calls.index("free") and ("estimate", 2048) in calls
+    # (80 GiB x 0.8 holds five runs of 12 GiB: eight lanes are not measured)
+    assert measured == {1: 10.0, 2: 19.0, 4: 30.0} and calls.index("empty") < calls.index("free")
+    assert ("estimate", 2048) in calls
     assert chosen == 4  # 80 GiB free x 0.8 holds five runs of 12 GiB; four lanes are within 5% of the best
     assert lanes.choose(rates, 12 * 2**30, 30 * 2**30) == 2  # what reading free memory too early would have chosen
 
@@ -405,3 +408,127 @@ def test_a_worker_serving_from_the_cpu_beside_a_gpu_it_cannot_use_says_so_in_its
     assert note in capsys.readouterr().err
     _, info = slots.prepare("random", "cpu", 0)  # asked for the CPU: nothing to say
     assert note not in info["device"]
+
+
+class FakeConnection:
+    """The worker's end of its socket: records what it sends; the server has gone as soon as it is read from."""
+
+    def __init__(self, fd):
+        self.sent = []
+
+    def send(self, msg):
+        self.sent.append(msg)
+
+    def recv(self):
+        raise EOFError
+
+
+def test_a_gpu_worker_whose_lanes_run_out_of_memory_at_four_starts_with_two_and_measures_no_more_than_fit(
+    monkeypatch,
+):
+    """A worker on a GPU that holds fewer real runs at once than the candidates: lanes are measured only up to what
+    the free memory holds at the worst settings, and a candidate that runs out of memory all the same (a GPU shared
+    with another process) ends the measuring at the one before, its blocks freed before the cache is emptied, instead
+    of failing the worker's start. Real measuring threads; the timings and the GPU's answers injected."""
+    from nst_core.serve import lanes, process_backend
+
+    gpu = types.SimpleNamespace(device=torch.device("cuda"))  # (only its type is read: no GPU is touched)
+    rates = {1: 10.0, 2: 19.0, 4: 30.0, 8: 31.0}  # four lanes would be chosen, were there memory for them
+    tried, held, emptied = [], [], []
+    oom_at = {"k": 4}
+
+    def setup(backbone, size):
+        k = len(tried) and tried[-1]
+        big = torch.zeros(1000)
+        held.append(weakref.ref(big))
+        if k == oom_at["k"]:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return lambda: big.add_(1)
+
+    real_throughput = lanes.throughput
+
+    def throughput(backbone, k, streams=None):
+        tried.append(k)
+        real_throughput(CPU, k, size=8, evals=1, streams=lanes.Streams(CPU.device), setup=setup)
+        return rates[k]
+
+    free = {"bytes": 80 * 2**30}
+    monkeypatch.setattr(lanes, "throughput", throughput)
+    monkeypatch.setattr(lanes, "worst_run_bytes", lambda backbone, size: 12 * 2**30)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(all(r() is None for r in held)))
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free["bytes"], 80 * 2**30))
+    monkeypatch.setattr(process_backend, "Connection", FakeConnection)
+    monkeypatch.setattr(process_backend, "prepare", lambda weights, device, threads: (gpu, {"device": "a GPU"}))
+    sent = []
+    monkeypatch.setattr(FakeConnection, "send", lambda self, msg: sent.append(msg))
+    monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF", raising=False)
+    monkeypatch.delenv("PYTORCH_ALLOC_CONF", raising=False)
+
+    process_backend.main(0, "random", "cuda", 0, 0)
+    assert [m[0] for m in sent] == ["ready"], sent
+    assert sent[0][1]["lanes"] == 2 and sent[0][1]["lane_throughput"] == {1: 10.0, 2: 19.0}
+    assert tried == [1, 2, 4] and emptied[-1] is True  # the failed lanes' tensors were gone when the cache was emptied
+
+    # 80 GiB x 0.8 holds five runs of 12 GiB: eight lanes are never tried, even with memory to spare at four.
+    tried.clear(), sent.clear()
+    oom_at["k"] = None
+    process_backend.main(0, "random", "cuda", 0, 0)
+    assert tried == [1, 2, 4] and sent[0][1]["lanes"] == 4
+    # 30 GiB holds two: four are not tried (eight real runs at once on a 16 GB card fail the start, not just a lane).
+    tried.clear(), sent.clear()
+    free["bytes"] = 30 * 2**30
+    process_backend.main(0, "random", "cuda", 0, 0)
+    assert tried == [1, 2] and sent[0][1]["lanes"] == 2
+
+
+def test_measuring_lanes_still_fails_on_an_error_that_is_not_out_of_memory_or_at_one_lane(monkeypatch):
+    from nst_core.serve import lanes
+
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+
+    def failing(at, error):
+        def measure(k):
+            if k == at:
+                raise error
+            return float(k)
+
+        return measure
+
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        lanes.measure_up_to(CPU, 8, failing(1, torch.cuda.OutOfMemoryError("CUDA out of memory")))
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        lanes.measure_up_to(CPU, 8, failing(4, RuntimeError("CUDA error: an illegal memory access was encountered")))
+    assert lanes.measure_up_to(CPU, 8, failing(8, torch.cuda.OutOfMemoryError("out of memory"))) == {1: 1, 2: 2, 4: 4}
+
+
+def test_a_gpu_worker_gets_expandable_segments_before_cuda_starts_and_a_cpu_worker_does_not(monkeypatch):
+    """Lanes on several streams fragment the caching allocator's fixed segments: a GPU worker's environment asks for
+    expandable ones, set before it loads anything (torch reads the setting once, when CUDA's allocator starts)."""
+    from nst_core import backbone
+    from nst_core.serve import process_backend
+
+    key = "PYTORCH_CUDA_ALLOC_CONF"
+    assert process_backend.worker_env("cuda", {}) == {key: "expandable_segments:True"}
+    assert process_backend.worker_env("cuda:1", {}) == {key: "expandable_segments:True"}
+    assert process_backend.worker_env("cpu", {}) == {}
+    assert process_backend.worker_env("cuda", {key: "backend:cudaMallocAsync"}) == {}  # the operator's own wins
+    monkeypatch.setattr(backbone, "default_device", lambda: torch.device("cuda"))
+    assert process_backend.worker_env("auto", {}) == {key: "expandable_segments:True"}
+    monkeypatch.setattr(backbone, "default_device", lambda: torch.device("cpu"))
+    assert process_backend.worker_env("auto", {}) == {}
+
+    seen = {}
+
+    def prepare(weights, device, threads):
+        seen[device] = os.environ.get(key)
+        return CPU, {"device": "here"}
+
+    monkeypatch.setattr(process_backend, "Connection", FakeConnection)
+    monkeypatch.setattr(process_backend, "prepare", prepare)
+    monkeypatch.delenv(key, raising=False)
+    monkeypatch.delenv("PYTORCH_ALLOC_CONF", raising=False)
+    process_backend.main(0, "random", "cpu", 0, 1)
+    assert seen == {"cpu": None}
+    process_backend.main(0, "random", "cuda", 0, 1)  # (lanes given: nothing measured)
+    assert seen["cuda"] == "expandable_segments:True"

@@ -163,12 +163,22 @@ def run_memory(backbone, size: int = 512) -> int:
     return torch.cuda.max_memory_allocated(backbone.device) - base
 
 
+def fits(per_run_bytes: float, free_bytes: float) -> int:
+    """How many runs at the worst settings the GPU's free memory holds (at least one: a smaller run may fit)."""
+    return max(1, int(MEMORY_SHARE * free_bytes // max(per_run_bytes, 1)))
+
+
 def choose(measured: dict[int, float], per_run_bytes: float, free_bytes: float) -> int:
     """The fewest lanes within 5% of the best throughput measured, and no more than the memory holds."""
     best = max(measured.values())
     lanes = min(k for k, v in measured.items() if v >= 0.95 * best)
-    fits = max(1, int(MEMORY_SHARE * free_bytes // max(per_run_bytes, 1)))
-    return max(1, min(lanes, fits))
+    return max(1, min(lanes, fits(per_run_bytes, free_bytes)))
+
+
+def out_of_memory(e: BaseException) -> bool:
+    import torch
+
+    return isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in str(e).lower()
 
 
 # What the caching allocator and cuDNN's workspaces add to a run's own tensors on a GPU (benchmarks/gpu_check.py
@@ -195,15 +205,46 @@ def worst_run_bytes(backbone, max_size: int) -> float:
     return GPU_SLACK * run_bytes(worst_settings(max_size), 1.0, "cuda")
 
 
+def measure_up_to(backbone, most: int, measure: Callable[[int], float]) -> dict[int, float]:
+    """measure(k) for each candidate k up to `most` (1 always): a candidate that runs out of memory ends the
+    measuring at the one before it (a GPU shared with another process, or smaller than the estimate assumed), its
+    blocks given back first; any other error is raised. Running out of memory with one lane is raised too."""
+    import gc
+
+    import torch
+
+    measured: dict[int, float] = {}
+    for k in CANDIDATES:
+        if k > max(1, most):
+            break
+        short = False
+        try:
+            measured[k] = measure(k)
+        except Exception as e:
+            if k == 1 or not out_of_memory(e):
+                raise
+            short = True
+        if short:
+            # Outside the `except`: its traceback (through the lanes' frames) held the failed runs' tensors. Those
+            # frames sit in reference cycles, so only a collection frees them before the cache can be emptied.
+            gc.collect()
+            if backbone.device.type == "cuda":
+                torch.cuda.synchronize(backbone.device)
+            torch.cuda.empty_cache()
+            break
+    return measured
+
+
 def measure_lanes(backbone, max_size: int = 2048, streams: Streams | None = None) -> tuple[int, dict[int, float]]:
-    """(lanes, evaluations per second for each candidate): in a GPU worker when it starts (a few seconds), on the
-    streams its runs will use."""
+    """(lanes, evaluations per second for each candidate measured): in a GPU worker when it starts (a few seconds),
+    on the streams its runs will use. Only as many lanes as the free memory holds at the worst settings are measured:
+    eight real runs at once on a 16 GB card, or beside another process's memory, would run out of it."""
     import torch
 
     streams = streams or streams_for(backbone.device)
-    measured = {k: throughput(backbone, k, streams=streams) for k in CANDIDATES}
     per_run = worst_run_bytes(backbone, max_size)
     torch.cuda.synchronize(backbone.device)
-    torch.cuda.empty_cache()  # the measuring's cached blocks are free for the runs: count them as free
+    torch.cuda.empty_cache()  # blocks cached by loading the weights and the cost probe are free for the runs
     free, _ = torch.cuda.mem_get_info(backbone.device)
+    measured = measure_up_to(backbone, fits(per_run, free), lambda k: throughput(backbone, k, streams=streams))
     return choose(measured, per_run, free), measured
