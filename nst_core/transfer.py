@@ -260,8 +260,13 @@ class Curvature:
 
     def remember(self, opt, u: Tensor) -> None:
         state = opt.state[u]
-        if state.get("old_dirs"):  # at least one curvature pair: H_diag is measured, not torch's initial 1
-            self.gamma, self.pixels = float(state["H_diag"]), u.shape[-1] * u.shape[-2]
+        if not state.get("old_dirs"):
+            return
+        # One host read for H_diag and the pairs' weights. A pair with weight 0 is one torch would have skipped: with
+        # every stored pair such, torch's history would be empty and H_diag its initial 1, not a measured scale.
+        h_diag, *weights = to_host(torch.stack([torch.as_tensor(state["H_diag"]), *state["ro"]]))
+        if any(w != 0 for w in weights):
+            self.gamma, self.pixels = h_diag, u.shape[-1] * u.shape[-2]
 
 
 def optimise(

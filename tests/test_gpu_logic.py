@@ -170,6 +170,18 @@ def test_a_worker_sets_cuda_flags_in_one_place_float32_is_ieee_and_no_retuning_p
     assert (fake.cudnn.benchmark, fake.cudnn.allow_tf32, fake.cuda.matmul.allow_tf32) == (False, False, False)
 
 
+def test_the_gpu_benchmark_sets_the_workers_cuda_flags_so_its_float32_rows_are_not_tf32(monkeypatch):
+    from benchmarks import bench_gpu
+
+    configured = []
+    monkeypatch.setattr(bench_gpu, "configure_cuda", lambda: configured.append(True))
+    monkeypatch.setattr(bench_gpu, "load_backbone", lambda weights, device: types.SimpleNamespace(device=device))
+    bench_gpu.prepared("random", torch.device("cpu"))
+    assert configured == []
+    bench_gpu.prepared("random", torch.device("cuda"))  # (a stand-in backbone: no GPU is touched)
+    assert configured == [True]
+
+
 def test_building_a_backbone_sets_no_process_wide_flag(monkeypatch):
     """cudnn.benchmark was set as a side effect of building a Backbone on a GPU; a Backbone on any device now leaves
     torch's flags alone (the worker sets them, configure_cuda). Here on the meta device, which any machine has."""
@@ -281,6 +293,37 @@ def test_our_lbfgs_steps_as_torchs_lbfgs_does():
     assert len(ours_state["old_dirs"]) == len(theirs_state["old_dirs"]) == 5
     # (near the minimum s'y / y'y divides two small differences: rounding shows there first)
     assert float(ours_state["H_diag"]) == pytest.approx(float(theirs_state["H_diag"]), rel=1e-2)
+
+
+def test_a_level_whose_curvature_pairs_were_all_skipped_carries_no_scale_to_the_next():
+    """Curvature.remember: our L-BFGS keeps a pair torch would skip (s'y <= 1e-10) with weight 0, so a history of
+    only such pairs is not empty, but its H_diag is still the initial 1, measured from nothing. Carried on, the next
+    level's first step would be 1 x its pixels / these pixels; torch's empty history would carry nothing. On a
+    linear objective every pair is such (the gradient never changes); on a quadratic 0.5 a |x|^2 every pair measures
+    s'y / y'y = 1 / a."""
+    from nst_core.transfer import LBFGS, Curvature
+
+    def remembered(loss):
+        x = torch.full((1, 1, 4, 4), 0.5, requires_grad=True)
+        opt = LBFGS(x, 0.1, history_size=3)
+
+        def closure():
+            opt.zero_grad()
+            value = loss(x)
+            value.backward()
+            return value
+
+        for _ in range(5):
+            opt.step(closure)
+        curvature = Curvature()
+        curvature.remember(opt, x)
+        return curvature, opt.state[x]
+
+    flat, state = remembered(lambda x: x.sum())
+    assert len(state["old_dirs"]) == 3 and all(float(r) == 0 for r in state["ro"])
+    assert flat.gamma is None and flat.first_step(64) is None
+    bowl, _ = remembered(lambda x: 2.0 * (x**2).sum())  # a = 4
+    assert bowl.gamma == pytest.approx(0.25) and bowl.pixels == 16
 
 
 def test_a_step_brings_its_numbers_to_the_host_once(monkeypatch, backbone, content, style):
