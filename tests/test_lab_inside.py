@@ -92,15 +92,19 @@ def test_each_client_has_its_budget_of_new_looks():
     assert inside.look(limits, "b", lambda: 2) == 2  # another address has its own
 
 
-def test_the_page_says_so_in_one_line_and_keeps_what_it_has_seen(use_service, monkeypatch):
+def test_the_page_says_so_in_one_line_and_keeps_what_it_has_seen(use_service, monkeypatch, request):
     import streamlit as st
 
     from nst_core import backbone, lab
 
     st.cache_data.clear()
+    st.cache_resource.clear()
     use_service(service_on(PacedBackend(), Limits(looks_per_client=1)))
     looks = []
     monkeypatch.setattr(backbone, "load_backbone", lambda *a, **k: object())
+    # The page keeps its backbone in st.cache_resource: this stand-in must not outlive the test (the Lab page tests
+    # after it look inside with the real one).
+    request.addfinalizer(st.cache_resource.clear)
     monkeypatch.setattr(lab, "feature_maps", lambda bb, im, layer: looks.append(layer) or Image.new("RGB", (8, 8)))
     monkeypatch.setattr(lab, "gram_matrix", lambda bb, im, layer: 1.0)
     monkeypatch.setattr(lab, "gram_heatmap", lambda g: Image.new("RGB", (8, 8)))
