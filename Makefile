@@ -41,7 +41,7 @@ run-ray: $(VENV)/.ray
 test: $(VENV)/.dev browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=25 tests
 
 # The development loop: the method, the queue and the pages in this process; no browser, Ray, sweeps, worker
 # processes or command-line processes (under a minute on 2 cores).
