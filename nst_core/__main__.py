@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         if Path(path).suffix.lower().lstrip(".") not in KINDS:
             parser.error(f"--animation {path}: the extension must be .gif, .mp4 or .webp")
     # Imported after parsing: --help and usage errors do not wait for torch.
-    from .backbone import describe_device, load_backbone
+    from .backbone import configure_cuda, describe_device, load_backbone
     from .images import load_image, png_bytes
     from .transfer import stylize
 
@@ -117,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
 
             settings = settings.replace(masks=tuple(encode_mask(load_mask(m, content.size)) for m in args.mask))
         backbone = load_backbone(settings.weights, settings.device, seed=settings.seed)
+        if backbone.device.type == "cuda":
+            configure_cuda()  # this process's CUDA flags, as a worker sets them: float32 means float32 (no TF32)
         history, gif_frames, last = [], [], None
         t0 = time.perf_counter()
         for frame in stylize(content, styles, settings, backbone):
