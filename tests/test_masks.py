@@ -85,11 +85,14 @@ def test_a_mask_of_ones_gives_the_unmasked_run(backbone, content, style):
     plain = list(stylize(content, [style], s, backbone))
     ones = encode_mask(Image.new("L", content.size, 255))
     masked = list(stylize(content, [style], s.replace(masks=(ones,)), backbone))
+    rel = 1e-6 if backbone.device.type == "cpu" else 1e-3  # cuDNN's kernels are not deterministic
     for a, b in zip(plain, masked, strict=True):
         assert b.losses["keep"] == 0.0
         for term in ("content", "style", "tv", "total"):
-            assert b.losses[term] == pytest.approx(a.losses[term], rel=1e-6), (a.step, term)
-    assert np.array_equal(np.asarray(plain[-1].image), np.asarray(masked[-1].image))
+            assert b.losses[term] == pytest.approx(a.losses[term], rel=rel), (a.step, term)
+    # The same pixels on a CPU (deterministic kernels); within a level or two of 255 on a GPU (cuDNN is not).
+    diff = np.abs(np.asarray(plain[-1].image, dtype=np.int16) - np.asarray(masked[-1].image, dtype=np.int16))
+    assert diff.max() == 0 if backbone.device.type == "cpu" else diff.max() <= 2
 
 
 def test_with_half_a_mask_the_kept_half_stays_the_photo_and_the_painted_half_is_painted(backbone):

@@ -37,7 +37,12 @@ def test_images_come_every_preview_every_and_at_the_end(backbone, content, style
 def test_same_seed_same_pixels(backbone, content, style):
     s = TINY.replace(init="noise", seed=7, iterations=6)
     a, b = run(content, [style], s, backbone=backbone), run(content, [style], s, backbone=backbone)
-    assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
+    # Bit for bit on a CPU (its kernels are deterministic for one input); cuDNN's are not, so on a GPU the same seed
+    # gives the same picture within a level or two of 255.
+    if backbone.device.type == "cpu":
+        assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
+    else:
+        assert np.abs(np.asarray(a.image, dtype=np.int16) - np.asarray(b.image, dtype=np.int16)).max() <= 2
     c = run(content, [style], s.replace(seed=8), backbone=backbone)
     assert not np.array_equal(np.asarray(a.image), np.asarray(c.image))
 
