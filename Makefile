@@ -44,7 +44,7 @@ test: $(VENV)/.dev browser
 	$(BIN)/python -m pytest -q --durations=25 tests
 
 # The development loop: the method, the queue and the pages in this process; no browser, Ray, sweeps, worker
-# processes or command-line processes (under a minute on 2 cores).
+# processes or command-line processes (about 100 s on 2 cores).
 test-fast: $(VENV)/.dev
 	$(BIN)/python -m pytest -q -m "not browser and not ray and not sweep and not process" tests
 
