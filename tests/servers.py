@@ -105,3 +105,32 @@ def watched_steps(page, url: str, size: int) -> int:
     expect(estimate).to_be_visible(timeout=180_000)  # the first visit starts the service
     per_step = max(seconds(estimate.inner_text()), 1) / 1000
     return max(200, round(WATCHED_SECONDS / per_step / 40) * 40)
+
+
+def chromium(p):
+    """Debian's headless Chromium through Playwright's `p`; without it a test fails, never skips (`make test`
+    installs it)."""
+    import pytest
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no chromium at {CHROMIUM}: `make test` installs Debian's chromium")
+    return p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+
+
+def worker_processes(server: StreamlitServer) -> list[int]:
+    """The worker processes (nst_core.serve.process_backend) under the server."""
+    found, todo = [], [server.proc.pid]
+    while todo:
+        pid = todo.pop()
+        try:
+            kids = [int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        except OSError:
+            continue
+        todo += kids
+        for k in kids:
+            try:
+                if b"nst_core.serve.process_backend" in Path(f"/proc/{k}/cmdline").read_bytes():
+                    found.append(k)
+            except OSError:
+                pass
+    return found

@@ -6,13 +6,12 @@ Set NST_SCREENSHOTS=DIR to keep screenshots of the page before, during and after
 import io
 import os
 import re
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from tests.conftest import SAMPLES
-from tests.servers import CHROMIUM, FLAGS, StreamlitServer, watched_steps
+from tests.servers import StreamlitServer, chromium, watched_steps
 
 pytestmark = pytest.mark.browser
 
@@ -30,8 +29,6 @@ def server(request):
 def test_upload_run_watch_and_download_the_gif(server, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"no chromium at {CHROMIUM}: `make test` installs Debian's chromium")
     shots = os.environ.get("NST_SCREENSHOTS")
     shot = (
         (lambda page, name: page.screenshot(path=f"{shots}/{name}.png", full_page=True)) if shots else (lambda *a: None)
@@ -40,7 +37,7 @@ def test_upload_run_watch_and_download_the_gif(server, tmp_path):
     photo = tmp_path / "my photo.jpg"
     Image.open(SAMPLES / "content" / "rocket.jpg").save(photo, quality=90)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 2400}, accept_downloads=True)
         # One level (scales=1), so that every saved picture, and the animations, are the full size. The first visit
         # starts the service (with NST_RUNNER=ray: a Ray instance, then an actor loading VGG19).

@@ -4,12 +4,11 @@ so, and the room the teacher opens right after is joined by every one of them; t
 has no key in it and keeps its tab the teacher's."""
 
 import re
-from pathlib import Path
 
 import pytest
 
 from nst_core.serve.wall import ALPHABET, Wall, grouped
-from tests.servers import CHROMIUM, FLAGS, StreamlitServer
+from tests.servers import StreamlitServer, chromium
 
 pytestmark = pytest.mark.browser
 
@@ -17,15 +16,13 @@ pytestmark = pytest.mark.browser
 def test_a_class_behind_one_address_is_never_locked_out(tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"no chromium at {CHROMIUM}: `make test` installs Debian's chromium")
     data = tmp_path / "data"
     room, key = Wall(data).open_room("Art 2B")  # the server opens the same data directory
     # The address's budget is thirty wrong codes (each tab's ten): the students below use all of it.
     srv = StreamlitServer({"NST_DATA_DIR": str(data), "NST_CODES_PER_CLIENT": "30", "NST_CODES_PER_SESSION": "10"})
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            browser = chromium(p)
 
             def tab():
                 page = browser.new_context(viewport={"width": 1200, "height": 1400}).new_page()

@@ -5,14 +5,13 @@ NST_SCREENSHOTS=DIR keeps screenshots of the page with the strokes and with the 
 import io
 import os
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from tests.conftest import SAMPLES
-from tests.servers import CHROMIUM, FLAGS, StreamlitServer
+from tests.servers import StreamlitServer, chromium
 
 pytestmark = pytest.mark.browser
 
@@ -20,12 +19,10 @@ pytestmark = pytest.mark.browser
 def test_a_stroke_drawn_with_the_mouse_paints_there_and_nowhere_else(tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"no chromium at {CHROMIUM}: `make test` installs Debian's chromium")
     srv = StreamlitServer({"NST_HEARTBEAT_TIMEOUT": "60"})
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            browser = chromium(p)
             page = browser.new_page(viewport={"width": 1400, "height": 2400}, accept_downloads=True)
             page.goto(srv.url + "/?size=128&iterations=40&scales=1&style_weight=100", wait_until="domcontentloaded")
             expect(page.get_by_text("for 40 steps at 128 px")).to_be_visible(timeout=180_000)
@@ -75,12 +72,10 @@ def test_on_a_high_density_screen_the_canvas_sends_its_own_size_and_is_accepted(
     so the bound on the canvas's value (ui/masks.canvas_png) refuses nothing a real brush sends."""
     from playwright.sync_api import expect, sync_playwright
 
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"no chromium at {CHROMIUM}: `make test` installs Debian's chromium")
     srv = StreamlitServer({"NST_HEARTBEAT_TIMEOUT": "60"})
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            browser = chromium(p)
             page = browser.new_page(viewport={"width": 1400, "height": 2400}, device_scale_factor=2)
             page.goto(srv.url + "/?size=128&iterations=40", wait_until="domcontentloaded")
             expect(page.get_by_text("for 40 steps at 128 px")).to_be_visible(timeout=180_000)

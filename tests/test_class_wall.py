@@ -7,7 +7,6 @@ import io
 import os
 import re
 import zipfile
-from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -16,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from nst_core.serve.wall import Wall, grouped
 from tests.conftest import ROOT, plain
-from tests.servers import CHROMIUM, FLAGS, StreamlitServer
+from tests.servers import StreamlitServer, chromium
 from tests.test_wall import picture
 
 # The Class page plans paces and shows a room's progress with the server's Service: here one in this process.
@@ -27,14 +26,12 @@ pytestmark = pytest.mark.usefixtures("threaded_app")
 def test_a_teacher_opens_a_room_and_the_wall_fills_live(tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"no chromium at {CHROMIUM}: `make test` installs Debian's chromium")
     shots = os.environ.get("NST_SCREENSHOTS")
     data = tmp_path / "data"
     srv = StreamlitServer({"NST_DATA_DIR": str(data), "NST_HEARTBEAT_TIMEOUT": "30"})
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            browser = chromium(p)
             teacher = browser.new_context(viewport={"width": 1400, "height": 1600}, accept_downloads=True).new_page()
             teacher.goto(srv.url + "/Class", wait_until="domcontentloaded")
             teacher.get_by_role("button", name="Open a room").click()

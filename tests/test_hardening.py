@@ -7,38 +7,12 @@ import http.server
 import re
 import threading
 import urllib.parse
-from pathlib import Path
 
 import pytest
 
-from tests.servers import CHROMIUM, FLAGS, StreamlitServer, free_port, watched_steps
+from tests.servers import StreamlitServer, chromium, free_port, watched_steps, worker_processes
 
 pytestmark = pytest.mark.browser
-
-
-def browser(p):
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"no chromium at {CHROMIUM}: `make test` installs Debian's chromium")
-    return p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-
-
-def worker_processes(server: StreamlitServer) -> list[int]:
-    """The worker processes (nst_core.serve.process_backend) under the server."""
-    found, todo = [], [server.proc.pid]
-    while todo:
-        pid = todo.pop()
-        try:
-            kids = [int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-        except OSError:
-            continue
-        todo += kids
-        for k in kids:
-            try:
-                if b"nst_core.serve.process_backend" in Path(f"/proc/{k}/cmdline").read_bytes():
-                    found.append(k)
-            except OSError:
-                pass
-    return found
 
 
 def step_shown(page, steps: int) -> int:
@@ -54,7 +28,7 @@ def test_a_clear_cache_message_from_any_client_neither_stops_a_run_nor_leaves_wo
     srv = StreamlitServer({"NST_MAX_ITERATIONS": "100000", "NST_HEARTBEAT_TIMEOUT": "30"})
     try:
         with sync_playwright() as p:
-            b = browser(p)
+            b = chromium(p)
             page = b.new_page(viewport={"width": 1400, "height": 2000})
             steps = watched_steps(page, srv.url, 96)
             page.goto(srv.url + f"/?size=96&iterations={steps}&scales=1", wait_until="domcontentloaded")
@@ -124,7 +98,7 @@ def test_markdown_in_user_text_is_shown_as_text_and_fetches_nothing(tmp_path, co
     quoted = urllib.parse.quote(evil)
     try:
         with sync_playwright() as p:
-            b = browser(p)
+            b = chromium(p)
             page = b.new_page(viewport={"width": 1400, "height": 2000})
 
             def visit(path: str, expected: str) -> str:
@@ -183,7 +157,7 @@ def test_many_sessions_from_one_network_meet_its_share_of_the_queue_and_the_queu
     srv = StreamlitServer(env)
     try:
         with sync_playwright() as p:
-            b = browser(p)
+            b = chromium(p)
             pages = []
             for address in ("10.0.0.1", "10.0.0.1", "10.0.0.1", "10.0.0.2", "10.0.0.3"):
                 context = b.new_context(extra_http_headers={"X-Forwarded-For": f"192.0.2.9, {address}"})

@@ -14,8 +14,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from nst_core.serve.wall import Wall
-from tests.servers import StreamlitServer
-from tests.test_hardening import browser, worker_processes
+from tests.servers import StreamlitServer, chromium, worker_processes
 
 pytestmark = pytest.mark.browser
 
@@ -45,7 +44,7 @@ def test_a_result_finished_before_a_kill_is_shown_and_shared_after_the_restart(t
     srv = StreamlitServer(env)
     try:
         with sync_playwright() as p:
-            b = browser(p)
+            b = chromium(p)
             done = b.new_context(viewport={"width": 1400, "height": 2000}).new_page()
             done.goto(f"{srv.url}/?room={room.code}&size=64&iterations=10", wait_until="domcontentloaded")
             expect(done.get_by_text(f"You are in class room {room.code}")).to_be_visible(timeout=180_000)
