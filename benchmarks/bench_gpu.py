@@ -69,6 +69,17 @@ def batched(bb, size: int, batch: int, reps: int) -> float:
     return batch * reps / (time.perf_counter() - t)
 
 
+def in_threads(target, k: int) -> float:
+    """Seconds for `k` threads running `target` at once, from the first start to the last end."""
+    threads = [threading.Thread(target=target) for _ in range(k)]
+    t = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return time.perf_counter() - t
+
+
 def runs_per_minute(bb, k: int, settings: Settings, photo, painting) -> float:
     """Whole runs per minute with k of them at once, each in a thread with its own stream."""
 
@@ -78,13 +89,7 @@ def runs_per_minute(bb, k: int, settings: Settings, photo, painting) -> float:
                 pass
         sync(bb)
 
-    threads = [threading.Thread(target=one) for _ in range(k)]
-    t = time.perf_counter()
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    return 60 * k / (time.perf_counter() - t)
+    return 60 * k / in_threads(one, k)
 
 
 def class_of(bb, n: int, k: int, settings: Settings, photo, painting) -> float:
@@ -100,13 +105,7 @@ def class_of(bb, n: int, k: int, settings: Settings, photo, painting) -> float:
                 return
             runs_per_minute(bb, 1, settings.replace(seed=seed), photo, painting)
 
-    threads = [threading.Thread(target=lane) for _ in range(k)]
-    t = time.perf_counter()
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    return time.perf_counter() - t
+    return in_threads(lane, k)
 
 
 def prepared(weights: str, device: str):
