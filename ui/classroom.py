@@ -33,7 +33,7 @@ from nst_core.serve.limits import Limits, Quota
 from nst_core.serve.pace import Pace
 from nst_core.serve.wall import NAME_LENGTH, Entry, NoRoom, RoomGone, Wall, WallError, grouped, normalise_code
 
-from .common import ROOT, client_address, fmt_seconds, md, sentence, service, session_id
+from .common import client_address, data_dir, fmt_seconds, md, sentence, service, session_id
 
 _lock = threading.Lock()
 _wall: Wall | None = None
@@ -59,7 +59,7 @@ def open_wall() -> Wall:
     global _wall
     with _lock:
         if _wall is None:
-            wall = Wall(os.environ.get("NST_DATA_DIR") or ROOT / "data", Limits.from_env())
+            wall = Wall(data_dir(), Limits.from_env())
 
             def clean_up() -> None:  # rooms past their time go even when nobody opens a page
                 while True:

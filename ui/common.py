@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import io
 import math
+import os
 import re
 import threading
 from pathlib import Path
@@ -22,6 +23,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"
 STYLE_SCALE_MAX = 2.0  # the style scale slider's largest value (ui/fields.py): uploads are kept for it
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
+
+
+def data_dir() -> Path:
+    """Where the server keeps what outlives a session (the class walls, the results): NST_DATA_DIR, or data/."""
+    return Path(os.environ.get("NST_DATA_DIR") or ROOT / "data")
 
 
 def service() -> Service:

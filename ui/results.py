@@ -7,11 +7,9 @@ import contextlib
 import functools
 import io
 import json
-import os
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import streamlit as st
 from PIL import Image
@@ -23,7 +21,7 @@ from nst_core.serve.jobs import DONE, Job
 from nst_core.serve.service import log
 from nst_core.serve.store import Encoder, ResultStore, Stored, StoreError
 
-from .common import ROOT, client_address, md, service, show_png
+from .common import client_address, data_dir, md, service, show_png
 from .job_panel import JobPanel, Progress
 from .masks import overlay
 
@@ -75,9 +73,9 @@ def result_store() -> ResultStore | None:
     """The server's one result store (NST_DATA_DIR/results), kept in this module with a thread that deletes expired
     results every 10 minutes; None (logged) if the data directory is unusable: the Studio works without addresses."""
     global _store
-    where, limits = os.environ.get("NST_DATA_DIR") or ROOT / "data", service().limits
+    where, limits = data_dir(), service().limits
     with _lock:
-        if _store is None or _store.dir.parent != Path(where) or _store.limits != limits:
+        if _store is None or _store.dir.parent != where or _store.limits != limits:
             try:
                 _store = ResultStore(where, limits)
             except StoreError as e:
