@@ -11,3 +11,7 @@ class ImageLoadError(NSTError):
 
 class WeightsError(NSTError):
     """Backbone weights could not be found or read."""
+
+
+class ClipError(ImageLoadError):
+    """A clip (video or animated picture) could not be read, or is outside the accepted limits."""

@@ -1,0 +1,530 @@
+"""Clips in and out: probe and stream the frames of a video or an animated picture, write a painted clip.
+
+Reading (`probe`, `read_frames`, `is_clip`) accepts MP4, MOV and WebM through PyAV (FFmpeg's demuxers, restricted
+to those two families), and animated GIF and WebP through Pillow. Frames are streamed one at a time, never the whole
+clip: `read_frames` decodes, turns (a phone's display rotation), picks frames by presentation time at a steady rate
+(a variable-rate clip comes out steady) and scales each to at most `max_side` before the next is decoded. Anything
+that cannot be read raises `ClipError` with one line.
+
+Writing (`write_mp4`, `write_gif`, `write_webp`) makes the painted clip at the rate it was read at. `write_mp4`
+keeps the source's audio (re-encoded to AAC) for the duration painted.
+
+    info = probe("in.mp4")                       # ClipInfo(frames, fps, width, height, rotation, has_audio, duration)
+    for im in read_frames("in.mp4", max_frames=48, max_side=256, fps=12): ...
+    data = write_mp4(painted, fps=12, audio_from="in.mp4", seconds=len(painted) / 12)
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageSequence
+
+from .errors import ClipError
+from .images import MAX_PIXELS, MIN_SIDE, fit, to_rgb
+
+Source = bytes | bytearray | memoryview | str | Path
+
+MAX_BYTES = 200_000_000  # a clip file accepted, read or uploaded (checked before anything is decoded)
+MAX_FPS = 60.0  # a steady rate read is at most this (a 240 fps slow-motion clip is read at 60)
+DEFAULT_GIF_MS = 100  # a GIF/WebP frame without a duration (or under 20 ms) shows this long, as browsers do
+ACCEPTED = "MP4, MOV, WebM, animated GIF or animated WebP"
+
+# FFmpeg demuxer for each container family we open; nothing else reaches FFmpeg's other (many) demuxers.
+_DEMUXERS = {"mp4": "mov", "webm": "matroska"}
+_TURNS = {90: Image.Transpose.ROTATE_90, -90: Image.Transpose.ROTATE_270, 270: Image.Transpose.ROTATE_270,
+          180: Image.Transpose.ROTATE_180, -180: Image.Transpose.ROTATE_180}
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    frames: int  # frames in the file (from the container's count, or duration x fps where it has none)
+    fps: float  # the source's average frame rate
+    width: int  # as shown: after the rotation
+    height: int
+    rotation: int  # degrees counterclockwise the stored frames are turned by to be shown (0, 90, 180, -90)
+    has_audio: bool
+    duration: float  # seconds
+
+
+# ------------------------------------------------------------------ sniffing
+
+
+def _head(source: Source, n: int = 64) -> bytes:
+    if isinstance(source, (str, Path)):
+        try:
+            with open(source, "rb") as f:
+                return f.read(n)
+        except OSError as e:
+            raise ClipError(f"cannot read {source}: {e.strerror or e}") from None
+    return bytes(memoryview(source)[:n])
+
+
+def _kind(head: bytes) -> str | None:
+    """The container family from the first bytes: mp4 (MP4/MOV, ISO base media), webm (Matroska/WebM), gif, webp."""
+    if len(head) >= 12 and head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"):
+        return "mp4"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "webm"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def is_clip(source: Source) -> bool:
+    """Whether a file (path or bytes) is a clip: an MP4/MOV/WebM container, or a GIF/WebP with more than one frame.
+    Decided from the file's bytes, not its name. A file that cannot be read is not a clip (the image path reports
+    it)."""
+    try:
+        kind = _kind(_head(source))
+    except ClipError:
+        return False
+    if kind in ("mp4", "webm"):
+        return True
+    if kind in ("gif", "webp"):
+        try:
+            with Image.open(_open_bytes(source), formats=[kind.upper()]) as im:
+                return getattr(im, "n_frames", 1) > 1
+        except Exception:  # a damaged picture is the image loader's to report
+            return False
+    return False
+
+
+# ------------------------------------------------------------------ reading
+
+
+def _label(source: Source, name: str | None) -> str:
+    return name or (Path(source).name if isinstance(source, (str, Path)) else "the clip")
+
+
+def _open_bytes(source: Source):
+    return open(source, "rb") if isinstance(source, (str, Path)) else io.BytesIO(bytes(source))
+
+
+def _checked(source: Source, max_bytes: int, label: str) -> str:
+    """The container family, after the size check (before anything is decoded)."""
+    if isinstance(source, (str, Path)):
+        try:
+            size = os.stat(source).st_size
+        except OSError as e:
+            raise ClipError(f"cannot read {source}: {e.strerror or e}") from None
+    else:
+        size = len(memoryview(source))
+    if size == 0:
+        raise ClipError(f"{label} is empty (0 bytes)")
+    if size > max_bytes:
+        raise ClipError(f"{label} is {size / 1e6:.0f} MB; the limit for a clip is {max_bytes / 1e6:.0f} MB")
+    kind = _kind(_head(source))
+    if kind is None:
+        raise ClipError(f"{label} is not a clip this app opens ({ACCEPTED})")
+    return kind
+
+
+def _one_line(e: BaseException) -> str:
+    """An FFmpeg or Pillow error as a short phrase: no errno, no stand-in file name, no object address."""
+    import re
+
+    text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    text = re.sub(r"^\[Errno -?\d+\]\s*", "", text)
+    text = re.sub(r":\s*'<none>'$", "", text)
+    text = re.sub(r"\s*<_io\.\w+ object at 0x[0-9a-f]+>", "", text)
+    return text or type(e).__name__
+
+
+def _target_size(w: int, h: int, max_side: int | None) -> tuple[int, int]:
+    if max_side and max(w, h) > max_side:
+        s = max_side / max(w, h)
+        return max(1, round(w * s)), max(1, round(h * s))
+    return w, h
+
+
+def probe(source: Source, max_bytes: int = MAX_BYTES, name: str | None = None) -> ClipInfo:
+    """What a clip holds, from its headers and first frame; ClipError (one line) if it cannot be read."""
+    label = _label(source, name)
+    kind = _checked(source, max_bytes, label)
+    if kind in ("gif", "webp"):
+        return _probe_picture(source, kind, label)
+    import av
+
+    try:
+        with av.open(_open_bytes(source), format=_DEMUXERS[kind], metadata_errors="ignore") as c:
+            if not c.streams.video:
+                raise ClipError(f"{label} has no video track")
+            v = c.streams.video[0]
+            rate = v.average_rate or v.guessed_rate or v.base_rate
+            fps = float(rate) if rate else 0.0
+            if v.duration is not None and v.time_base is not None:
+                duration = float(v.duration * v.time_base)
+            elif c.duration is not None:
+                duration = c.duration / 1e6
+            else:
+                duration = 0.0
+            first = next(c.decode(v), None)
+            if first is None:
+                raise ClipError(f"{label} has no frames")
+            rotation = int(first.rotation or 0)
+            w, h = first.width, first.height
+            frames = v.frames or (round(duration * fps) if fps else 0) or 1
+            if not fps:
+                fps = frames / duration if duration else 1.0
+            has_audio = bool(c.streams.audio)
+    except ClipError:
+        raise
+    except Exception as e:  # FFmpeg's errors (InvalidDataError, ...), and whatever a damaged file leads to
+        raise ClipError(f"{label} is damaged or not a clip: {_one_line(e)}") from None
+    if rotation % 180:
+        w, h = h, w
+    return ClipInfo(frames, fps, w, h, rotation, has_audio, duration)
+
+
+def _probe_picture(source: Source, kind: str, label: str) -> ClipInfo:
+    try:
+        with Image.open(_open_bytes(source), formats=[kind.upper()]) as im:
+            w, h = im.size
+            n = getattr(im, "n_frames", 1)
+            total_ms = 0
+            for i in range(n):
+                im.seek(i)
+                im.load()  # WebP sets a frame's duration when it is decoded
+                total_ms += _frame_ms(im)
+    except Exception as e:
+        raise ClipError(f"{label} is damaged or not a clip: {_one_line(e)}") from None
+    duration = total_ms / 1000
+    return ClipInfo(n, n / duration if duration else 10.0, w, h, 0, False, duration)
+
+
+def _frame_ms(im: Image.Image) -> int:
+    ms = int(im.info.get("duration") or 0)
+    return ms if ms >= 20 else DEFAULT_GIF_MS
+
+
+def read_frames(
+    source: Source,
+    max_frames: int,
+    max_side: int | None,
+    fps: float | None = None,
+    *,
+    max_bytes: int = MAX_BYTES,
+    max_pixels: int = MAX_PIXELS,
+    name: str | None = None,
+) -> Iterator[Image.Image]:
+    """The clip's frames as RGB pictures, streamed: at a steady `fps` (default: the source's average rate, at most
+    MAX_FPS; never faster than the source, whose frames would only repeat), turned as the clip is shown, scaled down
+    to at most `max_side` on the longest side, at most `max_frames` of them.
+
+    The frame shown at time t = k / fps is the one whose presentation time is the last at or before t (a variable
+    rate clip's frames are picked by time, not by count). ClipError (one line) if the file cannot be read, has no
+    video or no frames; a file damaged part way through ends the clip at the last frame decoded."""
+    if max_frames < 1:
+        raise ValueError("max_frames must be at least 1")
+    label = _label(source, name)
+    kind = _checked(source, max_bytes, label)
+    if kind in ("gif", "webp"):
+        timed = _picture_frames(source, kind, label, max_pixels)
+        native = _probe_picture(source, kind, label).fps
+    else:
+        timed, native = _video_frames(source, kind, label, max_pixels)
+    rate = min(fps or native or MAX_FPS, native or MAX_FPS, MAX_FPS)
+    if fps is not None and fps <= 0:
+        raise ValueError("fps must be positive")
+    yield from _steady(timed, rate, max_frames, max_side, label)
+
+
+def _steady(timed, rate: float, max_frames: int, max_side: int | None, label: str) -> Iterator[Image.Image]:
+    """Resample (time, end, picture-maker) items to `rate`: for each k, the last frame starting at or before k/rate,
+    while that time is before the frame's end (its next frame's start). Each frame is converted only if picked."""
+    k, start, count = 0, None, 0
+    for t, end, make in timed:
+        if start is None:
+            start = t  # the clip's clock starts at its first frame
+        t, end = t - start, end - start
+        picked = None
+        while count < max_frames and (k / rate) < end - 1e-9:
+            if k / rate + 1e-9 >= t or count == 0:
+                picked = picked or _scaled(make(), max_side)
+                yield picked
+                count += 1
+            k += 1
+        if count >= max_frames:
+            return
+    if count == 0:
+        raise ClipError(f"{label} has no frames")
+
+
+def _scaled(im: Image.Image, max_side: int | None) -> Image.Image:
+    if max_side and max(im.size) > max_side:
+        im = fit(im, max_side)
+    if min(im.size) < MIN_SIDE:
+        raise ClipError(f"the clip's frames are {im.width}x{im.height} pixels; each side must be at least {MIN_SIDE}")
+    return im
+
+
+def _video_frames(source: Source, kind: str, label: str, max_pixels: int):
+    """(generator of (start, end, make-picture) per decoded frame, the stream's average fps)."""
+    import av
+
+    try:
+        container = av.open(_open_bytes(source), format=_DEMUXERS[kind], metadata_errors="ignore")
+    except Exception as e:
+        raise ClipError(f"{label} is damaged or not a clip: {_one_line(e)}") from None
+    try:
+        if not container.streams.video:
+            raise ClipError(f"{label} has no video track")
+        v = container.streams.video[0]
+        v.thread_type = "AUTO"
+        w, h = v.codec_context.width, v.codec_context.height
+        if w * h > max_pixels:
+            raise ClipError(f"{label} is {w}x{h} pixels a frame; the limit is {max_pixels / 1e6:.0f} megapixels")
+        rate = v.average_rate or v.guessed_rate or v.base_rate
+        native = float(rate) if rate else None
+        if native is not None and not (0 < native < 1000):
+            native = None
+    except BaseException:
+        container.close()
+        raise
+
+    def gen():
+        step = 1 / (native or 30.0)
+        pending = None  # (time, frame): a frame's end is the next frame's start
+        try:
+            it = container.decode(v)
+            while True:
+                try:
+                    f = next(it)
+                except StopIteration:
+                    break
+                except Exception as e:
+                    if pending is None:
+                        raise ClipError(f"{label} is damaged or not a clip: {_one_line(e)}") from None
+                    break  # damaged part way: the clip ends at the last good frame
+                t = f.time if f.time is not None else (pending[0] + step if pending else 0.0)
+                if pending is not None:
+                    if t <= pending[0]:  # a frame out of order or at the same time: keep the earlier one
+                        continue
+                    yield pending[0], t, _maker(pending[1])
+                pending = (t, f)
+            if pending is not None:
+                yield pending[0], pending[0] + step, _maker(pending[1])
+        finally:
+            container.close()
+
+    return gen(), native
+
+
+def _maker(frame):
+    def make() -> Image.Image:
+        im = frame.to_image()  # RGB, from whatever pixel format the codec gives
+        turn = _TURNS.get(int(frame.rotation or 0))
+        return im.transpose(turn) if turn is not None else im
+
+    return make
+
+
+def _picture_frames(source: Source, kind: str, label: str, max_pixels: int):
+    try:
+        im = Image.open(_open_bytes(source), formats=[kind.upper()])
+    except Exception as e:
+        raise ClipError(f"{label} is damaged or not a clip: {_one_line(e)}") from None
+    if im.width * im.height > max_pixels:
+        im.close()
+        raise ClipError(f"{label} is {im.width}x{im.height} pixels; the limit is {max_pixels / 1e6:.0f} megapixels")
+
+    def gen():
+        t = 0.0
+        try:
+            for i, frame in enumerate(ImageSequence.Iterator(im)):
+                try:
+                    picture = to_rgb(frame.convert("RGBA"))  # the frame as shown (disposal applied by Pillow)
+                except Exception as e:
+                    if i == 0:
+                        raise ClipError(f"{label} is damaged or not a clip: {_one_line(e)}") from None
+                    return
+                ms = _frame_ms(frame)  # after decoding: WebP sets it then
+                yield t, t + ms / 1000, (lambda p=picture: p)
+                t += ms / 1000
+        except ClipError:
+            raise
+        except Exception as e:
+            if t == 0.0:
+                raise ClipError(f"{label} is damaged or not a clip: {_one_line(e)}") from None
+        finally:
+            im.close()
+
+    return gen()
+
+
+# ------------------------------------------------------------------ writing
+
+
+def _even_size(frames: Sequence[Image.Image]) -> tuple[int, int]:
+    w, h = frames[0].size
+    return max(2, w - w % 2), max(2, h - h % 2)  # H.264 in yuv420p needs even sides
+
+
+def _rate(fps: float) -> Fraction:
+    return Fraction(fps).limit_denominator(1001)
+
+
+def write_mp4(
+    frames: Sequence[Image.Image],
+    fps: float,
+    audio_from: Source | None = None,
+    seconds: float | None = None,
+    *,
+    crf: int = 20,
+) -> bytes:
+    """An H.264 MP4 (yuv420p, even sides: plays in browsers and on phones) of `frames` at `fps`. With `audio_from`
+    (the source clip), its first audio track is kept, re-encoded to AAC, for the first `seconds` (default: the
+    frames' duration): a painted clip cut short keeps the sound of the part painted. A source without audio, or
+    whose audio cannot be decoded, gives a silent clip."""
+    import av
+
+    frames = list(frames)
+    if not frames:
+        raise ValueError("no frames to write")
+    w, h = _even_size(frames)
+    rate = _rate(fps)
+    seconds = len(frames) / fps if seconds is None else seconds
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        vs = out.add_stream("libx264", rate=rate)
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        vs.options = {"crf": str(crf), "preset": "medium"}
+        audio = _audio_source(audio_from) if audio_from is not None else None
+        as_ = None
+        if audio is not None:
+            as_ = out.add_stream("aac", rate=audio[1])
+            as_.layout = "stereo"
+        for i, im in enumerate(frames):
+            im = im.convert("RGB")
+            if im.size != (w, h):
+                im = im.crop((0, 0, w, h)) if im.size[0] - w <= 1 and im.size[1] - h <= 1 else im.resize((w, h))
+            vf = av.VideoFrame.from_image(im)
+            vf.pts = i
+            vf.time_base = 1 / rate
+            for p in vs.encode(vf):
+                out.mux(p)
+        for p in vs.encode():
+            out.mux(p)
+        if as_ is not None:
+            _copy_audio(audio_from, as_, out, audio[1], seconds)
+    return buf.getvalue()
+
+
+def _audio_source(source: Source) -> tuple[int, int] | None:
+    """(stream index, sample rate) of the source's first audio track, or None."""
+    import av
+
+    try:
+        kind = _kind(_head(source))
+        if kind not in _DEMUXERS:
+            return None
+        with av.open(_open_bytes(source), format=_DEMUXERS[kind], metadata_errors="ignore") as c:
+            if not c.streams.audio:
+                return None
+            a = c.streams.audio[0]
+            return a.index, int(a.sample_rate or a.codec_context.sample_rate or 44100)
+    except Exception:
+        return None
+
+
+def _copy_audio(source: Source, stream, out, sample_rate: int, seconds: float) -> None:
+    """Decode the source's first audio track and encode its first `seconds` into `stream` (AAC, stereo)."""
+    import av
+
+    limit = int(round(seconds * sample_rate))
+    resampler = av.AudioResampler(format="fltp", layout="stereo", rate=sample_rate, frame_size=1024)
+    written = 0
+    kind = _kind(_head(source))
+
+    def encode(frame):
+        nonlocal written
+        if frame is None:
+            for p in stream.encode(None):
+                out.mux(p)
+            return
+        n = min(frame.samples, limit - written)
+        if n <= 0:
+            return
+        if n < frame.samples:
+            arr = frame.to_ndarray()[:, :n]
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(arr), format="fltp", layout="stereo")
+            frame.sample_rate = sample_rate
+        frame.pts = written
+        frame.time_base = Fraction(1, sample_rate)
+        written += frame.samples
+        for p in stream.encode(frame):
+            out.mux(p)
+
+    try:
+        with av.open(_open_bytes(source), format=_DEMUXERS[kind], metadata_errors="ignore") as c:
+            for frame in c.decode(c.streams.audio[0]):
+                frame.pts = None
+                for r in resampler.resample(frame):
+                    encode(r)
+                if written >= limit:
+                    break
+            for r in resampler.resample(None):
+                encode(r)
+    except Exception:
+        pass  # damaged audio: the clip keeps what was encoded so far
+    encode(None)
+
+
+def write_gif(frames: Sequence[Image.Image], fps: float) -> bytes:
+    """A looping GIF of `frames` at `fps` (one shared palette: no palette flicker between frames)."""
+    from .animation import _encode_gif
+
+    frames = [f.convert("RGB") for f in frames]
+    if not frames:
+        raise ValueError("no frames to write")
+    size = frames[0].size
+    frames = [f if f.size == size else f.resize(size) for f in frames]
+    # GIF delays are in hundredths of a second: the nearest, at least 2 (browsers show shorter delays as 10).
+    ms = max(20, int(round(100 / fps)) * 10)
+    return _encode_gif(frames, [ms] * len(frames))
+
+
+def write_webp(frames: Sequence[Image.Image], fps: float, quality: int = 80) -> bytes:
+    """A looping animated WebP (lossy, `quality`) of `frames` at `fps`."""
+    import imageio.v3 as iio
+
+    frames = [f.convert("RGB") for f in frames]
+    if not frames:
+        raise ValueError("no frames to write")
+    size = frames[0].size
+    pixels = np.stack([np.asarray(f if f.size == size else f.resize(size)) for f in frames])
+    ms = max(1, round(1000 / fps))
+    durations = [ms] * len(frames) if len(frames) > 1 else ms
+    return iio.imwrite("<bytes>", pixels, extension=".webp", duration=durations, loop=0, quality=quality)
+
+
+WRITERS = {"mp4": "video/mp4", "gif": "image/gif", "webp": "image/webp"}
+
+
+def write_clip(kind: str, frames: Sequence[Image.Image], fps: float, audio_from: Source | None = None) -> bytes:
+    """`kind`: mp4, gif or webp (an extension, with or without the dot). Only MP4 carries the audio."""
+    kind = kind.lower().lstrip(".")
+    if kind == "mp4":
+        return write_mp4(frames, fps, audio_from)
+    if kind == "gif":
+        return write_gif(frames, fps)
+    if kind == "webp":
+        return write_webp(frames, fps)
+    raise ValueError(f"cannot write a .{kind} clip; choose .mp4, .gif or .webp")
+
+
+def frame_count(max_frames: int, info: ClipInfo, fps: float | None = None) -> int:
+    """How many frames read_frames will give (at most): the cap, or the clip's duration at the rate read."""
+    rate = min(fps or info.fps or MAX_FPS, info.fps or MAX_FPS, MAX_FPS)
+    n = math.floor(info.duration * rate + 1e-6) if info.duration else info.frames
+    return max(1, min(max_frames, n or info.frames))
