@@ -9,7 +9,7 @@ must be the number of pictures done. Each round is bounded in sessions (40) and 
 
 Each student's run is their own (a seed each; the server keeps no results to serve again), the case the pace is
 planned for. With --same every student presses Run on the room's defaults, the same run: the server runs it once
-and serves the others its result (nst_core.serve.jobs.Results).
+and serves the others its result (nst_core.serve.results.Results).
 
     .venv/bin/python -m benchmarks.bench_class [--sessions 10 30] [--students 30] [--minutes 5] [--same]
 """

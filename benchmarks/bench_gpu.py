@@ -28,7 +28,7 @@ from PIL import Image
 
 from nst_core import Settings, load_backbone, stylize
 from nst_core.backbone import configure_cuda
-from nst_core.serve import lanes
+from nst_core.serve.backends import lanes
 from nst_core.transfer import Objective
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"

@@ -90,10 +90,12 @@ import json, sys, time
 import streamlit  # the real server has it loaded
 from nst_core import Settings, load_image
 from nst_core.images import fit
-from nst_core.serve.jobs import DONE, Runner, StyleTask
+from nst_core.serve.job import DONE
+from nst_core.serve.queue import Runner
+from nst_core.tasks.still import StyleTask
 from nst_core.serve.limits import Limits
 from nst_core.serve.memory import host_memory, size_cap
-from nst_core.serve.process_backend import ProcessBackend
+from nst_core.serve.backends.process import ProcessBackend
 
 sizes = [int(s) for s in sys.argv[1:]]
 limits = Limits(max_size_cpu=max(sizes), heartbeat_timeout=3600)

@@ -25,10 +25,12 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # loopback only
 from benchmarks.common import ROOT
 from nst_core import Settings
 from nst_core.images import fit, load_image
-from nst_core.serve.jobs import DONE, Runner, StyleTask
+from nst_core.serve.backends.process import ProcessBackend
+from nst_core.serve.backends.ray import RayBackend
+from nst_core.serve.job import DONE
 from nst_core.serve.limits import Limits
-from nst_core.serve.process_backend import ProcessBackend
-from nst_core.serve.ray_backend import RayBackend
+from nst_core.serve.queue import Runner
+from nst_core.tasks.still import StyleTask
 from tests.tasks import Ticking
 
 SAMPLES = ROOT / "samples"

@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 from benchmarks.common import PAGE_FLAGS, ROOT, client_cpu, cpu_seconds, mem_mb
+from nst_core.classroom.wall import Wall
 from nst_core.images import fit, load_image
-from nst_core.serve.wall import Wall
 from tests.servers import CHROMIUM, StreamlitServer
 
 

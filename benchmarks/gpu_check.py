@@ -221,7 +221,7 @@ def check_short_run(ctx: Ctx) -> str:
 def check_lanes(ctx: Ctx) -> str:
     """The same run alone and two, four at once (a thread each on its lane's stream): pictures and times."""
     from nst_core import Settings
-    from nst_core.serve.lanes import own_stream
+    from nst_core.serve.backends.lanes import own_stream
 
     s = Settings(size=ctx.size(256, 48), iterations=ctx.size(40, 4), preview_every=1000)
 
@@ -255,7 +255,7 @@ def check_lanes(ctx: Ctx) -> str:
 def check_previews(ctx: Ctx) -> str:
     """A preview at the largest size: the copy to the host and conversion, and the PNG the worker sends."""
     from nst_core.images import to_pil
-    from nst_core.serve.jobs import Shot
+    from nst_core.serve.job import Shot
     from nst_core.transfer import Frame
 
     size = ctx.size(2048, 128)
@@ -276,7 +276,7 @@ def check_previews(ctx: Ctx) -> str:
 
 def check_new_shapes(ctx: Ctx) -> str:
     """The first evaluation at a shape against the next ones, with cudnn.benchmark off (the worker's) and on."""
-    from nst_core.serve.lanes import evaluation
+    from nst_core.serve.backends.lanes import evaluation
 
     base = ctx.size(512, 48)
     rows = []
@@ -299,7 +299,7 @@ def check_new_shapes(ctx: Ctx) -> str:
 def check_worst_memory(ctx: Ctx) -> str:
     """A run at the worst settings (the largest size, float32, the painting x2, history 10): peak memory and time
     per step, against the estimate the worker plans its lanes with."""
-    from nst_core.serve import lanes
+    from nst_core.serve.backends import lanes
 
     size = ctx.size(2048, 96)
     s = lanes.worst_settings(size).replace(iterations=ctx.size(6, 3), scales=1, preview_every=1000)
@@ -320,7 +320,7 @@ def check_reserved(ctx: Ctx) -> str:
     """A dozen runs of different sizes, two at a time on the lanes' streams: reserved memory after each pair, and the
     allocator's retries (each frees the whole cache: a stall)."""
     from nst_core import Settings
-    from nst_core.serve.lanes import own_stream
+    from nst_core.serve.backends.lanes import own_stream
 
     sizes = [ctx.size(160, 32) + 16 * (i % 5) for i in range(12)]
     reserved = []
@@ -353,9 +353,10 @@ def _wait(jobs, timeout: float) -> None:
 def check_worker_error(ctx: Ctx) -> str:
     """A device-side error in a real worker: how long until the server hears, and whether the next run works."""
     from nst_core import Settings
-    from nst_core.serve.jobs import Runner, StyleTask
+    from nst_core.serve.backends.process import ProcessBackend
     from nst_core.serve.limits import Limits
-    from nst_core.serve.process_backend import ProcessBackend
+    from nst_core.serve.queue import Runner
+    from nst_core.tasks.still import StyleTask
 
     limits = Limits(heartbeat_timeout=3600, result_cache_mb=0)
     t = time.perf_counter()
@@ -388,10 +389,11 @@ def check_real_worker(ctx: Ctx) -> str:
     """A real worker as the server starts it (lanes measured on a GPU), four different runs at once, and the cost
     model's estimate against the real times."""
     from nst_core import Settings
+    from nst_core.serve.backends.process import ProcessBackend
     from nst_core.serve.cost import CostModel
-    from nst_core.serve.jobs import Runner, StyleTask
     from nst_core.serve.limits import Limits
-    from nst_core.serve.process_backend import ProcessBackend
+    from nst_core.serve.queue import Runner
+    from nst_core.tasks.still import StyleTask
 
     limits = Limits(heartbeat_timeout=3600, result_cache_mb=0)
     t = time.perf_counter()

@@ -61,7 +61,7 @@ def cuda_flags() -> dict[str, bool]:
 
 
 def configure_cuda(flags: dict[str, bool] | None = None, backends=torch.backends) -> None:
-    """Set cuda_flags() for this process: once, where a worker prepares its device (serve/slots.py)."""
+    """Set cuda_flags() for this process: once, where a worker prepares its device (serve/backends/slots.py)."""
     for name, value in (flags or cuda_flags()).items():
         *path, attr = name.split(".")
         target = backends

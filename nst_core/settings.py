@@ -74,7 +74,7 @@ class Settings:
                 value = tuple(v for v in value.replace(",", " ").split() if v)
             object.__setattr__(self, name, tuple(value))
         # Numbers in one canonical type (1 and 1.0 are one setting): the same run has the same digest in the
-        # server's cache of finished runs (serve.jobs.Results) and the same JSON, wherever its values came from.
+        # server's cache of finished runs (serve.results.Results) and the same JSON, wherever its values came from.
         try:
             for name in FLOATS:
                 value = getattr(self, name)

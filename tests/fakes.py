@@ -9,9 +9,11 @@ from __future__ import annotations
 import threading
 
 from nst_core.images import fit
+from nst_core.serve.backends.thread import ThreadBackend
 from nst_core.serve.cost import CostModel
-from nst_core.serve.jobs import Runner, Shot, ThreadBackend
+from nst_core.serve.job import Shot
 from nst_core.serve.limits import Limits
+from nst_core.serve.queue import Runner
 from nst_core.serve.service import Service
 from nst_core.transfer import Frame
 

@@ -118,7 +118,7 @@ def chromium(p):
 
 
 def worker_processes(server: StreamlitServer) -> list[int]:
-    """The worker processes (nst_core.serve.process_backend) under the server."""
+    """The worker processes (nst_core.serve.backends.process) under the server."""
     found, todo = [], [server.proc.pid]
     while todo:
         pid = todo.pop()
@@ -129,7 +129,7 @@ def worker_processes(server: StreamlitServer) -> list[int]:
         todo += kids
         for k in kids:
             try:
-                if b"nst_core.serve.process_backend" in Path(f"/proc/{k}/cmdline").read_bytes():
+                if b"nst_core.serve.backends.process" in Path(f"/proc/{k}/cmdline").read_bytes():
                     found.append(k)
             except OSError:
                 pass

@@ -430,7 +430,7 @@ def test_encodes_of_different_results_wait_for_each_other(paced, data_dir, monke
 
 
 def test_a_result_restored_after_a_restart_can_be_shared_to_its_room(paced, data_dir):
-    from nst_core.serve.wall import Wall
+    from nst_core.classroom.wall import Wall
     from ui import results
 
     room, _ = Wall(data_dir).open_room("Art 2B")
@@ -523,7 +523,7 @@ def joined_by_session(room_code: str) -> AppTest:
 
 
 def test_a_result_made_in_a_room_joined_from_another_page_can_be_shared_after_a_restart(paced, data_dir):
-    from nst_core.serve.wall import Wall
+    from nst_core.classroom.wall import Wall
     from ui import results
 
     room, _ = Wall(data_dir).open_room("Art 2B")
@@ -542,7 +542,7 @@ def test_a_result_made_in_a_room_joined_from_another_page_can_be_shared_after_a_
 
 
 def test_shared_is_said_only_in_the_room_it_was_shared_to(paced, data_dir):
-    from nst_core.serve.wall import Wall
+    from nst_core.classroom.wall import Wall
 
     wall = Wall(data_dir)
     a, _ = wall.open_room("Art 2A")
@@ -559,7 +559,7 @@ def test_shared_is_said_only_in_the_room_it_was_shared_to(paced, data_dir):
 
 
 def test_two_tabs_on_one_link_share_it_once(paced, data_dir):
-    from nst_core.serve.wall import Wall
+    from nst_core.classroom.wall import Wall
 
     room, _ = Wall(data_dir).open_room("Art 2B")
     _, rid = finished_run(paced)

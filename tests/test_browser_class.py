@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from nst_core.serve.wall import ALPHABET, Wall, grouped
+from nst_core.classroom.wall import ALPHABET, Wall, grouped
 from tests.servers import StreamlitServer, chromium
 
 pytestmark = pytest.mark.browser

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from nst_core.serve.wall import Wall, grouped
+from nst_core.classroom.wall import Wall, grouped
 from tests.conftest import ROOT, plain
 from tests.servers import StreamlitServer, chromium
 from tests.test_wall import picture

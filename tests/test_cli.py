@@ -140,9 +140,10 @@ def test_help_and_the_server_side_modules_do_not_load_torch():
     the Streamlit process."""
     code = (
         "import sys, runpy\n"
-        "import nst_core.serve.jobs, nst_core.serve.process_backend, nst_core.serve.service, nst_core.serve.cost\n"
+        "import nst_core.serve.queue, nst_core.serve.backends.process, nst_core.serve.service, nst_core.serve.cost\n"
         "import nst_core.images, nst_core.settings, nst_core.schedule, nst_core.animation\n"
-        "import nst_core.serve.wall, nst_core.serve.ray_backend, nst_core.serve.slots, nst_core.lab\n"
+        "import nst_core.classroom.wall, nst_core.serve.backends.ray, nst_core.serve.backends.slots, nst_core.tasks.lab\n"
+        "import nst_core.tasks.still, nst_core.serve.backends.thread, nst_core.classroom.pace\n"
         "import ui.common, ui.fields, ui.job_panel, ui.results, ui.classroom\n"
         "from nst_core import Settings, load_image, png_bytes\n"
         "assert 'torch' not in sys.modules and 'torchvision' not in sys.modules, 'server side'\n"

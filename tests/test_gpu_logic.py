@@ -32,7 +32,7 @@ class Failing(Ticking):
 
 
 def serve(task, cleanup):
-    from nst_core.serve.process_backend import serve_run
+    from nst_core.serve.backends.process import serve_run
 
     events = []
     serve_run(7, task, CPU, events.append, threading.Event(), cleanup, exit=lambda code: events.append(("exit", code)))
@@ -40,7 +40,7 @@ def serve(task, cleanup):
 
 
 def test_after_a_cuda_error_the_worker_reports_it_and_then_ends_though_its_cleanup_raises_again():
-    from nst_core.serve.process_backend import CONTEXT_BROKEN
+    from nst_core.serve.backends.process import CONTEXT_BROKEN
 
     def cleanup(backbone):  # as torch.cuda.empty_cache() does on a broken context
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
@@ -69,7 +69,7 @@ def test_after_another_error_the_worker_reports_it_first_and_cleans_up_once_the_
 
 
 def test_which_errors_break_the_gpu_context():
-    from nst_core.serve.slots import context_broken
+    from nst_core.serve.backends.slots import context_broken
 
     assert context_broken(RuntimeError(ILLEGAL_ADDRESS))
     assert context_broken(RuntimeError("CUDA error: device-side assert triggered"))
@@ -82,7 +82,7 @@ def test_which_errors_break_the_gpu_context():
 def test_measuring_lanes_fails_at_once_with_the_error_of_a_lane_that_raises_before_the_start_line():
     """A lane that fails before it reaches the start line: the others, and the worker starting, would wait there
     for ever (the server said "out of memory?" after 300 s)."""
-    from nst_core.serve import lanes
+    from nst_core.serve.backends import lanes
 
     calls = []
 
@@ -113,7 +113,7 @@ def test_each_lane_keeps_one_stream_and_every_run_works_on_its_lanes_stream():
     share one. (A new stream per run: PyTorch's allocator would cache each run's blocks for a stream no one reuses.)"""
     import contextlib
 
-    from nst_core.serve.lanes import Streams
+    from nst_core.serve.backends.lanes import Streams
 
     current = threading.local()
 
@@ -223,8 +223,8 @@ def test_a_gpu_that_torch_cannot_use_is_said_and_not_served_from_the_cpu_without
 
 
 def test_the_plan_for_a_two_gpu_host_gives_each_gpu_one_worker():
-    from nst_core.serve.process_backend import gpu_plan
-    from nst_core.serve.ray_backend import actor_device
+    from nst_core.serve.backends.process import gpu_plan
+    from nst_core.serve.backends.ray import actor_device
 
     assert gpu_plan("auto", 2, None) == [("auto", {}), ("cuda", {"CUDA_VISIBLE_DEVICES": "1"})]
     assert gpu_plan("cuda", 2, "2,3") == [("cuda", {}), ("cuda", {"CUDA_VISIBLE_DEVICES": "3"})]
@@ -237,7 +237,7 @@ def test_the_plan_for_a_two_gpu_host_gives_each_gpu_one_worker():
 
 def test_a_process_backend_on_a_fake_two_gpu_host_starts_one_worker_per_gpu(monkeypatch):
     """The workers it starts, for NST_DEVICE=auto and =cuda:1 (before, cuda:1 was started twice and cuda:0 never)."""
-    from nst_core.serve import process_backend
+    from nst_core.serve.backends import process as process_backend
     from nst_core.serve.limits import Limits
 
     started = []
@@ -366,7 +366,7 @@ def test_a_preview_is_encoded_and_sent_beside_the_run_which_goes_on_meanwhile():
     the run after the step that saw it."""
     from PIL import Image
 
-    from nst_core.serve.process_backend import encode_aside
+    from nst_core.serve.backends.process import encode_aside
     from nst_core.transfer import Frame
 
     resumed = {n: threading.Event() for n in range(1, 8)}
@@ -405,7 +405,7 @@ def test_lanes_are_chosen_from_injected_timings_and_memory_read_after_the_cached
     """measure_lanes with the GPU's answers injected: the fewest lanes near the best throughput, within the free memory
     for runs at the largest size at the worst settings; free memory is read only after the cache is emptied (blocks
     cached by loading and probing counted as used would cost lanes)."""
-    from nst_core.serve import lanes
+    from nst_core.serve.backends import lanes
 
     calls = []
     rates = {1: 10.0, 2: 19.0, 4: 30.0, 8: 31.0}
@@ -429,7 +429,7 @@ def test_lanes_are_chosen_from_injected_timings_and_memory_read_after_the_cached
 
 
 def test_the_worst_run_a_lane_must_hold_is_estimated_at_the_largest_size_not_scaled_from_512_px():
-    from nst_core.serve import lanes
+    from nst_core.serve.backends import lanes
 
     worst = lanes.worst_settings(2048)
     assert (worst.size, worst.precision, worst.style_scale, worst.lbfgs_history) == (2048, "float32", 2.0, 10)
@@ -440,7 +440,8 @@ def test_the_worst_run_a_lane_must_hold_is_estimated_at_the_largest_size_not_sca
 
 def test_a_worker_serving_from_the_cpu_beside_a_gpu_it_cannot_use_says_so_in_its_device_caption(monkeypatch, capsys):
     from nst_core import backbone
-    from nst_core.serve import cost, slots
+    from nst_core.serve import cost
+    from nst_core.serve.backends import slots
 
     note = "an NVIDIA GPU is here but torch (built for CUDA 13.0) cannot use it: is driver 470.57.02 too old for it?"
     monkeypatch.setattr(backbone, "unused_gpu", lambda: note)
@@ -473,7 +474,8 @@ def test_a_gpu_worker_whose_lanes_run_out_of_memory_at_four_starts_with_two_and_
     the free memory holds at the worst settings, and a candidate that runs out of memory all the same (a GPU shared
     with another process) ends the measuring at the one before, its blocks freed before the cache is emptied, instead
     of failing the worker's start. Real measuring threads; the timings and the GPU's answers injected."""
-    from nst_core.serve import lanes, process_backend
+    from nst_core.serve.backends import lanes
+    from nst_core.serve.backends import process as process_backend
 
     gpu = types.SimpleNamespace(device=torch.device("cuda"))  # (only its type is read: no GPU is touched)
     rates = {1: 10.0, 2: 19.0, 4: 30.0, 8: 31.0}  # four lanes would be chosen, were there memory for them
@@ -526,7 +528,7 @@ def test_a_gpu_worker_whose_lanes_run_out_of_memory_at_four_starts_with_two_and_
 
 
 def test_measuring_lanes_still_fails_on_an_error_that_is_not_out_of_memory_or_at_one_lane(monkeypatch):
-    from nst_core.serve import lanes
+    from nst_core.serve.backends import lanes
 
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
 
@@ -549,7 +551,7 @@ def test_a_gpu_worker_gets_expandable_segments_before_cuda_starts_and_a_cpu_work
     """Lanes on several streams fragment the caching allocator's fixed segments: a GPU worker's environment asks for
     expandable ones, set before it loads anything (torch reads the setting once, when CUDA's allocator starts)."""
     from nst_core import backbone
-    from nst_core.serve import process_backend
+    from nst_core.serve.backends import process as process_backend
 
     key = "PYTORCH_CUDA_ALLOC_CONF"
     assert process_backend.worker_env("cuda", {}) == {key: "expandable_segments:True"}

@@ -84,7 +84,7 @@ def test_markdown_in_user_text_is_shown_as_text_and_fetches_nothing(tmp_path, co
     fetches from the host they name, and none of them is a live link."""
     from playwright.sync_api import expect, sync_playwright
 
-    from nst_core.serve.wall import Wall
+    from nst_core.classroom.wall import Wall
     from tests.test_wall import picture
 
     host = f"127.0.0.1:{counter}"

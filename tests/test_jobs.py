@@ -8,20 +8,13 @@ import pytest
 
 from nst_core import Settings
 from nst_core.schedule import pixel_evals
+from nst_core.serve.backends.thread import ThreadBackend
 from nst_core.serve.cost import CostModel
-from nst_core.serve.jobs import (
-    DONE,
-    FAILED,
-    QUEUED,
-    RUNNING,
-    STOPPED,
-    Busy,
-    Runner,
-    Shot,
-    StyleTask,
-    ThreadBackend,
-)
+from nst_core.serve.errors import Busy
+from nst_core.serve.job import DONE, FAILED, QUEUED, RUNNING, STOPPED, Shot
 from nst_core.serve.limits import Limits
+from nst_core.serve.queue import Runner
+from nst_core.tasks.still import StyleTask
 from nst_core.transfer import Frame
 from tests.tasks import IMG, Ticking
 
@@ -223,7 +216,7 @@ def test_one_session_has_one_run_at_a_time_and_the_queue_knows_its_wait():
 
 
 def test_the_queue_has_a_cap_and_each_client_a_share_of_it():
-    from nst_core.serve.jobs import QueueFull
+    from nst_core.serve.errors import QueueFull
 
     r = runner(concurrency=1, limits=Limits(max_queue=4, runs_per_client=2))
     held = [Held() for _ in range(5)]
@@ -364,8 +357,8 @@ def test_the_results_kept_fit_their_budget_and_none_are_kept_without_one():
 
 
 def test_a_style_tasks_digest_is_its_pictures_and_settings(content, style, style2):
-    from nst_core.lab import pixel_match
-    from nst_core.serve.jobs import Results
+    from nst_core.serve.results import Results
+    from nst_core.tasks.lab import pixel_match
 
     res = Results(1)
     task = StyleTask(content, (style,), Settings(size=64))

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from nst_core import lab, load_image
+from nst_core import load_image
 from nst_core.images import fit, to_tensor
 from nst_core.losses import gram
+from nst_core.tasks import lab
 from nst_core.transfer import Objective
 from tests.conftest import SAMPLES
 

@@ -95,7 +95,8 @@ def test_each_client_has_its_budget_of_new_looks():
 def test_the_page_says_so_in_one_line_and_keeps_what_it_has_seen(use_service, monkeypatch, request):
     import streamlit as st
 
-    from nst_core import backbone, lab
+    from nst_core import backbone
+    from nst_core.tasks import lab
 
     st.cache_data.clear()
     st.cache_resource.clear()

@@ -70,7 +70,7 @@ def test_inside_the_network_compares_gram_matrices():
 def test_inside_the_network_runs_its_passes_once_per_picture_and_layer(monkeypatch):
     import streamlit as st
 
-    from nst_core import lab
+    from nst_core.tasks import lab
 
     st.cache_data.clear()
     calls = []

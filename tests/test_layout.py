@@ -1,6 +1,6 @@
-"""The shape of the house: imports point one way (pages -> ui -> nst_core.serve -> nst_core), with no circle,
-lazy imports inside functions included; the queue never names a backend; the package's dependencies are the
-pinned requirements' names."""
+"""The shape of the house: imports point one way (pages -> ui -> nst_core.classroom -> nst_core.serve ->
+nst_core.tasks -> nst_core), with no circle, lazy imports inside functions included; the queue never names a backend
+nor a kind of task; the package's dependencies are the pinned requirements' names."""
 
 import ast
 import re
@@ -9,7 +9,9 @@ from pathlib import Path
 
 from tests.conftest import ROOT
 
-LAYERS = ["nst_core", "nst_core.serve", "ui", "ui.pages"]  # each may import those before it, never after
+# Each may import those before it, never after: the method, what can be run (tasks), the server, the classroom, the
+# pages' shared pieces, the pages.
+LAYERS = ["nst_core", "nst_core.tasks", "nst_core.serve", "nst_core.classroom", "ui", "ui.pages"]
 
 
 def module_name(path: Path) -> str:
@@ -65,14 +67,21 @@ def test_no_import_circle():
 
 
 def test_only_the_service_names_the_backends():
-    backends = {"nst_core.serve.process_backend", "nst_core.serve.ray_backend"}
+    backends = {"nst_core.serve.backends.process", "nst_core.serve.backends.ray", "nst_core.serve.backends.thread"}
     naming = {m for m, deps in GRAPH.items() if deps & backends}
     assert naming == {"nst_core.serve.service"}, naming
 
 
-def test_the_method_and_the_server_never_import_streamlit():
+def test_the_server_runs_any_task_without_knowing_its_kind():
+    """A new kind of run is a new module in nst_core.tasks and its page: the server knows only the Task protocol."""
+    naming = {(m, d) for m, deps in GRAPH.items() if m.startswith("nst_core.serve") for d in deps}
+    kinds = {(m, d) for m, d in naming if d.startswith("nst_core.tasks.")}
+    assert not kinds, kinds
+
+
+def test_the_method_the_server_and_the_classroom_never_import_streamlit():
     for path in SOURCES:
-        if layer(module_name(path)) <= LAYERS.index("nst_core.serve"):
+        if layer(module_name(path)) <= LAYERS.index("nst_core.classroom"):
             assert not re.search(r"^\s*(import|from) streamlit", path.read_text(), re.M), path
 
 

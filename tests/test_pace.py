@@ -5,10 +5,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from nst_core import Settings
-from nst_core.serve import pace
+from nst_core.classroom import pace
+from nst_core.classroom.wall import Wall
+from nst_core.serve.backends.thread import ThreadBackend
 from nst_core.serve.cost import CostModel
-from nst_core.serve.jobs import DONE, QUEUED, RUNNING, Runner, ThreadBackend
-from nst_core.serve.wall import Wall
+from nst_core.serve.job import DONE, QUEUED, RUNNING
+from nst_core.serve.queue import Runner
 from tests.conftest import ROOT, plain, wait
 from tests.tasks import Ticking
 
@@ -156,7 +158,7 @@ def test_the_wall_shows_the_rooms_progress(room, use_service):
 
 
 def test_the_lanes_a_gpu_worker_takes_are_the_fewest_near_the_best_that_its_memory_holds(backbone):
-    from nst_core.serve import lanes
+    from nst_core.serve.backends import lanes
 
     gib = 2**30
     assert lanes.choose({1: 10.0, 2: 18.0, 4: 30.0, 8: 31.0}, per_run_bytes=2 * gib, free_bytes=140 * gib) == 4

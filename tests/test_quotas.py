@@ -11,8 +11,8 @@ import streamlit as st
 
 import ui.classroom as classroom
 import ui.common as common
+from nst_core.classroom.wall import ALPHABET, NoRoom, RoomGone, Wall, WallError
 from nst_core.serve.limits import Limits, Quota
-from nst_core.serve.wall import ALPHABET, NoRoom, RoomGone, Wall, WallError
 from tests.test_wall import picture
 
 SCHOOL = "203.0.113.9"  # thirty students behind one router

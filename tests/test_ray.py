@@ -10,8 +10,10 @@ import time
 
 import pytest
 
-from nst_core.serve.jobs import DONE, FAILED, STOPPED, Runner, StartFailed
+from nst_core.serve.errors import StartFailed
+from nst_core.serve.job import DONE, FAILED, STOPPED
 from nst_core.serve.limits import Limits
+from nst_core.serve.queue import Runner
 from tests.conftest import ROOT, wait
 from tests.servers import free_port
 from tests.tasks import Ticking
@@ -20,7 +22,7 @@ pytestmark = pytest.mark.ray
 
 
 def test_an_unreachable_cluster_is_one_line_naming_ray_address():
-    from nst_core.serve.ray_backend import RayBackend
+    from nst_core.serve.backends.ray import RayBackend
 
     address = f"127.0.0.1:{free_port()}"  # nothing listens there
     t = time.monotonic()
@@ -30,18 +32,18 @@ def test_an_unreachable_cluster_is_one_line_naming_ray_address():
 
 
 def test_without_ray_installed_the_error_says_how_to_install_it():
-    code = "import sys; sys.modules['ray'] = None\nfrom nst_core.serve.ray_backend import RayBackend\nRayBackend()"
+    code = "import sys; sys.modules['ray'] = None\nfrom nst_core.serve.backends.ray import RayBackend\nRayBackend()"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
     assert out.stderr.strip().splitlines()[-1] == (
-        "nst_core.serve.jobs.StartFailed: NST_RUNNER=ray needs Ray: pip install -r requirements-ray.txt"
+        "nst_core.serve.errors.StartFailed: NST_RUNNER=ray needs Ray: pip install -r requirements-ray.txt"
     )
 
 
 def test_a_local_instance_keeps_its_token_private():
     """Ray 2.60 writes the token it generates for a local instance readable by every user (0644); anyone on the
     machine could use it to join the instance and run code in it."""
-    from nst_core.serve.ray_backend import TOKEN, RayBackend
+    from nst_core.serve.backends.ray import TOKEN, RayBackend
 
     if TOKEN.exists():
         TOKEN.chmod(0o644)  # as Ray leaves it
@@ -64,7 +66,7 @@ def cluster():
 
 
 def test_runs_spread_over_the_nodes_of_a_cluster(cluster):
-    from nst_core.serve.ray_backend import RayBackend
+    from nst_core.serve.backends.ray import RayBackend
 
     # Joined like a remote cluster: RAY_ADDRESS, and this package shipped to the nodes by Ray.
     backend = RayBackend("original", "cpu", Limits(ray_cpus=1), address=cluster.address)
@@ -100,7 +102,7 @@ def test_the_page_says_in_one_line_that_the_cluster_cannot_be_reached():
 
 
 def test_a_node_that_dies_fails_its_run_in_one_line_and_the_other_node_carries_on(cluster):
-    from nst_core.serve.ray_backend import RayBackend
+    from nst_core.serve.backends.ray import RayBackend
 
     backend = RayBackend("original", "cpu", Limits(ray_cpus=1), address=cluster.address)
     try:

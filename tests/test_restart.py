@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from nst_core.serve.wall import Wall
+from nst_core.classroom.wall import Wall
 from tests.servers import StreamlitServer, chromium, worker_processes
 
 pytestmark = pytest.mark.browser

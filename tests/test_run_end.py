@@ -4,8 +4,10 @@ ended it, outside the runner's lock, with the job already in its final state; wh
 import threading
 import time
 
-from nst_core.serve.jobs import DONE, FAILED, STOPPED, Runner, ThreadBackend
+from nst_core.serve.backends.thread import ThreadBackend
+from nst_core.serve.job import DONE, FAILED, STOPPED
 from nst_core.serve.limits import Limits
+from nst_core.serve.queue import Runner
 from nst_core.transfer import Frame
 from tests.tasks import IMG, Raising, Ticking
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from nst_core.serve import store as stores
-from nst_core.serve.jobs import Shot
+from nst_core.serve.job import Shot
 from nst_core.serve.limits import Limits
 from nst_core.serve.store import Encoder, ResultStore, Stored, StoreError
 

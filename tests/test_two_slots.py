@@ -4,8 +4,10 @@
 import pytest
 
 from nst_core import Settings
-from nst_core.serve.jobs import DONE, QUEUED, RUNNING, Runner, StyleTask
+from nst_core.serve.job import DONE, QUEUED, RUNNING
 from nst_core.serve.limits import Limits
+from nst_core.serve.queue import Runner
+from nst_core.tasks.still import StyleTask
 from tests.conftest import wait
 
 pytestmark = pytest.mark.process
@@ -13,7 +15,7 @@ pytestmark = pytest.mark.process
 
 @pytest.fixture(scope="module")
 def runner():
-    from nst_core.serve.process_backend import ProcessBackend
+    from nst_core.serve.backends.process import ProcessBackend
 
     limits = Limits(concurrent_cpu=2, heartbeat_timeout=60)
     backend = ProcessBackend("original", "cpu", limits)

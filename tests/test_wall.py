@@ -11,8 +11,8 @@ import zipfile
 import pytest
 from PIL import Image
 
+from nst_core.classroom.wall import SCHEMA_VERSION, NoRoom, RoomGone, Wall, WallError, grouped, inert, normalise_code
 from nst_core.serve.limits import Limits
-from nst_core.serve.wall import SCHEMA_VERSION, NoRoom, RoomGone, Wall, WallError, grouped, inert, normalise_code
 
 SCHOOL = "203.0.113.9"
 
@@ -506,7 +506,7 @@ def test_a_full_disk_while_sharing_fails_in_one_line_and_leaves_no_file_behind(t
     code = f"""
 import io, resource, signal, sys
 from PIL import Image
-from nst_core.serve.wall import Wall, WallError
+from nst_core.classroom.wall import Wall, WallError
 wall = Wall({str(tmp_path)!r})
 room, _ = wall.open_room()
 buf = io.BytesIO()
@@ -563,7 +563,7 @@ def test_the_limits_per_client_hold_when_one_client_opens_and_shares_at_once(tmp
 
 
 def test_a_wall_of_the_previous_schema_is_migrated_and_keeps_its_rooms(tmp_path):
-    from nst_core.serve.wall import MIGRATIONS, _hash
+    from nst_core.classroom.wall import MIGRATIONS, _hash
 
     with sqlite3.connect(tmp_path / "wall.sqlite3") as db:  # what the app before this schema wrote
         for statement in (s for m in MIGRATIONS[:3] for s in m):

@@ -8,8 +8,11 @@ import time
 import pytest
 
 from nst_core import Settings
-from nst_core.serve.jobs import DONE, FAILED, RUNNING, STOPPED, Busy, Runner, StyleTask
+from nst_core.serve.errors import Busy
+from nst_core.serve.job import DONE, FAILED, RUNNING, STOPPED
 from nst_core.serve.limits import Limits
+from nst_core.serve.queue import Runner
+from nst_core.tasks.still import StyleTask
 from tests.conftest import wait
 from tests.tasks import Crashing, Hanging, Logged, Raising, Ticking, read_log
 
@@ -25,11 +28,11 @@ DIED = {
 @pytest.fixture(scope="module", params=["process", pytest.param("ray", marks=pytest.mark.ray)])
 def runner(request):
     if request.param == "process":
-        from nst_core.serve.process_backend import ProcessBackend
+        from nst_core.serve.backends.process import ProcessBackend
 
         backend = ProcessBackend("original", "cpu", Limits())
     else:
-        from nst_core.serve.ray_backend import RayBackend
+        from nst_core.serve.backends.ray import RayBackend
 
         backend = RayBackend("original", "cpu", Limits(), num_cpus=2)  # a local instance, on 127.0.0.1
     backend.name = request.param
@@ -131,11 +134,11 @@ def test_queue_order_one_run_per_session_and_closed_tabs_across_the_process_boun
 def test_a_worker_that_sends_nothing_past_the_time_limit_is_killed_and_its_slot_comes_back(runner):
     """The runner asks a run past NST_MAX_SECONDS to stop; a worker that cannot even answer is killed once it has
     been silent for the limit plus NST_HANG_GRACE, its run fails in one line and the next run gets the slot."""
-    from nst_core.serve.slots import silence_limit
+    from nst_core.serve.backends.slots import silence_limit
 
     limits = Limits(max_seconds=1.0, hang_grace=1.0)
     if runner.backend.name == "process":
-        from nst_core.serve.process_backend import ProcessBackend
+        from nst_core.serve.backends.process import ProcessBackend
 
         backend = ProcessBackend("original", "cpu", limits)
         backend.name = "process"
@@ -159,12 +162,12 @@ def test_a_worker_that_sends_nothing_past_the_time_limit_is_killed_and_its_slot_
 
 
 def test_two_lanes_of_one_worker_run_two_runs_at_once_each_as_it_would_run_alone(content, style, tmp_path):
-    """The GPU's way (serve/lanes.py) on the CPU: one worker process with two lanes. Two runs overlap in time, and
+    """The GPU's way (serve/backends/lanes.py) on the CPU: one worker process with two lanes. Two runs overlap in time, and
     each ends on exactly the picture it ends on alone (they share only the read-only VGG19); a worker that dies
     fails both, and the next run starts it again."""
     import numpy as np
 
-    from nst_core.serve.process_backend import ProcessBackend
+    from nst_core.serve.backends.process import ProcessBackend
 
     backend = ProcessBackend("original", "cpu", Limits(), lanes=2)
     backend.name = "process"
@@ -201,7 +204,7 @@ def test_two_lanes_of_one_worker_run_two_runs_at_once_each_as_it_would_run_alone
 
 
 def test_closing_a_backend_ends_a_shared_worker_only_after_its_busy_lane_has_stopped():
-    from nst_core.serve.process_backend import ProcessBackend
+    from nst_core.serve.backends.process import ProcessBackend
 
     backend = ProcessBackend("original", "cpu", Limits(), lanes=2)
     r = Runner(backend, Limits(heartbeat_timeout=60), poll=0.1)
@@ -225,7 +228,7 @@ def test_the_end_of_a_killed_worker_is_not_told_to_the_next_run_on_its_new_proce
     import queue
     import threading
 
-    from nst_core.serve.process_backend import WorkerProcess
+    from nst_core.serve.backends.process import WorkerProcess
 
     def readers() -> set[threading.Thread]:
         return {t for t in threading.enumerate() if t.name == "nst-worker-reader"}

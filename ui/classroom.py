@@ -1,4 +1,4 @@
-"""The class wall on the Streamlit side: the server's one Wall (storage, nst_core.serve.wall), a Studio tab's
+"""The class wall on the Streamlit side: the server's one Wall (storage, nst_core.classroom.wall), a Studio tab's
 room (?room=CODE) and its Share form, and the pieces of the Class page (open or join a room, the live wall,
 the teacher's tools).
 
@@ -26,12 +26,12 @@ from dataclasses import dataclass
 import streamlit as st
 from PIL import Image
 
+from nst_core.classroom import pace as paces
+from nst_core.classroom.pace import Pace
+from nst_core.classroom.wall import NAME_LENGTH, Entry, NoRoom, RoomGone, Wall, WallError, grouped, normalise_code
 from nst_core.images import decode_mask
-from nst_core.serve import pace as paces
 from nst_core.serve import service as _service
 from nst_core.serve.limits import Limits, Quota
-from nst_core.serve.pace import Pace
-from nst_core.serve.wall import NAME_LENGTH, Entry, NoRoom, RoomGone, Wall, WallError, grouped, normalise_code
 
 from .common import client_address, data_dir, fmt_seconds, md, sentence, service, session_id
 
@@ -464,7 +464,7 @@ def teacher_link(wall: Wall, code: str, key: str) -> None:
 
 
 def plan_pace(students: int, minutes: float) -> Pace:
-    """The settings that keep the promise on this server (serve/pace.py), from its cost model and slots."""
+    """The settings that keep the promise on this server (nst_core/classroom/pace.py), from its cost model and slots."""
     svc = service()
     return paces.plan(
         svc.cost,

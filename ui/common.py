@@ -16,7 +16,7 @@ from PIL import Image
 from nst_core.errors import ImageLoadError
 from nst_core.images import load_image
 from nst_core.serve import service as _service
-from nst_core.serve.jobs import one_line
+from nst_core.serve.errors import one_line
 from nst_core.serve.service import Service
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from nst_core.serve.jobs import DONE, QUEUED, RUNNING, Job, Refused
+from nst_core.serve.errors import Refused
+from nst_core.serve.job import DONE, QUEUED, RUNNING, Job
 
 from .common import client_address, fmt_seconds, md, service, session_id
 

@@ -17,7 +17,7 @@ from PIL import Image
 from nst_core.animation import KINDS, gif_frames, intro_card, make_animation
 from nst_core.images import png_bytes
 from nst_core.serve import store as stores
-from nst_core.serve.jobs import DONE, Job
+from nst_core.serve.job import DONE, Job
 from nst_core.serve.service import log
 from nst_core.serve.store import Encoder, ResultStore, Stored, StoreError
 

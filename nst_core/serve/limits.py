@@ -40,7 +40,7 @@ class Limits:
     encodes_at_once: int = 1  # animations (MP4, WebP, GIF) encoded at once in the server process
     # Slots: runs at once. The others wait in the queue.
     concurrent_cpu: int = 1  # on a CPU host
-    concurrent_per_gpu: int = 0  # per GPU; 0: as many as the GPU's worker measured to pay (serve/lanes.py)
+    concurrent_per_gpu: int = 0  # per GPU; 0: as many as the GPU's worker measured to pay (serve/backends/lanes.py)
     ray_cpus: int = 0  # CPUs per slot on a Ray cluster without GPUs (0: the smallest node's, at most 8)
     heartbeat_timeout: float = 20.0  # a run whose page has not been seen for this long is stopped
     max_queue: int = 100  # runs waiting or running on this server; more are refused, with a message

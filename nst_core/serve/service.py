@@ -14,9 +14,10 @@ import os
 import threading
 from dataclasses import dataclass
 
+from .backends.thread import ThreadBackend
 from .cost import CostModel
-from .jobs import Runner, ThreadBackend
 from .limits import Limits
+from .queue import Runner
 
 log = logging.getLogger("nst_core")
 BACKENDS = ("process", "ray", "thread")  # NST_RUNNER
@@ -64,17 +65,17 @@ def start(weights: str = "original", device: str = "auto", limits: Limits | None
     a local instance) or thread (in this process, for debugging)."""
     limits = limits or Limits.from_env()
     if backend == "thread":
-        from .slots import prepare
+        from .backends.slots import prepare
 
         bb, info = prepare(weights, device, threads=0)
         be = ThreadBackend(bb, limits.slots(info["device_type"], info["gpus"]))
     elif backend == "process":
-        from .process_backend import ProcessBackend
+        from .backends.process import ProcessBackend
 
         be = ProcessBackend(weights, device, limits)
         info = be.info
     elif backend == "ray":
-        from .ray_backend import RayBackend
+        from .backends.ray import RayBackend
 
         be = RayBackend(weights, device, limits)
         info = be.info

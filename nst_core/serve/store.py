@@ -30,7 +30,7 @@ from PIL import Image
 
 from ..errors import NSTError
 from ..images import png_bytes
-from .jobs import Shot
+from .job import Shot
 from .limits import Limits
 
 ID = re.compile(r"[A-Za-z0-9_-]{22}")  # secrets.token_urlsafe(16): 128 random bits

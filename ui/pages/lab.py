@@ -1,6 +1,6 @@
 """The classroom Lab: six experiments that show, one picture at a time, why style transfer works.
 
-Experiments 1-4 are nst_core.lab Plans run through the same job panel and runner as the Studio; 5 is immediate.
+Experiments 1-4 are nst_core.tasks.lab Plans run through the same job panel and runner as the Studio; 5 is immediate.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import hashlib
 
 import streamlit as st
 
-from nst_core import lab
 from nst_core.animation import make_gif
 from nst_core.images import fit, png_bytes
+from nst_core.tasks import lab
 from ui.classroom import class_room
 from ui.common import client_address, fmt_seconds, image_picker, sentence, service, show_png
 from ui.inside import Refused, look

@@ -5,11 +5,11 @@ Widgets (ui/fields.py) -> Settings -> a job on the shared runner (ui/job_panel.p
 
 import streamlit as st
 
+from nst_core.classroom.pace import host_default
 from nst_core.errors import ImageLoadError
 from nst_core.images import encode_mask, fit
 from nst_core.serve import store as stores
-from nst_core.serve.jobs import StyleTask
-from nst_core.serve.pace import host_default
+from nst_core.tasks.still import StyleTask
 from ui import results
 from ui.classroom import class_room, follow_pace, share_form
 from ui.common import SAMPLES, fmt_seconds, image_picker, md, service

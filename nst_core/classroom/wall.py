@@ -44,7 +44,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..errors import NSTError
-from .limits import Limits
+from ..serve.limits import Limits
 
 ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # 31 symbols: 31^8 = 853 billion codes
 CODE_LENGTH = 8
@@ -80,7 +80,7 @@ MIGRATIONS: list[list[str]] = [
     [  # the browser tab each picture came from (Limits.shares_per_session); '' for pictures shared before
         "ALTER TABLE entries ADD COLUMN session TEXT NOT NULL DEFAULT ''",
     ],
-    [  # the room's pace (serve/pace.py): how many students, how many minutes, and the settings that fit them
+    [  # the room's pace (classroom/pace.py): how many students, how many minutes, and the settings that fit them
         "ALTER TABLE rooms ADD COLUMN pace TEXT NOT NULL DEFAULT '{}'",
         "ALTER TABLE rooms ADD COLUMN pace_version INTEGER NOT NULL DEFAULT 0",
     ],
@@ -139,7 +139,7 @@ class Room:
     created: float
     expires: float
     closed: bool
-    pace: dict = field(default_factory=dict)  # serve.pace.Pace.to_dict(), or {} for none
+    pace: dict = field(default_factory=dict)  # classroom.pace.Pace.to_dict(), or {} for none
     pace_version: int = 0  # changes whenever the teacher sets a pace: the students' pages follow
 
 

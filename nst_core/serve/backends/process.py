@@ -1,7 +1,7 @@
 """Worker processes: each loads VGG19 once and runs the tasks the server sends it, up to `lanes` at once.
 
 The server's side (ProcessBackend: a WorkerProcess per process, a slot per lane) talks to
-`python -m nst_core.serve.process_backend` over a socketpair with multiprocessing's Connection (pickled messages,
+`python -m nst_core.serve.backends.process` over a socketpair with multiprocessing's Connection (pickled messages,
 no network); every message of a run carries its id:
 
     server -> worker   ("run", id, task)   ("stop", id)
@@ -32,8 +32,9 @@ import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 
-from .jobs import RunFailed, Shot, StartFailed, WorkerDied, WorkerHung, one_line
-from .limits import Limits
+from ..errors import RunFailed, StartFailed, WorkerDied, WorkerHung, one_line
+from ..job import Shot
+from ..limits import Limits
 from .slots import END, Pool, clean_up, context_broken, forget_failure, prepare, relay, silence_limit
 
 # The exit code of a worker whose GPU context a CUDA error broke (it has reported the error, and ends).
@@ -270,7 +271,7 @@ def worker_env(device: str, environ=os.environ) -> dict[str, str]:
     if any(k in environ for k in ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF")):
         return {}
     if device == "auto":
-        from ..backbone import default_device
+        from ...backbone import default_device
 
         device = default_device().type
     return dict(GPU_ALLOC_CONF) if device.startswith("cuda") else {}

@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from . import images
-from .schedule import pixel_evals
-from .settings import DEFAULT_STYLE_LAYERS, LR, PIXELS, Settings
+from .. import images
+from ..schedule import pixel_evals
+from ..settings import DEFAULT_STYLE_LAYERS, LR, PIXELS, Settings
 
 if TYPE_CHECKING:  # torch is imported by the functions that run the network: building a Plan (the server) needs none
     import torch
 
-    from .backbone import Backbone
-    from .transfer import Frame
+    from ..backbone import Backbone
+    from ..transfer import Frame
 
 DEPTHS = DEFAULT_STYLE_LAYERS  # the style layers, shallow to deep: one more in each experiment's column
 
@@ -44,7 +44,7 @@ class Plan:
     cols: int
     row_labels: tuple[str, ...] = ()  # shown left of each row (the trade-off grid)
     notes: dict = field(default_factory=dict)
-    cacheable: ClassVar[bool] = True  # the same pictures and settings give the same frames (serve.jobs.Results)
+    cacheable: ClassVar[bool] = True  # the same pictures and settings give the same frames (serve.results.Results)
 
     @property
     def iterations(self) -> int:
@@ -195,7 +195,7 @@ def half_painted(content: Image.Image, style: Image.Image, size: int = 128, iter
 
 def run_plan(plan: Plan, backbone: Backbone) -> Iterator[Frame]:
     """Run the cells one after another; every frame with an image carries the whole grid so far."""
-    from .transfer import Frame, stylize
+    from ..transfer import Frame, stylize
 
     cell_px = max(c.settings.size for c in plan.cells if c.settings) + 8
     w, h = plan.cells[-1].content.size
@@ -238,7 +238,7 @@ def feature_maps(backbone: Backbone, image: Image.Image, layer: str, k: int = 16
 def gram_matrix(backbone: Backbone, image: Image.Image, layer: str, size: int = 224) -> torch.Tensor:
     import torch
 
-    from . import losses
+    from .. import losses
 
     x = images.to_tensor(images.fit(image, size), backbone.device)
     with torch.no_grad():

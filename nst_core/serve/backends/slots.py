@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from .jobs import WorkerHung, one_line
+from ..errors import WorkerHung, one_line
 
 END = object()  # what a slot's receive() returns when the run has ended
 
@@ -25,8 +25,8 @@ def prepare(weights: str, device: str, threads: int):
 
     if threads > 0:
         torch.set_num_threads(threads)
-    from ..backbone import configure_cuda, describe_device, load_backbone, unused_gpu
-    from .cost import CostModel
+    from ...backbone import configure_cuda, describe_device, load_backbone, unused_gpu
+    from ..cost import CostModel
 
     backbone = load_backbone(weights, device)
     if backbone.device.type == "cuda":

@@ -31,8 +31,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from .jobs import RunFailed, StartFailed, WorkerDied, WorkerHung, one_line, shots
-from .limits import Limits
+from ..errors import RunFailed, StartFailed, WorkerDied, WorkerHung, one_line
+from ..job import shots
+from ..limits import Limits
 from .slots import END, Pool, clean_up, context_broken, prepare, relay, silence_limit
 
 LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": a local Ray instance uses 127.0.0.1 only

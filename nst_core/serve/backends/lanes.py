@@ -80,8 +80,8 @@ def evaluation(backbone, size: int) -> Callable[[], None]:
     """One objective evaluation (forward and backward) at `size` px, ready to repeat: what throughput() times."""
     import torch
 
-    from ..settings import Settings
-    from ..transfer import Objective
+    from ...settings import Settings
+    from ...transfer import Objective
 
     x = torch.rand(1, 3, size, size, device=backbone.device)
     obj = Objective(backbone, Settings(), x, [x])
@@ -100,8 +100,8 @@ def run_steps(backbone, size: int) -> Callable[[], None]:
     import numpy as np
     from PIL import Image
 
-    from ..settings import Settings
-    from ..transfer import stylize
+    from ...settings import Settings
+    from ...transfer import stylize
 
     rng = np.random.default_rng(0)
     photo, painting = (Image.fromarray(rng.integers(0, 255, (size * 3 // 4, size, 3), dtype=np.uint8)) for _ in "ab")
@@ -189,7 +189,7 @@ GPU_SLACK = 1.25
 def worst_settings(max_size: int):
     """The settings a lane must have room for: the largest size, float32 (twice bf16's activations), the painting
     at twice the photo's size (its target pass can be a run's peak) and L-BFGS's default history."""
-    from ..settings import Settings
+    from ...settings import Settings
 
     return Settings(size=max_size, precision="float32", style_scale=2.0, lbfgs_history=10)
 
@@ -199,7 +199,7 @@ def worst_run_bytes(backbone, max_size: int) -> float:
     allocator's slack; where that module is missing, one evaluation at 512 px measured and scaled by the pixels
     (which leaves out float32's activations, a painting scaled up and the optimiser's history)."""
     try:
-        from .memory import run_bytes
+        from ..memory import run_bytes
     except ImportError:
         return run_memory(backbone) * (max_size / 512) ** 2
     return GPU_SLACK * run_bytes(worst_settings(max_size), 1.0, "cuda")

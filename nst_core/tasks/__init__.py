@@ -1,0 +1,31 @@
+"""What can be run: a task is everything one run needs, as it crosses to a worker (pickled: pictures, settings),
+and knows how to run itself on a backbone. The queue (nst_core.serve) runs any task; a new kind of run is one new
+module here plus its page, and nothing in serve changes for it.
+
+A task must provide:
+
+- `frames(backbone) -> Iterator[Frame]`: the run, one nst_core.transfer.Frame per evaluation of the objective
+  (step counted from 1 to `total` over the whole run), an image on the frames that show one and on the last.
+  Closing the iterator stops the run at once.
+- `work() -> (pixel-evaluations, steps)`: the whole run's size for the cost model (nst_core.schedule.pixel_evals),
+  which gives the waiting times of everyone queued behind it.
+- optionally a class attribute `cacheable = True`: the frames depend on the task's fields alone (the same
+  pictures and settings give the same run), so a finished run may be served again to an identical task.
+
+Tasks import the method (nst_core) and never the server (nst_core.serve).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+
+class Task(Protocol):
+    # Optional, a class attribute: `cacheable = True` says the frames depend on the task's fields alone (the same
+    # pictures and settings give the same run), so a finished run may be served again to an identical task.
+
+    def frames(self, backbone) -> Iterator: ...
+
+    def work(self) -> tuple[float, int]:
+        """(pixel-evaluations, steps) of the whole task, for the cost model (nst_core.schedule.pixel_evals)."""
