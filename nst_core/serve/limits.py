@@ -4,7 +4,6 @@ Also the per-client quota (Quota) that the limits on rooms and on room codes tri
 from __future__ import annotations
 
 import collections
-import dataclasses
 import os
 import threading
 import time
@@ -79,17 +78,10 @@ class Limits:
 
     @classmethod
     def from_env(cls, env=os.environ) -> Limits:
-        changes = {}
-        for f in dataclasses.fields(cls):
-            raw = env.get(f"NST_{f.name.upper()}")
-            if raw is not None:
-                try:
-                    changes[f.name] = type(f.default)(raw)
-                except ValueError:
-                    raise ValueError(f"NST_{f.name.upper()}={raw!r} is not a number") from None
-                if isinstance(f.default, (int, float)) and changes[f.name] < 0:
-                    raise ValueError(f"NST_{f.name.upper()}={raw!r} must be 0 or more")
-        return cls(**changes)
+        """Each field from its NST_* variable (config.limits_from_env; a bad value raises config.ConfigError)."""
+        from .config import limits_from_env
+
+        return limits_from_env(env)
 
     def max_size(self, device_type: str) -> int:
         return self.max_size_cpu if device_type == "cpu" else self.max_size_gpu
