@@ -162,3 +162,17 @@ def preset(name: str) -> Settings:
         return PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}") from None
+
+
+def run_record(
+    settings: Settings, weights: str, device: str, steps: int | None = None, seconds: float | None = None
+) -> dict:
+    """How a picture was made, as it travels with it (the PNG's metadata, settings.json, the class wall): one shape
+    for the CLI and the app, so a picture from either reads back the same. Steps and seconds where they are known."""
+    record: dict = {"settings": settings.to_dict(), "weights": weights}
+    if steps is not None:
+        record["steps"] = steps
+    if seconds is not None:
+        record["seconds"] = seconds
+    record["device"] = device
+    return record
