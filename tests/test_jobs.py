@@ -305,7 +305,7 @@ def test_a_run_identical_to_one_done_is_served_at_once_and_only_a_run_that_ended
     b = r.submit(Gated(4, "a"), owner="t2", room="K7QF3M")  # another tab, the same pictures and settings
     assert b.state == DONE and b.cached and not a.cached and RUNS["a"] == 1 and r.position(b) == 0
     assert b.history == a.history and [f.png for f in b.final_frames()] == [f.png for f in a.final_frames()]
-    assert r.progress("K7QF3M")["done"] == 2
+    assert r.progress("K7QF3M").done == 2
     # A stopped run is not kept: the next identical one runs.
     c = r.submit(Gated(4, gate("c", False)), owner="t3")
     wait(lambda: c.state == RUNNING)

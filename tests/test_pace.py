@@ -72,13 +72,13 @@ def test_teachers_runs_go_first_and_the_room_progress_counts_its_runs():
     # anyone's (one run per room ahead at a time).
     assert [r.position(j) for j in (teacher, *students, other, demo)] == [1, 2, 3, 4, 5, 6]
     p = r.progress("K7QF3M")
-    assert (p["done"], p["painting"], p["waiting"]) == (0, 1, 5) and p["last"] > 0
-    assert r.progress("OTHER2")["waiting"] == 1 and r.progress("NOROOM")["last"] == 0
+    assert (p.done, p.painting, p.waiting) == (0, 1, 5) and p.last > 0
+    assert r.progress("OTHER2").waiting == 1 and r.progress("NOROOM").last == 0
     held.release.set()
     wait(lambda: all(j.state == DONE for j in (teacher, demo, *students, other)))
     assert teacher.started < min(j.started for j in students) and max(j.started for j in students) < demo.started
     p = r.progress("K7QF3M")
-    assert (p["done"], p["painting"], p["waiting"], p["last"]) == (6, 0, 0, 0.0)
+    assert (p.done, p.painting, p.waiting, p.last) == (6, 0, 0, 0.0)
     assert QUEUED not in {j.state for j in students}
 
 

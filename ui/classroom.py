@@ -508,13 +508,13 @@ def progress_line(code: str) -> None:
     if not _service.running():
         return
     p = service().runner.progress(code)
-    if p["painting"] or p["waiting"]:
+    if p.painting or p.waiting:
         st.info(
-            f"In this room: {p['done']} picture{'s' * (p['done'] != 1)} done, {p['painting']} painting, "
-            f"{p['waiting']} waiting; the last should be done in about {fmt_seconds(p['last'])}."
+            f"In this room: {p.done} picture{'s' * (p.done != 1)} done, {p.painting} painting, "
+            f"{p.waiting} waiting; the last should be done in about {fmt_seconds(p.last)}."
         )
-    elif p["done"]:
-        st.caption(f"In this room: {p['done']} picture{'s' * (p['done'] != 1)} done, none painting or waiting.")
+    elif p.done:
+        st.caption(f"In this room: {p.done} picture{'s' * (p.done != 1)} done, none painting or waiting.")
 
 
 def watch(code: str) -> None:

@@ -38,6 +38,16 @@ class Eta(NamedTuple):
     twin: bool = False
 
 
+class RoomProgress(NamedTuple):
+    """A class room's pictures: done (since this server started), painting, waiting, and the seconds until the last
+    of them should be done (0 if none)."""
+
+    done: int
+    painting: int
+    waiting: int
+    last: float
+
+
 class Runner:
     """Runs Jobs through a backend, at most `backend.slots` at once, first come first served. With a cost model,
     it estimates each submitted task and learns from each finished one."""
@@ -165,16 +175,15 @@ class Runner:
         with self._lock:
             return list(self._running) + list(self._queue)
 
-    def progress(self, room: str) -> dict:
-        """A class room's pictures: done (since this server started), painting, waiting, and the seconds until the
-        last of them should be done (0 if none)."""
+    def progress(self, room: str) -> RoomProgress:
+        """Where class `room`'s pictures are (RoomProgress)."""
         with self._lock:
             running = [j for j in self._running if j.room == room]
             waiting = [j for j in self._queue if j.room == room and not j._cancel.is_set()]
             done = self._done_in[room]
             etas = self._schedule()[0]
         last = max([etas[j].done for j in waiting] + [j.seconds_left() for j in running] + [0.0])
-        return {"done": done, "painting": len(running), "waiting": len(waiting), "last": last}
+        return RoomProgress(done, len(running), len(waiting), last)
 
     def stats(self) -> dict:
         with self._lock:
