@@ -30,6 +30,8 @@ class Shot:
     elapsed: float
     size: tuple[int, int]
     png: bytes | None = None
+    clip: tuple[int, int] | None = None  # in a clip: (this clip frame, 1-based; clip frames)
+    painted: bool = False  # in a clip: the shot that finished its clip frame (png: that frame painted)
 
     @classmethod
     def of(cls, frame) -> Shot:
@@ -38,7 +40,17 @@ class Shot:
             buf = io.BytesIO()
             frame.image.save(buf, format="PNG", compress_level=1)  # fast; previews are re-encoded at the end
             png = buf.getvalue()
-        return cls(frame.step, frame.total, dict(frame.losses), frame.elapsed, tuple(frame.size), png)
+        clip = getattr(frame, "clip", None)
+        return cls(
+            frame.step,
+            frame.total,
+            dict(frame.losses),
+            frame.elapsed,
+            tuple(frame.size),
+            png,
+            tuple(clip) if clip else None,
+            bool(getattr(frame, "painted", False)),
+        )
 
     @property
     def done(self) -> bool:
@@ -75,7 +87,8 @@ class Job:
     id: int = 0
     state: str = QUEUED
     reason: str = ""  # why it stopped or failed, in one line
-    frames: list[Shot] = field(default_factory=list)  # shots with images, thinned to max_frames
+    frames: list[Shot] = field(default_factory=list)  # shots with images, thinned to max_frames (a clip: its 1st frame)
+    painted: list[Shot] = field(default_factory=list)  # a clip's finished frames, in order, every one of them
     history: list[dict] = field(default_factory=list)  # {step, content, style, tv, total} per step
     latest: Shot | None = None  # the most recent shot (with or without image)
     pictured: Shot | None = None  # the most recent shot with an image: the result so far
@@ -129,6 +142,10 @@ class Job:
             if shot.png is None:
                 return
             self.pictured = shot
+            if shot.painted:
+                self.painted.append(shot)
+            if shot.clip and shot.clip[0] > 1:  # the run's animation is a clip's first frame being painted
+                return
             self._images_seen += 1
             if shot.done or (self._images_seen - 1) % self._stride == 0:
                 self.frames.append(shot)
@@ -145,6 +162,7 @@ class Job:
         """End as the identical run `twin` ended, without running."""
         with self.lock:
             self.frames, self.history = list(twin.frames), list(twin.history)
+            self.painted = list(twin.painted)
             self.latest = self.pictured = twin.last
             self.started, self.cached, self.state = time.monotonic(), True, DONE
 
@@ -169,14 +187,16 @@ class Job:
 
 @dataclass(frozen=True)
 class Finished:
-    """What a page shows of a run that ended DONE: the kept shots, the losses of every step, the last picture."""
+    """What a page shows of a run that ended DONE: the kept shots, the losses of every step, the last picture, and a
+    clip's painted frames."""
 
     frames: tuple[Shot, ...]
     history: tuple[dict, ...]
     last: Shot
+    painted: tuple[Shot, ...] = ()
 
     def nbytes(self) -> int:
-        pictures = {id(s): s for s in (*self.frames, self.last)}.values()
+        pictures = {id(s): s for s in (*self.frames, self.last, *self.painted)}.values()
         return sum(len(s.png or b"") for s in pictures) + 200 * len(self.history)
 
 

@@ -13,9 +13,9 @@ from .job import DONE, Finished, Job
 
 class Results:
     """Finished runs by their task's digest, the most recently used kept within `mb`: a run identical to one already
-    done on this server (same pictures and settings; one server has one set of weights) is served from it at once.
-    Measured: a class of thirty on the samples at its room's pace gets every picture in about the time of one
-    (benchmarks/bench_class.py --same)."""
+    done on this server (same pictures and settings; one server has one set of weights) is served from it at once,
+    so a class that all asks for the room's defaults waits for one run, not thirty (benchmarks/bench_class.py
+    --same)."""
 
     def __init__(self, mb: float):
         self.budget = mb * 2**20
@@ -44,7 +44,7 @@ class Results:
         with job.lock:
             if job.key is None or job.state != DONE or job.pictured is None:
                 return
-            run = Finished(tuple(job.frames), tuple(job.history), job.pictured)
+            run = Finished(tuple(job.frames), tuple(job.history), job.pictured, tuple(job.painted))
         size = run.nbytes()
         with self._lock:
             if job.key in self._runs or size > self.budget:
