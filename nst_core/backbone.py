@@ -143,11 +143,11 @@ def isa_cap(env=os.environ) -> int:
 
 def native_bf16(device: torch.device, flags: set[str] | None = None, env=os.environ) -> bool:
     """Whether the device computes bfloat16 convolutions in hardware: a GPU that supports bf16, or an x86 CPU
-    with AVX512-BF16 or AMX whose oneDNN may use them. Measured on a 2-core AMD EPYC with AVX512-BF16
-    (benchmarks/bench_precision.py): a 512 px evaluation takes about half the time of float32. CPUs without
-    these instructions emulate bf16, which is no faster, so they stay on float32; so does a CPU whose oneDNN is
-    held below them by ONEDNN_MAX_CPU_ISA (how one machine shows another CPU's kernels: then a run is as fast
-    as on that CPU too). ARM's bf16 is not measured yet and stays on float32.
+    with AVX512-BF16 or AMX whose oneDNN may use them: there an evaluation in bf16 is much faster than in float32
+    (benchmarks/bench_precision.py; figures in docs/benchmarks.md). CPUs without these instructions emulate bf16,
+    which is no faster, so they stay on float32; so does a CPU whose oneDNN is held below them by
+    ONEDNN_MAX_CPU_ISA (how one machine shows another CPU's kernels: then a run is as fast as on that CPU too).
+    ARM's bf16 is untried and stays on float32.
 
     `flags` (the CPU's, from /proc/cpuinfo by default) and `env` are there for tests."""
     if device.type == "cuda":
@@ -191,8 +191,8 @@ class Backbone(nn.Module):
             std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
         self.register_buffer("mean", mean)
         self.register_buffer("std", std)
-        # channels_last: measured 0.88x the time of a 512 px evaluation on the CPU (float32 and bf16 alike);
-        # the usual layout for cuDNN too.
+        # channels_last: faster evaluations on the CPU, float32 and bf16 alike (docs/benchmarks.md), and the
+        # usual layout for cuDNN too.
         self.to(device).to(memory_format=torch.channels_last)
         self.eval().requires_grad_(False)
 

@@ -23,13 +23,11 @@ UPWARD = 2 / 3
 def split_iterations(total: int, levels: int) -> list[int]:
     """Evaluations per level, smallest first: the top level gets 2/5, the levels below split the rest 3:2.
 
-    Measured on the default 512 px run (benchmarks/bench_schedule.py, rocket x The Scream, 2-core EPYC):
-    upsampling undoes much of a level's work (the loss at 512 px starts at 3.0 from a 256 px picture that
-    ended at 1.14), so the picture a user downloads is made at the top. There L-BFGS needs about 60
-    evaluations before its loss falls by less than 0.3% per step; the old 4:2:1 split gave it 23 and ended
-    at 1.3% per step (60 there: 0.29%). The coarse levels are cheap (128 px: 0.085 s, 512 px: 0.79 s per
-    evaluation in bf16) and gain little from more: 91 + 45 coarse evaluations instead of 60 + 40 lowered the
-    final loss by 1%, while 80 top evaluations instead of 60 lowered it by 2.3%.
+    Upsampling undoes much of a level's work (the top level's loss starts well above where the level below
+    ended), so the picture a user downloads is made at the top, and L-BFGS needs many evaluations there
+    before its loss levels off. The coarse levels are cheap per evaluation but gain little from more of them:
+    an evaluation spent at the top lowers the final loss more than one spent below. The figures behind this
+    split are in docs/benchmarks.md ("The optimiser", bench_schedule).
     """
     if levels == 1:
         return [total]

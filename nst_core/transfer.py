@@ -133,10 +133,10 @@ class Objective:
 
 
 def _skip_dynamo_import() -> None:
-    """Spare each process the import of torch._dynamo (about 1 s on a 2-core EPYC, a quarter of the CLI's
-    start-up) that torch.optim's @_disable_dynamo methods do on their first call. Nothing here is compiled,
-    so "disabled" is the plain method; this only pre-fills the cache those wrappers keep (torch/_compile.py).
-    If torch changes that cache, the wrappers import torch._dynamo as before."""
+    """Spare each process the import of torch._dynamo (a large share of the CLI's start-up) that torch.optim's
+    @_disable_dynamo methods do on their first call. Nothing here is compiled, so "disabled" is the plain
+    method; this only pre-fills the cache those wrappers keep (torch/_compile.py). If torch changes that
+    cache, the wrappers simply import torch._dynamo themselves."""
     for method in (torch.optim.Optimizer.add_param_group, torch.optim.Optimizer.zero_grad):
         plain = getattr(method, "__wrapped__", None)
         if plain is not None and not hasattr(plain, "__dynamo_disable"):
@@ -225,10 +225,9 @@ def box(u: Tensor) -> Tensor:
     climbs back to ten times its best (pytorch/tutorials#143). Here L-BFGS optimises u without bounds and
     the objective is evaluated on box(u), the very image that is shown and saved, so every pair is true.
     Unlike box = clamp, whose zero gradient outside [0, 1] can strand a pixel there, a folded pixel
-    still feels the objective. Measured (54 runs at 64 px, 30 steps, 2 photos x 3 paintings x 3 inits x
-    3 style weights; geometric mean of final/start objective): fold 0.128, clamp 0.126, optimising u
-    itself and clamping only what is shown 0.140 (with blow-ups: 0.52 -> 0.24 -> 0.54 in the Lab's
-    style-alone run, which fold takes monotonically to 0.008).
+    still feels the objective. Folding ends about where clamping does on ordinary runs and, unlike
+    optimising u itself and clamping only what is shown, does not blow up (docs/benchmarks.md, "The
+    optimiser").
     """
     return 1 - (u.remainder(2) - 1).abs()
 
@@ -246,12 +245,11 @@ class Curvature:
     """L-BFGS's scale of the inverse Hessian (its H_diag, s'y / y'y of its newest pair) at the end of one
     coarse-to-fine level, for the first step of the next.
 
-    Without it each level's first L-BFGS step is torch's cautious min(1, 1/|g|_1) * lr, about 0.007 here:
-    the level's second evaluation is spent where its first was (4.688, then 4.681). Every term of the
-    objective is a mean over pixels, so its curvature per pixel falls as the pixel count grows and the
-    inverse Hessian's scale grows with it: the next level starts from gamma * (its pixels / these pixels).
-    Measured (256 px, 40 evaluations, bf16): final objective 1.730 vs 1.803 (rocket x The Scream) and
-    1.686 vs 1.759 (Chelsea x Starry Night); half or twice that scale did no better.
+    Without it each level's first L-BFGS step is torch's cautious min(1, 1/|g|_1) * lr, a tiny step: the
+    level's second evaluation is spent almost where its first was. Every term of the objective is a mean
+    over pixels, so its curvature per pixel falls as the pixel count grows and the inverse Hessian's scale
+    grows with it: the next level starts from gamma * (its pixels / these pixels). It ends runs lower, and
+    half or twice that scale does no better (docs/benchmarks.md, "The optimiser").
     """
 
     gamma: float | None = None
@@ -363,8 +361,7 @@ def level_targets(
 ) -> tuple[Tensor, list[Tensor], Tensor]:
     """The content and style tensors of one coarse-to-fine level, and the picture whose colours are shown."""
     c = images.to_tensor(images.fit(content, size), dev)
-    style_side = max(images.MIN_SIDE * 2, round(size * s.style_scale))
-    st = [images.to_tensor(images.fit(im, style_side), dev) for im in styles]
+    st = [images.to_tensor(images.fit(im, s.style_side(size)), dev) for im in styles]
     if not st:  # content-only objective: the init image still needs a shape
         st = [c]
     colour_source = c

@@ -11,10 +11,10 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from ..settings import Settings
+from ..settings import Settings, preview_spacing
 
-# From the most detailed down: the first that fits is taken. Size first, then steps: measured in the Studio, a
-# 256 px picture of 80 steps looks finished where 512 px of 40 does not (the top level needs about 60 evaluations).
+# From the most detailed down: the first that fits is taken. Size first, then steps: a picture looks finished only
+# when its top level had enough evaluations, so a smaller side with enough steps beats a larger one cut short.
 LADDER = (
     (512, 160),
     (448, 160),
@@ -36,8 +36,8 @@ LADDER = (
     (64, 30),
 )
 # The share of the promised time the plan fills. The cost model times the worker alone; a class's thirty pages take
-# their share of the server's cores too: measured with 30 pages of one Chromium on the server's 2 cores (nice 19,
-# benchmarks/bench_class.py, Intel Xeon), runs took 1.46x their estimate, and 0.8 of 5 minutes ended at 1.03x.
+# their share of the server's cores too, so under a class each run takes longer than its estimate, and a plan that
+# filled most of the time would end late (docs/benchmarks.md, "A lesson").
 MARGIN = 0.6
 NAMED = {  # named paces a teacher can pick: (students, minutes)
     "a lesson's first pictures: 30 students in 5 minutes": (30, 5.0),
@@ -66,7 +66,7 @@ class Pace:
 
     def settings(self, base: Settings | None = None) -> Settings:
         base = base or Settings()
-        return base.replace(size=self.size, iterations=self.iterations, preview_every=max(1, self.iterations // 40))
+        return base.replace(size=self.size, iterations=self.iterations, preview_every=preview_spacing(self.iterations))
 
     def describe(self) -> str:
         """'256 px, 80 steps: about 8 s a picture here; 30 students in about 4 min'."""

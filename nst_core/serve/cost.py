@@ -65,8 +65,8 @@ class CostModel:
     def probe(cls, backbone, sizes: tuple[int, int] | None = None, evals: int = 6, repeats: int = 3) -> CostModel:
         """Time short real runs (stylize(): targets, the optimiser, previews every other step, as a run in the
         app) at two sizes for the backbone's device (probe_sizes) and fit a fixed cost per step and a cost per
-        pixel-evaluation (in the worker, at start). Timing bare evaluations instead left out a run's own overheads:
-        its runs took 1.37x the estimate (benchmarks/bench_class.py, 256 px, 80 steps, 2-core Xeon)."""
+        pixel-evaluation (in the worker, at start). Timing bare evaluations instead would leave out a run's own
+        overheads, and every estimate would fall short of the real run."""
         import numpy as np
         from PIL import Image
 

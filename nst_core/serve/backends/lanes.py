@@ -5,8 +5,9 @@ One 512 px evaluation leaves most of a GPU idle: its kernels are short and much 
 optimiser's own bookkeeping. Runs side by side, each in a thread on its lane's stream over the one read-only VGG19,
 overlap that. Each run's result stays what it would be alone: it shares no tensor with another, only the weights.
 Batching several runs into one pass was the other way to fill a GPU; it needs the runs of a batch to have one size
-and to step together, and on a CPU it does not pay at all (1.21x at 128 px, 0.52x at 512 px).
-benchmarks/bench_gpu.py measures both, lanes and a batched pass, to choose by.
+and to step together, and on a CPU it does not pay (a CPU's throughput comes from fewer pixel-evaluations, not
+from wider passes; docs/benchmarks.md). benchmarks/bench_gpu.py measures both, lanes and a batched pass, to choose
+by.
 """
 
 from __future__ import annotations

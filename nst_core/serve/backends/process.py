@@ -110,8 +110,8 @@ class WorkerProcess:
             if box is not None:  # (a late message of a run the server has given up on goes nowhere)
                 box.put(msg)
         # This process is gone: so are its runs. Checked and reaped under the lock that run() holds while it starts a
-        # new process, so that a run of the new one is never told of the old one's end (seen when a hung worker was
-        # killed and the next run started at once).
+        # new process, so that a run of the new one is never told of the old one's end (as it would be when a hung
+        # worker is killed and the next run starts at once).
         with self._lock:
             if self.proc is not proc:  # started again meanwhile: the runs waiting now are the new process's
                 return
@@ -319,9 +319,9 @@ def main(fd: int, weights: str, device: str, threads: int, lanes: int) -> None:
 
 
 def encode_aside(frames, emit: Callable, stop, depth: int = 2) -> None:
-    """drive(), with each frame made a Shot (its preview PNG-encoded: about 100 ms at 2048 px) and sent by a thread
-    beside the run's, so the run goes on with its next steps meanwhile. At most `depth` frames wait (each holds its
-    preview); every frame the run made is sent, in order, before this returns (then "end" follows them)."""
+    """drive(), with each frame made a Shot (its preview PNG-encoded, which is slow at large sizes) and sent by a
+    thread beside the run's, so the run goes on with its next steps meanwhile. At most `depth` frames wait (each
+    holds its preview); every frame the run made is sent, in order, before this returns (then "end" follows them)."""
     waiting: queue.Queue = queue.Queue(maxsize=depth)
     failed: list[BaseException] = []
 

@@ -159,7 +159,7 @@ class RayBackend:
                     raise StartFailed(f"could not start a local Ray instance: {one_line(e)}") from None
                 # `ray start --head` turns token authentication on by default; a client sends the token only
                 # when told to. (Guessing from a token file on disk is wrong: a driver in token mode breaks
-                # its actors on a cluster without it, seen here.)
+                # its actors on a cluster without it.)
                 hint = (
                     ""
                     if os.environ.get("RAY_AUTH_MODE") == "token"
@@ -294,7 +294,7 @@ def _is_ray(pid: int) -> bool:
 
 def _reap(pids: list[int], grace: float = 3.0) -> None:
     """Ray 2.60's ray.shutdown() ends the raylet, but its dashboard and runtime-env agents log "Raylet is
-    dead! Exiting" and then hang on, one pair per instance (seen here). Whatever of the local instance is
+    dead! Exiting" and then hang on, one pair per instance. Whatever of the local instance is
     still there after `grace` seconds is killed."""
     deadline = time.monotonic() + grace
     while pids and time.monotonic() < deadline:
