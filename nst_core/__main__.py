@@ -9,20 +9,16 @@ import time
 from pathlib import Path
 
 from .errors import NSTError
-from .settings import CHOICES, HELP, LR, PRESETS, TYPES, Settings, preset
+from .settings import CHOICES, HELP, PRESETS, TYPES, Settings, parse_list, preset, step_size
 
 D = Settings()
 
 
 def _floats(text: str) -> tuple[float, ...]:
     try:
-        return tuple(float(v) for v in text.replace(",", " ").split())
+        return parse_list(text, float)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
-
-
-def _layers(text: str) -> tuple[str, ...]:
-    return tuple(v for v in text.replace(",", " ").split() if v)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,7 +44,7 @@ def add_settings_options(p: argparse.ArgumentParser) -> None:
         elif name in CHOICES:
             p.add_argument(flag, choices=CHOICES[name], help=HELP[name] + shown)
         elif isinstance(default, tuple):
-            parse = _floats if "float" in str(kind) else _layers
+            parse = _floats if "float" in str(kind) else parse_list
             p.add_argument(flag, type=parse, metavar="A,B,...", help=HELP[name] + shown)
         else:
             p.add_argument(flag, type=type(default), help=HELP[name] + shown)
@@ -80,6 +76,25 @@ def build_parser() -> argparse.ArgumentParser:
         "size; with several paintings, one --mask per painting, in order",
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress line")
+    v = p.add_argument_group(
+        "clips", "a clip as the content (MP4, MOV, WebM, animated GIF or WebP, detected from the file) is painted "
+        "frame by frame, consistently (Ruder et al.); --output then ends in .mp4, .gif or .webp"
+    )
+    v.add_argument("--video-frames", type=int, default=48, metavar="N", help="paint at most N frames (default 48)")
+    v.add_argument("--video-fps", type=float, metavar="FPS", help="frames a second to read and write (default: the clip's)")
+    v.add_argument(
+        "--temporal-weight",
+        type=float,
+        metavar="W",
+        help="how strongly each frame keeps to the one before, moved along the flow (0: no temporal term; "
+        "default from nst_core.video)",
+    )
+    v.add_argument(
+        "--later-iterations",
+        type=int,
+        metavar="N",
+        help="evaluations for each frame after the first (default: a quarter of the first frame's work)",
+    )
     return p
 
 
@@ -87,7 +102,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     base = preset(args.preset) if args.preset else Settings()
     changes = {f: getattr(args, f) for f in D.to_dict() if getattr(args, f, None) is not None}
     if "optimizer" in changes and "lr" not in changes:
-        changes["lr"] = LR[changes["optimizer"]]
+        changes["lr"] = step_size(changes["optimizer"])
     return base.replace(**changes)
 
 
@@ -99,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.animation:
         if Path(path).suffix.lower().lstrip(".") not in KINDS:
             parser.error(f"--animation {path}: the extension must be .gif, .mp4 or .webp")
+    from .clips import is_clip
+
+    if is_clip(args.content):
+        return _main_clip(args, parser)
     # Imported after parsing: --help and usage errors do not wait for torch.
     from .backbone import configure_cuda, describe_device, load_backbone
     from .images import load_image, png_bytes
@@ -155,6 +174,113 @@ def main(argv: list[str] | None = None) -> int:
                 "evaluations": len(history),
                 "seconds": round(seconds, 3),
                 "device": meta["device"],
+                "weights": backbone.source,
+                "settings": settings.to_dict(),
+            }
+            Path(args.metrics).write_text(json.dumps(metrics, indent=2))
+    except (NSTError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _main_clip(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """A clip as the content: paint it (video.stylize_clip) and write the painted clip to --output."""
+    from . import clips
+
+    kind = Path(args.output).suffix.lower().lstrip(".")
+    if kind not in clips.WRITERS:
+        parser.error(f"--output {args.output}: a painted clip is written as .mp4, .gif or .webp")
+    if args.video_frames < 1:
+        parser.error("--video-frames must be at least 1")
+    if args.video_fps is not None and not 0 < args.video_fps <= clips.MAX_FPS:
+        parser.error(f"--video-fps must be between 0 and {clips.MAX_FPS:g}")
+    if args.mask:
+        parser.error("--mask is for a photo, not a clip")
+    from .animation import KINDS, make_animation
+
+    for path in args.animation:
+        if Path(path).suffix.lower().lstrip(".") not in KINDS:
+            parser.error(f"--animation {path}: the extension must be .gif, .mp4 or .webp")
+    from .backbone import configure_cuda, describe_device, load_backbone
+    from .images import load_image
+    from .video import DEFAULT_TEMPORAL_WEIGHT, ClipStats, later_default, stylize_clip
+
+    painted: list = []
+    try:
+        settings = settings_from_args(args)
+        info = clips.probe(args.content)
+        rate = clips.steady_rate(info, args.video_fps)
+        count = clips.frame_count(args.video_frames, info, args.video_fps)
+        styles = [load_image(s) for s in args.styles]
+        weight = DEFAULT_TEMPORAL_WEIGHT if args.temporal_weight is None else args.temporal_weight
+        later = args.later_iterations or later_default(settings)
+        if weight < 0:
+            raise ValueError("--temporal-weight must be >= 0")
+        backbone = load_backbone(settings.weights, settings.device, seed=settings.seed)
+        if backbone.device.type == "cuda":
+            configure_cuda()
+        frames = clips.read_frames(args.content, count, settings.size, args.video_fps)
+        stats = ClipStats()
+        history, first_frames, per_frame = [], [], []
+        t0 = time.perf_counter()
+        try:
+            for frame in stylize_clip(
+                frames, styles, settings, backbone, frames_total=count, temporal_weight=weight,
+                later_iterations=later, stats=stats,
+            ):
+                k, n = frame.clip
+                history.append(
+                    {"frame": k, "step": frame.step, "size": list(frame.size), "elapsed": round(frame.elapsed, 3),
+                     **frame.losses}
+                )
+                if k == 1 and frame.image is not None and (args.gif or args.animation):
+                    first_frames.append(frame.image)
+                if frame.painted:
+                    painted.append(frame.image)
+                    per_frame.append({"frame": k, "seconds": round(stats.seconds[-1], 3), **frame.losses})
+                if not args.quiet:
+                    print(
+                        f"\rframe {k}/{n}  step {frame.step}/{frame.total}  {frame.size[0]}x{frame.size[1]}  "
+                        f"loss {frame.losses['total']:.4g}  {frame.elapsed:.1f}s",
+                        end="", file=sys.stderr, flush=True,
+                    )
+        except KeyboardInterrupt:
+            if not painted:
+                raise
+            print(f"\ninterrupted: writing the {len(painted)} frames painted", file=sys.stderr)
+        seconds = time.perf_counter() - t0
+        if not args.quiet:
+            print(file=sys.stderr)
+        Path(args.output).write_bytes(
+            clips.write_mp4(painted, rate, audio_from=args.content, seconds=len(painted) / rate)
+            if kind == "mp4"
+            else clips.write_clip(kind, painted, rate)
+        )
+        for path in ([args.gif] if args.gif else []) + args.animation:
+            Path(path).write_bytes(make_animation(Path(path).suffix, first_frames))
+        if args.metrics:
+            device = describe_device(backbone.device, backbone.uses_bf16(settings.precision))
+            metrics = {
+                "clip": {"source_fps": info.fps, "fps": rate, "frames": len(painted), "rotation": info.rotation,
+                         "has_audio": info.has_audio},
+                "temporal_weight": weight,
+                "later_iterations": later,
+                "frames": per_frame,
+                "warping_error": stats.mean_warping,
+                "input_warping_error": stats.mean_floor,
+                "warping_errors": stats.warping,
+                "input_warping_errors": stats.floor,
+                "losses": history,
+                "evaluations": len(history),
+                "seconds": round(seconds, 3),
+                "device": device,
                 "weights": backbone.source,
                 "settings": settings.to_dict(),
             }

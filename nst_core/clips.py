@@ -135,7 +135,7 @@ def _one_line(e: BaseException) -> str:
 
     text = (str(e).strip().splitlines() or [type(e).__name__])[0]
     text = re.sub(r"^\[Errno -?\d+\]\s*", "", text)
-    text = re.sub(r":\s*'<none>'$", "", text)
+    text = re.sub(r":\s*'[^']*'$", "", text)  # FFmpeg's errors end with the file's name (or '<none>')
     text = re.sub(r"\s*<_io\.\w+ object at 0x[0-9a-f]+>", "", text)
     return text or type(e).__name__
 
@@ -523,8 +523,14 @@ def write_clip(kind: str, frames: Sequence[Image.Image], fps: float, audio_from:
     raise ValueError(f"cannot write a .{kind} clip; choose .mp4, .gif or .webp")
 
 
+def steady_rate(info: ClipInfo, fps: float | None = None) -> float:
+    """The rate read_frames reads a clip at (and the painted clip is written at): `fps` if given, never faster
+    than the source, at most MAX_FPS."""
+    return min(fps or info.fps or MAX_FPS, info.fps or MAX_FPS, MAX_FPS)
+
+
 def frame_count(max_frames: int, info: ClipInfo, fps: float | None = None) -> int:
     """How many frames read_frames will give (at most): the cap, or the clip's duration at the rate read."""
-    rate = min(fps or info.fps or MAX_FPS, info.fps or MAX_FPS, MAX_FPS)
+    rate = steady_rate(info, fps)
     n = math.floor(info.duration * rate + 1e-6) if info.duration else info.frames
     return max(1, min(max_frames, n or info.frames))
