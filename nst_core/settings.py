@@ -1,8 +1,11 @@
-"""One frozen, validated Settings object for a style-transfer run, plus a few named presets.
+"""One frozen, validated Settings object for a style-transfer run, its derived rules, and a few named presets.
 
 Every front end reads its defaults, choices and help from here: the CLI generates its options from the fields,
 the app's field table (ui/fields.py) maps each field to a widget. So a new field is one edit here (and a
-widget row, if the app shows it).
+widget row, if the app shows it). The rules that tie one value to another live here too, so that no front end
+restates them: the step size an optimiser wants (step_size), the spacing of the pictures shown while a run
+paints (preview_spacing), the side a painting is worked at (Settings.style_side), and how a list is written
+as text (parse_list: the CLI, the app's address and Settings itself read lists with it).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
+from .images import MIN_SIDE
 from .layers import LAYER_INDEX
 
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -24,6 +28,9 @@ PRECISIONS = get_args(Precision)
 # The step size each optimiser wants: L-BFGS scales its own steps; Adam moves each pixel by about lr per step,
 # on [0, 1] pixels.
 LR = {"lbfgs": 1.0, "adam": 0.02}
+# Pictures shown while a run paints: about this many over a run, whatever its length (the live view and the
+# animation get the same rhythm for a short and a long run).
+PREVIEWS = 40
 PIXELS = "pixels"  # a pseudo content layer: the image itself (plain pixel matching, used by the Lab)
 
 
@@ -34,33 +41,56 @@ def _f(default, help: str):
 
 @dataclass(frozen=True)
 class Settings:
-    size: int = _f(512, "longest side of the output, in pixels")
-    iterations: int = _f(160, "objective evaluations in total, over all coarse-to-fine levels")
-    content_weight: float = _f(1.0, "alpha in Gatys et al.: how closely the photo's layout is kept")
+    size: int = _f(512, "longest side of the output, in pixels; twice the size takes about four times as long")
+    iterations: int = _f(
+        160,
+        "how long to optimise: objective evaluations in total, over all coarse-to-fine levels; "
+        "most of the change happens in the first hundred",
+    )
+    content_weight: float = _f(
+        1.0, "alpha in Gatys et al.: how closely the photo's layout is kept; 0 keeps only the painting's textures"
+    )
     # Losses are relative errors (losses.py), so the style weight means the same at any size and for any painting.
-    style_weight: float = _f(10.0, "beta in Gatys et al.: how strongly the painting's textures take over")
-    tv_weight: float = _f(1.0, "total-variation smoothing against high-frequency noise")
-    content_layers: tuple[str, ...] = _f(("relu4_2",), "VGG19 layers where the photo is compared")
-    style_layers: tuple[str, ...] = _f(DEFAULT_STYLE_LAYERS, "VGG19 layers whose Gram matrices are matched")
+    style_weight: float = _f(
+        10.0, "beta in Gatys et al.: how strongly the painting's textures take over, the same at any picture size"
+    )
+    tv_weight: float = _f(1.0, "smoothing (total variation) against speckle and high-frequency noise; too much blurs")
+    content_layers: tuple[str, ...] = _f(
+        ("relu4_2",), "VGG19 layers where the photo is compared: deeper layers keep the layout, not the pixels"
+    )
+    style_layers: tuple[str, ...] = _f(
+        DEFAULT_STYLE_LAYERS,
+        "VGG19 layers whose Gram matrices (the painting's textures) are matched: early layers for fine brush "
+        "marks, deep layers for larger patterns",
+    )
     style_layer_weights: tuple[float, ...] = _f((), "one weight per style layer (default: equal, as in the paper)")
     style_blend: tuple[float, ...] = _f((), "one weight per style image (default: an equal blend)")
-    style_scale: float = _f(1.0, "size of the style image relative to the output")
-    optimizer: Optimizer = _f("lbfgs", "lbfgs or adam")
-    lr: float = _f(LR["lbfgs"], "step size: 1 for L-BFGS, about 0.02 for Adam (the default follows --optimizer)")
+    style_scale: float = _f(1.0, "size of the painting relative to the output: smaller gives finer brush strokes")
+    optimizer: Optimizer = _f("lbfgs", "L-BFGS converges in fewer steps; Adam is steadier and uses less memory")
+    lr: float = _f(
+        LR["lbfgs"],
+        f"step size: {LR['lbfgs']:g} for L-BFGS, about {LR['adam']:g} for Adam (the default follows the optimiser)",
+    )
     lbfgs_history: int = _f(10, "L-BFGS memory in curvature pairs (about 2 x history image copies)")
-    init: Init = _f("content", "the picture the optimisation starts from")
+    init: Init = _f("content", "the picture the optimisation starts from; noise shows the method most clearly")
     seed: int = _f(0, "random seed: same seed, same pixels on the CPU")
     pooling: Pooling = _f("max", "VGG19's pooling: max, or avg (smoother, as in the paper)")
     weights: str = _f("original", "original (offline) | torchvision | random | PATH to a state dict")
     device: str = _f("auto", "auto | cpu | cuda | cuda:N | mps")
     # auto: bfloat16 where the hardware has it (GPUs, x86 CPUs with AVX512-BF16 or AMX: about half the time),
     # float32 elsewhere. The losses are always summed in float32.
-    precision: Precision = _f("auto", "arithmetic of the VGG19 passes (auto: bfloat16 where the hardware has it)")
+    precision: Precision = _f(
+        "auto",
+        "arithmetic of the VGG19 passes; auto: bfloat16, which is faster, where the hardware has it (GPUs, recent "
+        "x86 CPUs), float32 elsewhere",
+    )
     preserve_colors: bool = _f(False, "transfer luminance only; keep the photo's colours")
     # Spatial control (Gatys et al. 2017): one mask per painting, as images.encode_mask keeps them ('png:' and a base64
     # PNG, at most 512 px): white, the painting goes here; black, the photo stays; grey, in between. () means none.
     masks: tuple[str, ...] = _f((), "one mask per painting (white: the painting goes here; black: keep the photo)")
-    scales: int = _f(3, "coarse-to-fine levels, each twice the size of the one before (1 = single scale)")
+    scales: int = _f(
+        3, "coarse-to-fine levels, each twice the size of the one before (1 = single scale); much faster on a CPU"
+    )
     min_scale_size: int = _f(64, "no level is smaller than this many pixels (levels below it are skipped)")
     preview_every: int = _f(10, "a picture every N steps (and at the last step)")
 
@@ -71,7 +101,7 @@ class Settings:
         for name in ("content_layers", "style_layers", "style_layer_weights", "style_blend", "masks"):
             value = getattr(self, name)
             if isinstance(value, str):
-                value = tuple(v for v in value.replace(",", " ").split() if v)
+                value = parse_list(value)
             object.__setattr__(self, name, tuple(value))
         # Numbers in one canonical type (1 and 1.0 are one setting): the same run has the same digest in the
         # server's cache of finished runs (serve.results.Results) and the same JSON, wherever its values came from.
@@ -109,6 +139,12 @@ class Settings:
         if any(not isinstance(m, str) or not m.startswith("png:") for m in self.masks):
             raise ValueError("masks: each is 'png:' and a base64 PNG (nst_core.images.encode_mask)")
 
+    def style_side(self, size: int | None = None) -> int:
+        """The longest side a painting is worked at for an output (or a coarse-to-fine level) of `size` (default:
+        the output's): `style_scale` times it, but never so small that VGG19's poolings leave nothing of the
+        painting's texture (twice the smallest picture images.fit accepts)."""
+        return max(MIN_SIDE * 2, round((self.size if size is None else size) * self.style_scale))
+
     def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)
 
@@ -144,6 +180,24 @@ CHOICES: dict[str, tuple[str, ...]] = {
     f.name: get_args(TYPES[f.name]) for f in dataclasses.fields(Settings) if typing.get_origin(TYPES[f.name]) is Literal
 }
 HELP = {f.name: f.metadata["help"] for f in dataclasses.fields(Settings)}
+
+
+def parse_list(text: str, item: typing.Callable = str) -> tuple:
+    """A list setting written as text, its items separated by commas, spaces or both ('relu1_1,relu2_1',
+    '1, 2 1'), each made by `item` (which raises ValueError for a bad one). The CLI's options, the app's address
+    (?style_layers=relu1_1,relu2_1) and Settings itself read lists with it, so they accept the same text."""
+    return tuple(item(v) for v in text.replace(",", " ").split())
+
+
+def step_size(optimizer: str) -> float:
+    """The step size `optimizer` wants (LR): a front end that changes the optimiser and not the step size uses it."""
+    return LR[optimizer]
+
+
+def preview_spacing(iterations: int) -> int:
+    """Steps between the pictures a run of `iterations` shows: about PREVIEWS of them, at least one step apart."""
+    return max(1, iterations // PREVIEWS)
+
 
 # Named starting points. Each is tested to run; the values were chosen by looking at the samples.
 PRESETS: dict[str, Settings] = {
