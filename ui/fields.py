@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from nst_core.layers import RELU_LAYERS
-from nst_core.settings import CHOICES, HELP, LR, PRESETS, Settings
+from nst_core.settings import CHOICES, HELP, PRESETS, Settings, parse_list, preview_spacing, step_size
 
 from .common import STYLE_SCALE_MAX, md
 
@@ -33,7 +33,7 @@ class Field:
     name: str  # the Settings field
     label: str
     widget: str  # slider | number | select | radio | multiselect | checkbox
-    help: str = ""  # the tooltip; Settings' own help if empty
+    note: str = ""  # what the widget adds to Settings' help in its tooltip (its scale, where the page shows more)
     lo: float | None = None
     hi: float | None = None  # None: the server's cap for this field (caps[name])
     step: float | None = None
@@ -46,14 +46,19 @@ class Field:
     def choices(self) -> tuple:
         return self.options or CHOICES.get(self.name, ())
 
+    def tooltip(self) -> str:
+        """Settings' help for the field (the CLI's --help says the same), as a sentence, and the widget's note."""
+        text = HELP[self.name]
+        return " ".join(filter(None, (text[:1].upper() + text[1:] + ".", self.note)))
+
 
 FIELDS = (
     Field(
         "style_weight",
         "Style strength",
         "slider",
-        "How strongly the painting's textures take over (logarithmic: each step of 1 is 10x). "
-        "It means the same at any picture size.",
+        # The slider's own scale, which Settings' help (a plain number) cannot know.
+        note="The slider is logarithmic: each step of 1 is 10x.",
         lo=-1.0,
         hi=4.0,
         step=0.1,
@@ -65,7 +70,6 @@ FIELDS = (
         "content_weight",
         "Content weight",
         "slider",
-        "How closely the shapes of the photo are kept. 0 keeps only the painting's textures.",
         lo=0.0,
         hi=5.0,
         step=0.1,
@@ -74,7 +78,6 @@ FIELDS = (
         "tv_weight",
         "Smoothness",
         "slider",
-        "Removes speckle and high-frequency noise; too much looks blurry.",
         lo=0.0,
         hi=20.0,
         step=0.5,
@@ -83,7 +86,6 @@ FIELDS = (
         "iterations",
         "Iterations",
         "slider",
-        "How long to optimise. Most of the change happens in the first hundred.",
         lo=10,
         step=10,
     ),
@@ -91,7 +93,6 @@ FIELDS = (
         "size",
         "Output size (longest side, px)",
         "slider",
-        "Bigger pictures take longer: twice the size is about four times the time.",
         lo=64,
         step=32,
     ),
@@ -99,7 +100,6 @@ FIELDS = (
         "content_layers",
         "Content layer",
         "select",
-        "Where in the network the photo is compared. Deeper layers keep the layout, not the pixels.",
         options=RELU_LAYERS,
         advanced=True,
         show=lambda layers: layers[0] if layers else None,
@@ -109,7 +109,6 @@ FIELDS = (
         "style_layers",
         "Style layers",
         "multiselect",
-        "Where the painting's textures are measured. Early layers: fine brush marks; deep layers: larger patterns.",
         options=RELU_LAYERS,
         advanced=True,
         show=list,
@@ -119,54 +118,47 @@ FIELDS = (
         "optimizer",
         "Optimiser",
         "radio",
-        "L-BFGS converges in fewer steps; Adam is steadier and uses less memory.",
         advanced=True,
     ),
-    Field("lr", "Step size", "number", "1 for L-BFGS; about 0.02 for Adam.", 0.001, 10.0, fmt="%.3f", advanced=True),
+    Field("lr", "Step size", "number", lo=0.001, hi=10.0, fmt="%.3f", advanced=True),
     Field(
         "init",
         "Start from",
         "select",
-        "The picture the optimisation starts from. Noise shows the method most clearly.",
         advanced=True,
     ),
     Field(
         "seed",
         "Seed",
         "number",
-        "Same seed and settings give the same picture (on the CPU).",
-        0,
-        2**31 - 1,
-        1,
+        lo=0,
+        hi=2**31 - 1,
+        step=1,
         advanced=True,
     ),
     Field(
         "pooling",
         "Pooling",
         "radio",
-        "Average pooling (as in the paper) gives slightly smoother results.",
         advanced=True,
     ),
     Field(
         "precision",
         "Arithmetic",
         "radio",
-        "How VGG19 computes. auto: bfloat16 where the hardware has it (GPUs, recent x86 CPUs: about twice as "
-        "fast), float32 elsewhere. The sidebar says which this server uses.",
+        note="The sidebar says which this server uses.",  # where on this page to look: the CLI has no sidebar
         advanced=True,
     ),
     Field(
         "preserve_colors",
         "Keep the photo's colours",
         "checkbox",
-        "Transfer only brightness patterns; the colours stay those of the photo.",
         advanced=True,
     ),
     Field(
         "style_scale",
         "Style scale",
         "slider",
-        "Size of the painting relative to the output: smaller gives finer brush strokes.",
         lo=0.25,
         hi=STYLE_SCALE_MAX,
         step=0.05,
@@ -176,7 +168,6 @@ FIELDS = (
         "scales",
         "Coarse-to-fine levels",
         "slider",
-        "Start small and double the size each level: much faster on a CPU.",
         lo=1,
         hi=4,
         advanced=True,
@@ -233,7 +224,7 @@ def from_address(params: dict, base: Settings = D) -> tuple[Settings, list[str]]
             if isinstance(default, bool):
                 value = raw.lower() in ("1", "true", "yes")
             elif isinstance(default, list):
-                value = tuple(v for v in raw.split(",") if v)
+                value = parse_list(raw)
             else:
                 value = type(default)(raw)
             base.replace(**{key: value})  # each value on its own: one bad value costs only itself
@@ -257,11 +248,11 @@ def _on_preset(caps: dict) -> None:
 
 
 def _on_optimizer() -> None:
-    st.session_state[W + "lr"] = LR[st.session_state[W + "optimizer"]]
+    st.session_state[W + "lr"] = step_size(st.session_state[W + "optimizer"])
 
 
 def _widget(f: Field, caps: dict) -> None:
-    key, help = W + f.name, f.help or HELP[f.name]
+    key, help = W + f.name, f.tooltip()
     if f.widget == "slider":
         lo, hi = bounds(f, caps)
         if hi <= lo:  # a room's limit at the widget's lowest value: nothing to choose (a slider needs two)
@@ -326,7 +317,7 @@ def settings_form(caps: dict, address: dict, base: Settings = D) -> Settings | N
         return Settings(
             **values,
             style_layer_weights=tuple(float(state[W + LAYER_WEIGHT + layer]) for layer in layers),
-            preview_every=max(1, int(values["iterations"]) // 40),
+            preview_every=preview_spacing(int(values["iterations"])),
         )
     except ValueError as e:
         st.error(f"These settings cannot run: {md(e)}")

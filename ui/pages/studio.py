@@ -7,7 +7,7 @@ import streamlit as st
 
 from nst_core.classroom.pace import host_default
 from nst_core.errors import ImageLoadError
-from nst_core.images import encode_mask, fit
+from nst_core.images import encode_mask
 from nst_core.serve import store as stores
 from nst_core.tasks.still import StyleTask
 from ui import results
@@ -95,9 +95,8 @@ if st.button("Run", type="primary", icon=":material/play_arrow:", disabled=block
     settings = settings.replace(
         size=min(settings.size, caps["size"]), iterations=min(settings.iterations, caps["iterations"])
     )
-    try:  # the worker gets the pictures at the size it needs, not the uploads' full size
-        side = max(32, round(settings.size * settings.style_scale))
-        task = StyleTask(fit(content, settings.size), tuple(fit(im, side) for im in styles), settings)
+    try:
+        task = StyleTask.of(content, styles, settings)
     except ImageLoadError as e:
         st.error(f"These pictures cannot run at this size: {md(e)}")
     else:
