@@ -69,8 +69,8 @@ def _shared_palette(frames: Sequence[Image.Image]) -> Image.Image:
 
 def _encode_gif(frames: Sequence[Image.Image], durations: list[int]) -> bytes:
     """Written with Pillow itself, not imageio's pillow plugin: the plugin builds each frame from an array
-    and then remaps it to the shared palette, 20-35x slower (0.52 s vs 0.02 s for 20 frames of 128 px,
-    measured), and the GIF is made on the web server at the end of every run."""
+    and then remaps it to the shared palette, many times slower (docs/benchmarks.md, "Animations"), and the GIF
+    is made on the web server at the end of every run."""
     palette = _shared_palette(frames)
     quantized = [f.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG) for f in frames]
     buf = io.BytesIO()

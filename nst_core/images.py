@@ -227,8 +227,8 @@ def bare(im: Image.Image) -> Image.Image:
 
 
 def _grey8(im: Image.Image) -> Image.Image:
-    """16-bit, 32-bit and float grey -> 8-bit grey, in place in one float32 array (no float64 copies: a 16-bit
-    upload of 92 kB decoded to 30 million pixels made 960 MB of them)."""
+    """16-bit, 32-bit and float grey -> 8-bit grey, in place in one float32 array (no float64 copies: a small
+    16-bit upload can decode to tens of millions of pixels, and each copy of them would be 8 bytes a pixel)."""
     if im.mode.startswith("I;16"):
         # The high byte of each pixel (within one level of v / 257): one slice of the raw bytes, no arrays at all.
         raw = im.tobytes()

@@ -294,7 +294,7 @@ def _meminfo(path: str, key: str) -> int | None:
 # Measured peak RSS of real runs over run_bytes (benchmarks/bench_memory.py): the allocator's and oneDNN's own
 # buffers on top of the tensors counted.
 SLACK = 1.5
-# The server's own growth once it serves: thirty pages polling took it from 165 to 270 MB (bench_load).
+# The server's own growth once it serves, with a class's pages polling (bench_load; figures in docs/benchmarks.md).
 SERVER_GROWTH = 100 * MB
 SMALLEST = 128  # below this a picture shows little of its painting
 
