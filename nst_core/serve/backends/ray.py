@@ -31,6 +31,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import config
 from ..errors import RunFailed, StartFailed, WorkerDied, WorkerHung, one_line
 from ..job import shots
 from ..limits import Limits
@@ -130,7 +131,7 @@ class RayBackend:
         start_timeout: float = 300.0,
     ):
         limits = limits or Limits()
-        address = address or os.environ.get("RAY_ADDRESS") or None
+        address = address or config().ray_address
         if address is None:
             os.environ.setdefault(LOOPBACK_ONLY, "0")  # read when ray is imported
         try:
@@ -162,7 +163,7 @@ class RayBackend:
                 # its actors on a cluster without it.)
                 hint = (
                     ""
-                    if os.environ.get("RAY_AUTH_MODE") == "token"
+                    if config().ray_token_auth
                     else " (a cluster with token authentication, Ray's default, needs RAY_AUTH_MODE=token and its "
                     "token here: the head's ~/.ray/auth_token, or RAY_AUTH_TOKEN)"
                 )
