@@ -306,3 +306,95 @@ def grid_image(
     for r, label in enumerate(row_labels):
         draw.text((6, r * (cell_h + cap) + cell_h // 2 - 6), label, fill=(40, 40, 40), font=font)
     return sheet
+
+
+# ------------------------------------------------------------------ why videos flicker
+
+
+@dataclass(frozen=True)
+class Flicker:
+    """7. Why videos flicker (Ruder et al. 2016): the same short clip painted frame by frame, each frame alone from
+    its own photo (every optimisation lands somewhere else), and painted with the temporal term (each frame starts
+    from the one before moved along the optical flow, and is kept close to it where the flow is reliable). Two rows
+    of frames; the last frame carries both clips' warping errors and the input clip's own (the floor) in its losses
+    ("alone", "temporal", "floor"), and `notes` says what they mean."""
+
+    title: str
+    clip: bytes
+    style: Image.Image
+    settings: Settings
+    count: int  # clip frames, in both rows
+    later_iterations: int  # evaluations of each later frame with the temporal term
+    notes: dict = field(default_factory=dict)
+    cacheable: ClassVar[bool] = True
+
+    @property
+    def iterations(self) -> int:
+        alone, temporal = self.count * self.settings.iterations, self.settings.iterations
+        return alone + temporal + (self.count - 1) * self.later_iterations
+
+    def work(self) -> tuple[float, int]:
+        each = pixel_evals(self.settings)
+        later = (self.count - 1) * self.later_iterations * self.settings.size**2
+        return self.count * each + each + later, self.iterations
+
+    def frames(self, backbone) -> Iterator:
+        return run_flicker(self, backbone)
+
+
+def why_videos_flicker(
+    clip: bytes, style: Image.Image, size: int = 128, frames: int = 6, iterations: int = 60
+) -> Flicker:
+    from .. import clips, video
+
+    info = clips.probe(clip)
+    s = Settings(size=size, iterations=iterations, preview_every=max(1, iterations // 6), init="content")
+    count = clips.frame_count(frames, info)
+    notes = {
+        "read": "The warping error (Lai et al. 2018) compares each painted frame with the one before moved along the "
+        "optical flow of the photo's frames: 0 is perfectly steady. The photo's frames have one of their own "
+        "(light and edges move too): no painted clip goes below that floor."
+    }
+    return Flicker("Why videos flicker", bytes(clip), style, s, count, video.later_default(s), notes)
+
+
+def run_flicker(plan: Flicker, backbone: Backbone) -> Iterator[Frame]:
+    """Row 1: each frame alone (transfer.stylize from its own photo); row 2: video.stylize_clip. One Frame per
+    evaluation over both; every frame with an image carries both rows so far."""
+    from .. import clips, video
+    from ..transfer import Frame, stylize
+
+    s, n = plan.settings, plan.count
+    frames = list(clips.read_frames(plan.clip, max_frames=n, max_side=s.size))  # a few small frames: kept
+    n = len(frames)
+    tiles: list[Image.Image | None] = [None] * (2 * n)
+    labels = [f"alone {i + 1}" for i in range(n)] + [f"temporal {i + 1}" for i in range(n)]
+    w, h = images.fit(frames[0], s.size).size
+    cell_px = s.size + 8
+    cell_h = round(s.size * min(1.0, h / w)) + 8
+    total = plan.iterations - (plan.count - n) * (s.iterations + plan.later_iterations)
+    step, start = 0, time.perf_counter()
+
+    def grid():
+        return grid_image(tiles, labels, n, cell_px, ("each frame alone", "with the temporal term"), cell_h)
+
+    for i, photo in enumerate(frames):
+        for f in stylize(photo, [plan.style], s, backbone):
+            step += 1
+            if f.done:
+                tiles[i] = f.image
+            yield Frame(step, total, f.losses, time.perf_counter() - start, f.size, grid() if f.done else None)
+    stats = video.ClipStats()
+    run = video.stylize_clip(
+        frames, [plan.style], s, backbone, frames_total=n, later_iterations=plan.later_iterations, stats=stats
+    )
+    for f in run:
+        step += 1
+        if f.painted:
+            tiles[n + f.clip[0] - 1] = f.image
+        last = step == total
+        losses = dict(f.losses)
+        if last:
+            alone, floor = video.warping_errors(frames, tiles[:n])
+            losses.update(alone=alone, temporal=stats.mean_warping, floor=floor)
+        yield Frame(step, total, losses, time.perf_counter() - start, f.size, grid() if f.painted else None)
