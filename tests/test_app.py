@@ -69,17 +69,17 @@ def test_a_sample_run_leaves_a_result_and_a_gif():
     at.run()
     run_to_end(at)
     r = at.session_state["studio_result"]
-    assert r["image"].size == (64, 43) and not r["stopped"]
-    assert r["info"]["steps"] == 10
-    with Image.open(io.BytesIO(r["gif"])) as g:
+    assert r.image.size == (64, 43) and not r.stopped
+    assert r.info["steps"] == 10
+    with Image.open(io.BytesIO(r.gif)) as g:
         assert g.n_frames >= 2 and g.info["loop"] == 0
-    assert png_metadata(r["png"])["settings"]["iterations"] == 10
+    assert png_metadata(r.png)["settings"]["iterations"] == 10
     assert any(m.value.startswith("Done: 10 steps") for m in at.success)
     labels = [b.label for b in at.get("download_button")]
     assert labels[:5] == ["Picture (PNG)", "Settings (JSON)", "Animation (GIF)", "Video (MP4)", "Animation (WebP)"]
     assert len(at.session_state["gallery"]) == 1
     gif = at.session_state["gallery"][0]["gif"]
-    assert gif is r["gif"] and len(gif_frames(gif)) == g.n_frames  # the gallery's MP4 and WebP come from it
+    assert gif is r.gif and len(gif_frames(gif)) == g.n_frames  # the gallery's MP4 and WebP come from it
     assert make_animation("mp4", gif_frames(gif))[4:8] == b"ftyp"
 
 
@@ -148,7 +148,7 @@ def test_a_run_that_ends_between_reruns_is_not_lost(paced):
         assert time.monotonic() - t < 60
         time.sleep(0.05)
     at.run()
-    assert at.session_state["studio_job"] is None and at.session_state["studio_result"]["info"]["steps"] == 10
+    assert at.session_state["studio_job"] is None and at.session_state["studio_result"].info["steps"] == 10
 
 
 def test_the_same_run_again_is_served_at_once_and_the_page_says_so(paced):
@@ -166,7 +166,7 @@ def test_the_same_run_again_is_served_at_once_and_the_page_says_so(paced):
     assert service.shared().runner.jobs() == []
     assert any(m.value.startswith("Done: 10 steps") and "shown at once" in m.value for m in second.success)
     r = second.session_state["studio_result"]
-    assert r["history"] == first.session_state["studio_result"]["history"] and r["info"]["steps"] == 10
+    assert r.history == first.session_state["studio_result"].history and r.info["steps"] == 10
     changed = start_small_run(second, 20)
     assert changed is not None and not changed.cached  # queued and run (the paced backend now lets it finish)
 
@@ -195,7 +195,7 @@ def test_moving_a_slider_does_not_kill_the_run_and_stop_keeps_the_picture(paced)
     at.button(key="studio_stop").click().run()
     rerun_until(at, lambda: at.session_state["studio_job"] is None, 30)
     r = at.session_state["studio_result"]
-    assert r["stopped"] and r["info"]["steps"] == 25 and r["image"].size == (64, 43)  # its last preview
+    assert r.stopped and r.info["steps"] == 25 and r.image.size == (64, 43)  # its last preview
     assert any("stopped by you" in plain(w.value) and "picture so far is kept" in plain(w.value) for w in at.warning)
 
 
@@ -298,13 +298,13 @@ def test_a_finished_run_has_an_address_that_another_session_opens(paced, data_di
     paced.allow()
     rerun_until(at, lambda: at.session_state["studio_job"] is None)
     r = at.session_state["studio_result"]
-    assert r["id"] == rid == at.query_params["result"]
+    assert r.id == rid == at.query_params["result"]
     assert any("This page's address is this result's link" in c.value for c in at.caption)
     other = open_address(result=rid)
     shown = other.session_state["studio_result"]
-    assert shown["id"] == rid and shown["png"] == r["png"] and shown["gif"] == r["gif"]
-    assert shown["image"].size == (64, 43) and shown["info"] == r["info"] and shown["history"] == r["history"]
-    assert [f.step for f in shown["frames"]] == [f.step for f in r["frames"]]
+    assert shown.id == rid and shown.png == r.png and shown.gif == r.gif
+    assert shown.image.size == (64, 43) and shown.info == r.info and shown.history == r.history
+    assert [f.step for f in shown.frames] == [f.step for f in r.frames]
     labels = [b.label for b in other.get("download_button")]
     assert labels[:5] == ["Picture (PNG)", "Settings (JSON)", "Animation (GIF)", "Video (MP4)", "Animation (WebP)"]
     assert "This step as PNG (step 10)" in labels
@@ -340,7 +340,7 @@ def test_after_a_restart_a_result_shows_again_and_a_lost_run_says_so(paced, data
     assert job.active and lost != rid
     results.forget()  # a new server process on the same NST_DATA_DIR
     at = open_address(result=rid)
-    assert at.session_state["studio_result"]["png"] == done.session_state["studio_result"]["png"]
+    assert at.session_state["studio_result"].png == done.session_state["studio_result"].png
     at = open_address(result=lost)
     assert [w.value for w in at.warning] == ["The server restarted before your run finished: press Run again."]
     assert at.session_state.get("studio_job") is None and at.button(key="run")
@@ -355,7 +355,7 @@ def test_a_reload_while_the_run_paints_watches_the_same_run_to_its_result(paced,
     assert reloaded.session_state["studio_job"] is job and not reloaded.warning
     paced.allow()
     rerun_until(reloaded, lambda: reloaded.session_state["studio_job"] is None)
-    assert reloaded.session_state["studio_result"]["id"] == rid
+    assert reloaded.session_state["studio_result"].id == rid
     assert any(m.value.startswith("Done: 10 steps") for m in reloaded.success)
 
 
@@ -379,7 +379,7 @@ def test_a_videos_second_ask_is_served_the_first_encode(paced, data_dir, monkeyp
 
     def ask():
         both_asked.wait()
-        got.append(results.animation(r, "mp4", len(r["frames"]), False))
+        got.append(results.animation(r, "mp4", len(r.frames), False))
 
     threads = [threading.Thread(target=ask) for _ in range(2)]
     for t in threads:
@@ -389,8 +389,8 @@ def test_a_videos_second_ask_is_served_the_first_encode(paced, data_dir, monkeyp
     assert calls == ["mp4"] and len(got) == 2 and got[0] == got[1] and got[0][4:8] == b"ftyp"
     results.forget()  # a restarted server
     again = open_address(result=rid).session_state["studio_result"]
-    assert results.animation(again, "mp4", len(again["frames"]), False) == got[0] and calls == ["mp4"]
-    assert results.animation(again, "webp", len(again["frames"]), False)[8:12] == b"WEBP" and len(calls) == 2
+    assert results.animation(again, "mp4", len(again.frames), False) == got[0] and calls == ["mp4"]
+    assert results.animation(again, "webp", len(again.frames), False)[8:12] == b"WEBP" and len(calls) == 2
 
 
 def test_encodes_of_different_results_wait_for_each_other(paced, data_dir, monkeypatch):
@@ -420,13 +420,13 @@ def test_encodes_of_different_results_wait_for_each_other(paced, data_dir, monke
                 running[0] -= 1
 
     monkeypatch.setattr(results, "make_animation", watched)
-    threads = [threading.Thread(target=results.animation, args=(r, "webp", len(r["frames"]), False)) for r in rs]
+    threads = [threading.Thread(target=results.animation, args=(r, "webp", len(r.frames), False)) for r in rs]
     for t in threads:
         t.start()
     for t in threads:
         t.join(60)
     assert most[0] == 1
-    assert all(results.result_store().kept(r["id"], f"anim-{len(r['frames'])}of{len(r['frames'])}-0.webp") for r in rs)
+    assert all(results.result_store().kept(r.id, f"anim-{len(r.frames)}of{len(r.frames)}-0.webp") for r in rs)
 
 
 def test_a_result_restored_after_a_restart_can_be_shared_to_its_room(paced, data_dir):
@@ -491,8 +491,8 @@ def test_a_run_whose_page_is_gone_is_kept_when_it_ends_and_shown_after_a_restart
     assert results._runs == {}  # nothing of the ended run (or its uploads) is kept for a page that never comes back
     results.forget()  # a restart before any page looked at the run again
     back = open_address(result=rid)
-    assert not back.warning and back.session_state["studio_result"]["id"] == rid
-    assert back.session_state["studio_result"]["info"]["steps"] == 10
+    assert not back.warning and back.session_state["studio_result"].id == rid
+    assert back.session_state["studio_result"].info["steps"] == 10
 
 
 def test_the_same_run_pressed_again_and_again_is_kept_on_disk_once(paced, data_dir):
@@ -509,7 +509,7 @@ def test_the_same_run_pressed_again_and_again_is_kept_on_disk_once(paced, data_d
     gifs = {(data_dir / "results" / rid / "run.gif").stat().st_ino for rid in ids}
     assert len(pictures) == 1 and len(gifs) == 1
     for rid in ids:  # each address shows the result
-        assert open_address(result=rid).session_state["studio_result"]["id"] == rid
+        assert open_address(result=rid).session_state["studio_result"].id == rid
 
 
 def joined_by_session(room_code: str) -> AppTest:
@@ -577,7 +577,7 @@ def test_a_run_that_fails_after_a_result_leaves_that_result_in_the_address(paced
     assert at.query_params["result"] != rid
     at.button(key="studio_stop").click().run()  # stopped before its first picture: no result of its own
     rerun_until(at, lambda: at.session_state["studio_job"] is None)
-    assert not job.finished_ok and at.session_state["studio_result"]["id"] == rid
+    assert not job.finished_ok and at.session_state["studio_result"].id == rid
     assert at.query_params["result"] == rid
 
 
@@ -587,8 +587,8 @@ def test_pages_that_open_one_link_share_what_was_read(paced, data_dir):
 
     results.forget()
     first, second = (open_address(result=rid).session_state["studio_result"] for _ in range(2))
-    assert first["png"] is second["png"] and first["frames"][0].png is second["frames"][0].png
-    assert first["image"] is second["image"]
+    assert first.png is second.png and first.frames[0].png is second.frames[0].png
+    assert first.image is second.image
 
 
 def test_a_kept_intro_animation_shows_the_photo_no_larger_than_its_thumbnail(paced, data_dir, monkeypatch):
@@ -597,7 +597,7 @@ def test_a_kept_intro_animation_shows_the_photo_no_larger_than_its_thumbnail(pac
 
     at, _ = finished_run(paced)
     r = at.session_state["studio_result"]
-    assert max(r["content"].size) > stores.THUMB  # the session's photo (Chelsea, 451 px)
+    assert max(r.content.size) > stores.THUMB  # the session's photo (Chelsea, 451 px)
     seen = []
     real = results.intro_card
 
@@ -606,7 +606,7 @@ def test_a_kept_intro_animation_shows_the_photo_no_larger_than_its_thumbnail(pac
         return real(photo, painting, size)
 
     monkeypatch.setattr(results, "intro_card", card)
-    results.animation(r, "gif", len(r["frames"]), True)
+    results.animation(r, "gif", len(r.frames), True)
     assert seen and all(max(p) <= stores.THUMB and max(q) <= stores.THUMB for p, q in seen)
 
 

@@ -248,13 +248,13 @@ def follow_pace(code: str, version: int) -> None:
         st.rerun()
 
 
-def share_form(r: dict, store=None) -> None:
+def share_form(r, store=None) -> None:
     """Opt-in: the result, its GIF and its settings go to this tab's room's wall, under a name if one is given. A
     result is shared once per room: with a result store (a result with an address), what the store says of this room
     counts (another tab's share of the same result included), checked and taken in one step."""
     code = st.session_state.room
-    rid = r.get("id") if store is not None else None
-    shared = r.setdefault("shared", {})
+    rid = r.id if store is not None else None
+    shared = r.shared
     if rid:
         shared.update(store.shares(rid))
     if code in shared:
@@ -266,10 +266,10 @@ def share_form(r: dict, store=None) -> None:
             if rid and not store.claim_share(rid, code):
                 st.info(f"This result is being shared to the wall of room {code} from another tab.")
                 return
-            settings = {**r["info"]["settings"], "steps": r["info"]["steps"], "seconds": r["info"]["seconds"]}
+            settings = {**r.info["settings"], "steps": r.info["steps"], "seconds": r.info["seconds"]}
             try:
                 entry = class_wall().share(
-                    code, r["png"], r["gif"], name, r["paintings"], settings, client=client_address(_limits)
+                    code, r.png, r.gif, name, r.paintings, settings, client=client_address(_limits)
                 )
             except WallError as e:
                 if rid:

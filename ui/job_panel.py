@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import streamlit as st
 
@@ -20,6 +21,7 @@ from nst_core.serve.job import DONE, QUEUED, RUNNING, Job
 from .common import client_address, fmt_seconds, md, service, session_id
 
 POLL_QUEUED, POLL_RUNNING = 3.0, 1.0  # seconds between a page's polls while its run waits / runs
+R = TypeVar("R")  # a page's result (the Studio's results.Result, the Lab's LabResult)
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ def wait_note() -> str:
     return f" plus about {fmt_seconds(wait)} waiting for the runs ahead in the queue" if wait >= 1 else ""
 
 
-class JobPanel:
+class JobPanel(Generic[R]):
     """`name` keeps this panel's job and result apart from other pages' (one run per tab, on any page).
 
     live(progress) draws the page's live view; finish(job, meta) returns the page's result (kept as
@@ -50,7 +52,7 @@ class JobPanel:
         self,
         name: str,
         live: Callable[[Progress], None],
-        finish: Callable[[Job, dict], dict],
+        finish: Callable[[Job, dict], R],
         failed: Callable[[dict], None] | None = None,
     ):
         self.name, self._live, self._finish, self._failed = name, live, finish, failed
@@ -66,7 +68,7 @@ class JobPanel:
         return self._get("job")
 
     @property
-    def result(self) -> dict | None:
+    def result(self) -> R | None:
         return self._get("result")
 
     @property
@@ -74,7 +76,7 @@ class JobPanel:
         """What the page gave submit() for the run waiting or running (None when there is none)."""
         return self._get("meta")
 
-    def keep(self, result: dict) -> None:
+    def keep(self, result: R) -> None:
         """Show `result` as this panel's (one kept elsewhere: a result's address)."""
         self._set("result", result)
         self._set("message", None)

@@ -9,7 +9,7 @@ import io
 import json
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import streamlit as st
 from PIL import Image
@@ -20,6 +20,7 @@ from nst_core.serve import store as stores
 from nst_core.serve.job import DONE, Job
 from nst_core.serve.service import log
 from nst_core.serve.store import Encoder, ResultStore, Stored, StoreError
+from nst_core.settings import run_record
 
 from .common import client_address, data_dir, md, service, show_png
 from .job_panel import JobPanel, Progress
@@ -37,6 +38,34 @@ CHART = {
         "color": {"field": "loss", "type": "nominal"},
     },
 }
+
+
+@dataclass(frozen=True, eq=False)
+class Result:
+    """A Studio result as a page shows it: made when its run ends, or read back from its address (then the photo and
+    paintings are thumbnails and the steps the kept ones). `shared` is the one part that changes (room -> the name
+    it was shared under, '-' for none), so that a share made on this page is shown without a reload."""
+
+    id: str | None  # its address (?result=ID); None when it has none
+    image: Image.Image
+    png: bytes  # the picture, with its run record inside
+    gif: bytes  # the whole run's animation, made when the run ended
+    frames: list  # the saved steps (Frames)
+    info: dict  # the run record (nst_core.settings.run_record)
+    content: Image.Image
+    styles: list[Image.Image]
+    label: str  # "photo × painting + painting"
+    paintings: str
+    history: list[dict]  # the losses per step
+    stopped: bool  # ended before its last step (Stop, the time limit)
+    masks: Image.Image | None
+    room: str | None  # the class room it was made in
+    shared: dict[str, str] = field(default_factory=dict)
+    no_address: str | None = None  # why the store could not keep it, when it could not
+
+    @property
+    def settings_json(self) -> str:
+        return json.dumps(self.info, indent=2)
 
 
 def loss_chart(history: list[dict], points: int = 160) -> None:
@@ -124,7 +153,7 @@ class Run:
     room: str | None
     client: str | None
     lock: threading.Lock = field(default_factory=threading.Lock)
-    result: dict | None = None
+    result: Result | None = None
 
     def ended(self, job: Job) -> None:
         """The runner's on_end: the result kept on disk (or the run's pending marker removed)."""
@@ -137,23 +166,17 @@ class Run:
         else:
             self.store.forget_pending(self.rid)
 
-    def settle(self, job: Job) -> dict:
+    def settle(self, job: Job) -> Result:
         """The result of the ended `job`, made and kept once."""
         with self.lock:
             if self.result is None:
                 self.result = self._make(job)
             return self.result
 
-    def _make(self, job: Job) -> dict:
+    def _make(self, job: Job) -> Result:
         frames = job.final_frames()
         last = frames[-1]
-        info = {
-            "settings": self.settings.to_dict(),
-            "weights": self.weights,
-            "steps": last.step,
-            "seconds": round(last.elapsed, 1),
-            "device": self.device,
-        }
+        info = run_record(self.settings, self.weights, self.device, last.step, round(last.elapsed, 1))
         own = {
             "label": self.labels[0] + " × " + " + ".join(self.labels[1:]),
             "paintings": " + ".join(self.labels[1:]),
@@ -189,7 +212,7 @@ class Run:
         try:
             kept = store.save(rid, result)
         except StoreError as e:
-            return {**from_stored(None, result), "no_address": str(e)}
+            return replace(from_stored(None, result), no_address=str(e))
         return from_stored(rid, kept)
 
 
@@ -229,7 +252,7 @@ def started(panel: JobPanel, job: Job | None, meta: dict) -> None:
             run.store.forget_pending(run.rid)
         return
     shown = panel.result
-    meta["shown"] = shown.get("id") if shown else None
+    meta["shown"] = shown.id if shown else None
     if not run.rid:
         return
     with _lock:
@@ -258,7 +281,7 @@ def follow_address(panel: JobPanel) -> None:
     rid = st.query_params.get("result")
     panel.busy()  # a run that ended between reruns is finished first (its result has this id)
     r, meta = panel.result, panel.meta or {}
-    if rid is None or (r is not None and r.get("id") == rid) or meta.get("result_id") == rid:
+    if rid is None or (r is not None and r.id == rid) or meta.get("result_id") == rid:
         return
     store = result_store() if stores.valid(rid) else None
     saved = store.load(rid) if store is not None else None
@@ -280,47 +303,46 @@ def follow_address(panel: JobPanel) -> None:
     st.warning(UNKNOWN)
 
 
-def from_stored(rid: str | None, saved: Stored) -> dict:
+def from_stored(rid: str | None, saved: Stored) -> Result:
     """A result as a page shows it, from what is kept (the photo and paintings as thumbnails)."""
     image = saved.image if saved.image is not None else Image.open(io.BytesIO(saved.png)).convert("RGB")
-    return {
-        "id": rid,
-        "image": image,
-        "png": saved.png,
-        "gif": saved.gif,
-        "frames": list(saved.frames),
-        "settings_json": json.dumps(saved.info, indent=2),
-        "content": saved.photo,
-        "styles": [saved.painting, *saved.others],
-        "label": saved.label,
-        "paintings": saved.paintings,
-        "history": list(saved.history),
-        "info": saved.info,
-        "stopped": saved.stopped,
-        "masks": saved.masks,
-        "shared": dict(saved.shared or {}),
-        "room": saved.room,
-    }
+    return Result(
+        id=rid,
+        image=image,
+        png=saved.png,
+        gif=saved.gif,
+        frames=list(saved.frames),
+        info=saved.info,
+        content=saved.photo,
+        styles=[saved.painting, *saved.others],
+        label=saved.label,
+        paintings=saved.paintings,
+        history=list(saved.history),
+        stopped=saved.stopped,
+        masks=saved.masks,
+        room=saved.room,
+        shared=dict(saved.shared or {}),
+    )
 
 
 # ---------------------------------------------------------------- the result
 
 
-def finish(job: Job, meta: dict) -> dict:
+def finish(job: Job, meta: dict) -> Result:
     """The session's result from a finished job: the one kept on disk under its address (made when the run ended,
     or now), shown with the session's own pictures and full-size steps where it has them; a copy in the gallery."""
     with st.spinner("Making the GIF..."):  # MP4 and WebP are made when asked for: the server only serves
         kept = meta["run"].settle(job)
-    result = {**kept, "shared": dict(kept["shared"])}
+    result = replace(kept, shared=dict(kept.shared))
     if meta.get("content") is not None:  # this session's pictures and full-size steps (a reload has only the kept)
-        result.update(content=meta["content"], styles=meta["styles"], frames=job.final_frames())
+        result = replace(result, content=meta["content"], styles=meta["styles"], frames=job.final_frames())
     rid = meta.get("result_id")
-    if result.get("no_address") and rid and st.query_params.get("result") == rid:
+    if result.no_address and rid and st.query_params.get("result") == rid:
         del st.query_params["result"]
     gallery = st.session_state.setdefault("gallery", [])
-    thumb = result["image"].copy()
+    thumb = result.image.copy()
     thumb.thumbnail((240, 240))
-    entry = {"thumb": thumb, "png": result["png"], "gif": result["gif"], "label": result["label"]}
+    entry = {"thumb": thumb, "png": result.png, "gif": result.gif, "label": result.label}
     masks = overlay(meta["content"], meta["masks"], 120) if meta.get("masks") else None
     gallery.insert(0, {**entry, "id": f"{time.time():.3f}", "masks": masks})
     del gallery[GALLERY_SIZE:]  # older results (and their media) are released
@@ -338,53 +360,51 @@ def before_after(content: Image.Image, result: Image.Image, split: int) -> Image
     return out
 
 
-def result_view(r: dict) -> None:
-    st.subheader("Result" + (" (stopped early)" if r["stopped"] else ""))
-    if r.get("id"):
+def result_view(r: Result) -> None:
+    st.subheader("Result" + (" (stopped early)" if r.stopped else ""))
+    if r.id:
         hours = service().limits.result_hours
         st.caption(
             f"This page's address is this result's link: it shows the result again for {hours:g} hours, also in "
             "another tab or after the server restarts (only the picture, its steps and settings are kept, with "
             "small copies of the photo and the painting)."
         )
-    elif r.get("no_address"):
-        st.caption(f"This result has no link of its own: {md(r['no_address'])}.")
+    elif r.no_address:
+        st.caption(f"This result has no link of its own: {md(r.no_address)}.")
     c1, c2, c3 = st.columns(3)
-    c1.image(r["content"], caption="Photo", width="stretch")
-    c2.image(r["styles"][0], caption="Painting" if len(r["styles"]) == 1 else "Paintings (first)", width="stretch")
-    c3.image(r["image"], caption=f"Result after {r['info']['steps']} steps", width="stretch")
-    if r.get("masks") is not None:
-        c1.image(r["masks"], caption="Where the paintings went (the masks, saved in the PNG and the JSON)")
+    c1.image(r.content, caption="Photo", width="stretch")
+    c2.image(r.styles[0], caption="Painting" if len(r.styles) == 1 else "Paintings (first)", width="stretch")
+    c3.image(r.image, caption=f"Result after {r.info['steps']} steps", width="stretch")
+    if r.masks is not None:
+        c1.image(r.masks, caption="Where the paintings went (the masks, saved in the PNG and the JSON)")
     d1, _, d3 = st.columns(3)
     d1.download_button(
         "Picture (PNG)",
-        r["png"],
+        r.png,
         "style-transfer.png",
         "image/png",
         key="dl_png",
         icon=DL,
         help="The settings are stored inside the PNG.",
     )
-    d3.download_button(
-        "Settings (JSON)", r["settings_json"], "settings.json", "application/json", key="dl_json", icon=DL
-    )
+    d3.download_button("Settings (JSON)", r.settings_json, "settings.json", "application/json", key="dl_json", icon=DL)
     intro = st.checkbox(
         "Open the animations with the photo and the painting",
         key="intro",
         help="One and a half seconds of the two pictures side by side, so a shared clip explains itself.",
     )
-    animation_buttons(r, len(r["frames"]), intro, "all")
+    animation_buttons(r, len(r.frames), intro, "all")
 
 
-def result_tabs(r: dict) -> None:
+def result_tabs(r: Result) -> None:
     tab1, tab2, tab3 = st.tabs(["Before / after", "Every saved step", "Losses"])
     with tab1:
         split = st.slider(
             "Photo ⟷ result", 0, 100, 50, key="split", help="Drag to wipe between the photo and the result."
         )
-        st.image(before_after(r["content"], r["image"], split), width=560)
+        st.image(before_after(r.content, r.image, split), width=560)
     with tab2:
-        frames = r["frames"]
+        frames = r.frames
         i = st.select_slider(
             "Step",
             options=list(range(len(frames))),
@@ -397,7 +417,7 @@ def result_tabs(r: dict) -> None:
         show_png(st, f.png, 560, caption=f"Step {f.step} of {f.total} ({f.size[0]}x{f.size[1]})")
         st.download_button(
             f"This step as PNG (step {f.step})",
-            png_bytes(f.image(), {**r["info"], "steps": f.step}),
+            png_bytes(f.image(), {**r.info, "steps": f.step}),
             f"style-transfer-step{f.step}.png",
             "image/png",
             key="dl_frame",
@@ -407,14 +427,14 @@ def result_tabs(r: dict) -> None:
             st.caption(f"The optimisation up to step {f.step}:")
             animation_buttons(r, i + 1, st.session_state.get("intro", False), "upto")
     with tab3:
-        loss_chart(r["history"])
+        loss_chart(r.history)
         st.caption(
             "Content loss: how far the picture's deep features are from the photo's. Style loss: how far "
             "its texture statistics (Gram matrices) are from the painting's. Both are relative errors."
         )
 
 
-def animation_buttons(r: dict, n: int, intro: bool, key: str) -> None:
+def animation_buttons(r: Result, n: int, intro: bool, key: str) -> None:
     """GIF, MP4 and WebP of the first n saved steps (the whole run's GIF is made when it ends; others on click)."""
     labels = {"gif": "Animation (GIF)", "mp4": "Video (MP4)", "webp": "Animation (WebP)"}
     helps = {
@@ -423,10 +443,10 @@ def animation_buttons(r: dict, n: int, intro: bool, key: str) -> None:
         "webp": "Full colour, looping, smaller than the GIF.",
     }
     for col, kind in zip(st.columns(3), KINDS, strict=True):
-        whole_gif = kind == "gif" and n == len(r["frames"]) and not intro
+        whole_gif = kind == "gif" and n == len(r.frames) and not intro
         col.download_button(
             labels[kind],
-            r["gif"] if whole_gif else functools.partial(animation, r, kind, n, intro),
+            r.gif if whole_gif else functools.partial(animation, r, kind, n, intro),
             f"style-transfer.{kind}",
             KINDS[kind],
             key=f"dl_{key}_{kind}",
@@ -436,24 +456,24 @@ def animation_buttons(r: dict, n: int, intro: bool, key: str) -> None:
         )
 
 
-def animation(r: dict, kind: str, n: int, intro: bool) -> bytes:
+def animation(r: Result, kind: str, n: int, intro: bool) -> bytes:
     """Result `r`'s `kind` animation of its first n saved steps, made when a download asks for it: once per result
     (kept beside it on disk, within its bytes), and one encode at a time on this server (NST_ENCODES_AT_ONCE)."""
 
     # Named by the frames it is made of: a page with the full-size steps and one with the kept (thinned) ones differ.
-    name, store = f"anim-{n}of{len(r['frames'])}-{int(intro)}.{kind}", result_store()
-    kept = bool(r.get("id")) and store is not None
+    name, store = f"anim-{n}of{len(r.frames)}-{int(intro)}.{kind}", result_store()
+    kept = bool(r.id) and store is not None
 
     def encode() -> bytes:
-        pictures = [f.image() for f in r["frames"][:n]]
-        photo, painting = r["content"], r["styles"][0]
+        pictures = [f.image() for f in r.frames[:n]]
+        photo, painting = r.content, r.styles[0]
         if kept:  # kept on disk: the photo no larger than its thumbnail there
             photo, painting = stores.thumb(photo), stores.thumb(painting)
         card = intro_card(photo, painting, pictures[-1].size) if intro else None
         return make_animation(kind, pictures, card)
 
     if kept:
-        return store.animation(r["id"], name, encode)
+        return store.animation(r.id, name, encode)
     return encoder().get((f"session-{id(r)}", name), encode)
 
 
