@@ -51,8 +51,8 @@ def test_reconstruction_experiment_runs_at_tiny_size():
     at.button(key="run_2").click().run()
     rerun_until(at, lambda: at.session_state["lab_job"] is None)
     r = at.session_state["lab_result"]
-    assert r["key"] == "2" and r["gif"][:6] == b"GIF89a" and r["image"].width == 5 * (48 + 8)
-    assert "25 of 25 steps" in r["caption"]
+    assert r.key == "2" and r.gif[:6] == b"GIF89a" and r.image.width == 5 * (48 + 8)
+    assert "25 of 25 steps" in r.caption
     assert [b.label for b in at.get("download_button")] == ["Picture (PNG)", "Animation (GIF)"]
 
 
