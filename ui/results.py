@@ -3,7 +3,6 @@ losses) and the session's gallery; a result's address (?result=ID, kept on disk 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import io
 import json
@@ -18,6 +17,7 @@ from nst_core.animation import KINDS, gif_frames, intro_card, make_animation
 from nst_core.images import png_bytes
 from nst_core.serve import store as stores
 from nst_core.serve.job import DONE, Job
+from nst_core.serve.kept import Kept
 from nst_core.serve.service import log
 from nst_core.serve.store import Encoder, ResultStore, Stored, StoreError
 from nst_core.settings import run_record
@@ -89,7 +89,7 @@ def live(p: Progress) -> None:
 # ---------------------------------------------------------------- results on disk, and their addresses
 
 _lock = threading.Lock()
-_store: ResultStore | None = None
+_store: Kept[ResultStore] = Kept(ResultStore, ResultStore.expire, "nst-result-expiry")
 _fallback = Encoder(1)  # the encodes of a session's results that have no place on disk
 # The runs waiting or painting in this server process by their result id, so that a reload (a new session, whose page
 # has the id in its address) watches the same run. Each leaves when its run ends (Run.ended), never holding uploads.
@@ -101,31 +101,17 @@ UNKNOWN = "This result has expired or does not exist."
 def result_store() -> ResultStore | None:
     """The server's one result store (NST_DATA_DIR/results), kept in this module with a thread that deletes expired
     results every 10 minutes; None (logged) if the data directory is unusable: the Studio works without addresses."""
-    global _store
-    where, limits = data_dir(), service().limits
-    with _lock:
-        if _store is None or _store.dir.parent != where or _store.limits != limits:
-            try:
-                _store = ResultStore(where, limits)
-            except StoreError as e:
-                log.error("results have no addresses: %s", e)
-                return None
-            threading.Thread(target=_expire, args=(_store,), name="nst-result-expiry", daemon=True).start()
-        return _store
-
-
-def _expire(store: ResultStore) -> None:
-    while _store is store:  # ends when another store has taken its place
-        with contextlib.suppress(Exception):
-            store.expire()
-        time.sleep(600)
+    try:
+        return _store.get(data_dir(), service().limits)
+    except StoreError as e:
+        log.error("results have no addresses: %s", e)
+        return None
 
 
 def forget() -> None:
     """As a new server process would start: no store open, no runs known (tests; a changed NST_DATA_DIR)."""
-    global _store
     with _lock:
-        _store = None
+        _store.forget()
         _runs.clear()
 
 
