@@ -6,6 +6,8 @@ import csv
 import io
 import os
 import re
+import subprocess
+import sys
 import zipfile
 from urllib.parse import parse_qs, urlparse
 
@@ -97,7 +99,7 @@ def texts(at: AppTest) -> list[str]:
 @pytest.fixture
 def data(tmp_path, monkeypatch):
     """A data directory of its own for the pages run here (the wall is cached once per server)."""
-    from ui.classroom import forget_wall
+    from nst_core.classroom.server import forget_wall
 
     monkeypatch.setenv("NST_DATA_DIR", str(tmp_path / "data"))
     forget_wall()
@@ -138,7 +140,7 @@ def test_wrong_codes_and_keys_show_a_message_and_nothing_of_the_room(data):
 
 @pytest.mark.parametrize("broken", ["a file, not a directory", "a damaged database"])
 def test_an_unusable_data_directory_leaves_the_studio_working(tmp_path, monkeypatch, broken):
-    from ui.classroom import forget_wall
+    from nst_core.classroom.server import forget_wall
 
     if broken == "a file, not a directory":
         directory = tmp_path / "not-a-directory"
@@ -166,16 +168,39 @@ def test_an_unusable_data_directory_leaves_the_studio_working(tmp_path, monkeypa
         forget_wall()
 
 
+def test_a_bad_setting_is_one_line_on_the_class_page_and_importing_the_pages_reads_no_setting(tmp_path, monkeypatch):
+    from nst_core.classroom.server import forget_wall
+
+    code = "import ui.classroom, ui.results, nst_core.classroom.server"
+    env = {**os.environ, "NST_CODES_PER_CLIENT": "many", "NST_DATA_DIR": str(tmp_path / "data")}
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    monkeypatch.setenv("NST_CODES_PER_CLIENT", "many")
+    forget_wall()
+    try:
+        at = AppTest.from_file(str(ROOT / "ui" / "pages" / "classroom.py"), default_timeout=60)
+        at.run()
+        assert not at.exception, at.exception
+        [error] = [plain(e.value) for e in at.error]
+        assert "NST_CODES_PER_CLIENT='many' is not a number" in error
+        assert not at.button and not at.text_input  # nothing more of the page
+    finally:
+        monkeypatch.delenv("NST_CODES_PER_CLIENT")
+        forget_wall()
+
+
 def test_a_teacher_password_and_limits_per_client_on_rooms_opened_and_codes_tried(data, monkeypatch):
-    import ui.classroom as classroom
+    from nst_core.classroom.server import door, forget_wall
     from nst_core.serve.limits import Quota
 
     monkeypatch.setenv("NST_TEACHER_PASSWORD", "s3cret")
-    monkeypatch.setattr(classroom, "ROOMS_OPENED", Quota(2, 3600))  # the quotas of a server started now
-    monkeypatch.setattr(classroom, "WRONG_CODES", Quota(3, 600))
-    monkeypatch.setattr(classroom, "WRONG_CODES_TAB", Quota(100, 600))  # (here the address runs out first)
-    monkeypatch.setattr(classroom, "WRONG_PASSWORDS", Quota(20, 600))
-    monkeypatch.setattr(classroom, "_sleep", lambda seconds: None)  # (the wait past the budget: test_quotas)
+    forget_wall()  # (the server is started with it)
+    server = door()
+    monkeypatch.setattr(server, "rooms_opened", Quota(2, 3600))  # the quotas of a server started now
+    monkeypatch.setattr(server, "wrong_codes", Quota(3, 600))
+    monkeypatch.setattr(server, "wrong_codes_tab", Quota(100, 600))  # (here the address runs out first)
+    monkeypatch.setattr(server, "wrong_passwords", Quota(20, 600))
+    monkeypatch.setattr(server, "sleep", lambda seconds: None)  # (the wait past the budget: test_quotas)
 
     def open_room(password: str) -> AppTest:
         at = run_page({})
@@ -197,6 +222,8 @@ def test_a_teacher_password_and_limits_per_client_on_rooms_opened_and_codes_trie
         room = at.query_params["room"]
         codes.append(room[0] if isinstance(room, list) else room)
     monkeypatch.delenv("NST_TEACHER_PASSWORD")
+    forget_wall()  # (restarted without it; the door's counts stay)
+    assert door() is server
     for _ in range(2):
         at = open_room("")
         assert not at.error
@@ -320,13 +347,13 @@ def test_a_damaged_picture_or_animation_in_the_big_view_is_a_warning_not_an_erro
 
 
 def test_a_deleted_room_is_said_as_such_on_its_pages(data):
-    import ui.classroom as classroom
+    from nst_core.classroom.server import door
 
     wall = Wall(data)
     room, key = wall.open_room()
     wall.delete_room(room.code, key)
-    before = len(classroom.WRONG_CODES._events.get("local", ()))
+    before = len(door().wrong_codes._events.get("local", ()))
     for _ in range(3):
         at = run_page({"room": room.code})
         assert [plain(e.value) for e in at.error] == [f"Room {room.code} was deleted by its teacher."]
-    assert len(classroom.WRONG_CODES._events.get("local", ())) == before  # not a wrong code
+    assert len(door().wrong_codes._events.get("local", ())) == before  # not a wrong code

@@ -14,12 +14,8 @@ on the projector, in the browser's history and in proxy logs).
 from __future__ import annotations
 
 import contextlib
-import hmac
 import io
-import ipaddress
-import os
 import re
-import threading
 import time
 from dataclasses import dataclass
 
@@ -27,60 +23,22 @@ import streamlit as st
 from PIL import Image
 
 from nst_core.classroom import pace as paces
+from nst_core.classroom import server
+from nst_core.classroom.door import Tab
 from nst_core.classroom.pace import Pace
-from nst_core.classroom.wall import NAME_LENGTH, Entry, NoRoom, RoomGone, Wall, WallError, grouped, normalise_code
+from nst_core.classroom.server import forget_wall as forget_wall  # (tests open the wall anew on their own data)
+from nst_core.classroom.server import open_wall
+from nst_core.classroom.wall import NAME_LENGTH, Entry, Wall, WallError, grouped, normalise_code
 from nst_core.images import decode_mask
 from nst_core.serve import service as _service
-from nst_core.serve.limits import Limits, Quota
+from nst_core.serve.config import config
 
-from .common import client_address, data_dir, fmt_seconds, md, sentence, service, session_id
-
-_lock = threading.Lock()
-_wall: Wall | None = None
-_limits = Limits.from_env()
-# Rooms opened per client address and hour; wrong room codes per 10 minutes, per address (a class's budget: a
-# school is one address) and per tab (a small one); wrong teacher passwords per address and 10 minutes. Kept in this
-# module, like the wall: no client message can reset them. Only what is suspicious counts: a right code, or the code
-# of a room that was deleted or has expired, never does.
-ROOMS_OPENED = Quota(_limits.rooms_per_client, 3600)
-WRONG_CODES = Quota(_limits.codes_per_client, 600)
-WRONG_CODES_TAB = Quota(_limits.codes_per_session, 600)
-# An IPv6 client counts as its /64, but a site may be given a /48 or a /56 and use any /64 in it: its /48 gets ten
-# addresses' budget of wrong codes, on top of each /64's.
-WRONG_CODES_SITE = Quota(10 * _limits.codes_per_client, 600)
-WRONG_PASSWORDS = Quota(_limits.passwords_per_client, 600)
-PASSWORD = "NST_TEACHER_PASSWORD"  # when set, opening a room asks for it
-
-
-def open_wall() -> Wall:
-    """The server's one Wall (in NST_DATA_DIR), kept in this module (no client can clear it) with a clean-up
-    thread that removes expired rooms every 10 minutes. Raises WallError if the data directory is unusable; the
-    next call tries again."""
-    global _wall
-    with _lock:
-        if _wall is None:
-            wall = Wall(data_dir(), Limits.from_env())
-
-            def clean_up() -> None:  # rooms past their time go even when nobody opens a page
-                while True:
-                    with contextlib.suppress(Exception):
-                        wall.expire()
-                    time.sleep(600)
-
-            threading.Thread(target=clean_up, name="nst-wall-expiry", daemon=True).start()
-            _wall = wall
-        return _wall
-
-
-def forget_wall() -> None:
-    """The next open_wall() opens the data directory anew (tests; a changed NST_DATA_DIR)."""
-    global _wall
-    with _lock:
-        _wall = None
+from .common import client_address, fmt_seconds, md, sentence, service, session_id
 
 
 def class_wall() -> Wall:
-    """open_wall(), or one line on the page (and nothing more of it) if the data directory is unusable."""
+    """open_wall(), or one line on the page (and nothing more of it) if the data directory is unusable or a
+    setting is bad."""
     try:
         return open_wall()
     except (WallError, ValueError) as e:
@@ -91,71 +49,18 @@ def class_wall() -> Wall:
 # ---------------------------------------------------------------- in the Studio
 
 
-def site(client: str) -> str:
-    """The /48 an IPv6 client's /64 is in; any other client is its own site."""
-    if client.endswith("/64"):
-        with contextlib.suppress(ValueError):
-            return str(ipaddress.ip_network(client).supernet(new_prefix=48))
-    return client
-
-
-def wrong_code() -> None:
-    """Count one wrong room code against this tab and its client address (and an IPv6 client's /48); raises
-    WallError, saying how long to wait, once one has used its budget (NST_CODES_PER_SESSION, NST_CODES_PER_CLIENT,
-    ten times that for a /48)."""
-    client = client_address(_limits)
-    for quota, who, where in (
-        (WRONG_CODES_TAB, session_id(), "this tab"),
-        (WRONG_CODES, client, "your network"),
-        (WRONG_CODES_SITE, site(client), "your network"),
-    ):
-        if not quota.take(who):
-            wait = max(1, round(quota.wait(who) / 60))
-            raise WallError(f"too many wrong room codes from {where}: try again in {wait} min")
-
-
-# Past its budget of wrong codes, an address's lookups of codes new to their tab wait NST_CODES_DELAY seconds each,
-# one at a time per address (a lock per address, striped): a right code still joins, but codes can no longer be
-# tried at the server's speed. A code the tab has looked up before (a Studio tab reruns on every slider move) is not
-# held up.
-_SLOW = [threading.Lock() for _ in range(64)]
-_sleep = time.sleep
+def this_tab() -> Tab:
+    """This tab at the server's door: its session, its client address, and the codes it has looked up (in its
+    session state, so that its reruns are not counted again)."""
+    state = st.session_state
+    known = state.setdefault("known_codes", set())  # rooms this tab found, open or gone
+    seen = state.setdefault("wrong_codes", set())
+    return Tab(session_id(), client_address(server.door().limits), known, seen)
 
 
 def find_room(wall: Wall, code: str):
-    """wall.room(code). A right code always works, and a deleted or expired room is said as such; only a code that
-    no room had counts, against this tab and its address. Past the address's budget every lookup of a code new to
-    the tab waits its turn (see _SLOW). Raises WallError with the reason, or with how long to wait."""
-    state, norm = st.session_state, normalise_code(code)
-    known = state.setdefault("known_codes", set())  # rooms this tab found, open or gone
-    seen = state.setdefault("wrong_codes", set())
-    if norm not in known and norm not in seen:
-        client = client_address(_limits)
-        if WRONG_CODES.wait(client) > 0 or WRONG_CODES_SITE.wait(site(client)) > 0:
-            with _SLOW[hash(site(client)) % len(_SLOW)]:  # (one turn for all the /64s of a /48)
-                _sleep(_limits.codes_delay)
-    try:
-        room = wall.room(code)
-    except NoRoom:
-        # Once per code and tab, refused or not: a Studio tab whose link has a wrong code looks it up again on every
-        # rerun, and would otherwise spend its own budget on each while its address's is used up.
-        if norm not in seen:
-            try:
-                wrong_code()
-            finally:
-                remember(seen, norm)
-        raise
-    except RoomGone:
-        remember(known, norm)
-        raise
-    remember(known, norm)
-    return room
-
-
-def remember(codes: set, code: str) -> None:
-    """A code this tab has looked up, among its first hundred (a script's tab could otherwise grow the set forever)."""
-    if len(codes) < 100:
-        codes.add(code)
+    """The server's door's find_room for this tab: WallError with the reason, or with how long to wait."""
+    return server.door().find_room(wall, code, this_tab())
 
 
 def keep_key(wall: Wall, code: str, key: str):
@@ -268,9 +173,8 @@ def share_form(r, store=None) -> None:
                 return
             settings = {**r.info["settings"], "steps": r.info["steps"], "seconds": r.info["seconds"]}
             try:
-                entry = class_wall().share(
-                    code, r.png, r.gif, name, r.paintings, settings, client=client_address(_limits)
-                )
+                wall = class_wall()
+                entry = wall.share(code, r.png, r.gif, name, r.paintings, settings, client=client_address(wall.limits))
             except WallError as e:
                 if rid:
                     store.unclaim_share(rid, code)
@@ -351,11 +255,11 @@ def start_page(wall: Wall) -> None:
         st.subheader("Open a room (teacher)")
         title = st.text_input("Name of the class (optional)", max_chars=40, placeholder="e.g. Art 2B")
         students, minutes = pace_inputs("open")
-        password = os.environ.get(PASSWORD)
+        password = config().teacher_password
         given = st.text_input("Teacher password", type="password") if password else None
         if st.form_submit_button("Open a room", type="primary", icon=":material/add:"):
             try:
-                room, key = open_room(wall, title, password, given)
+                room, key = server.door().open_room(wall, title, password, given, client_address(wall.limits))
                 wall.set_pace(room.code, key, plan_pace(students, minutes).to_dict())
             except WallError as e:
                 st.error(md(sentence(e)))
@@ -376,36 +280,6 @@ def start_page(wall: Wall) -> None:
                 st.query_params.from_dict({"room": room.code})
                 st.rerun()
     st.caption(retention(wall))
-
-
-def open_room(wall: Wall, title: str, password: str | None, given: str | None):
-    """wall.open_room, for a teacher. With the server's NST_TEACHER_PASSWORD, if it has one, the right password
-    opens a room (up to NST_MAX_ROOMS); wrong ones count against the address, or an IPv6 client's /48
-    (NST_PASSWORDS_PER_CLIENT), and once they are spent every try waits, the right one too: past the budget a guess
-    learns nothing. Without a password, opening is open to all but bounded per client address: ROOMS_OPENED per
-    hour, and a fifth of the server's rooms open at once."""
-    if password is not None:
-        client = site(client_address(wall.limits))  # (an IPv6 /48, whose /64s a guesser may take in turn)
-        wait = WRONG_PASSWORDS.wait(client)
-        right = hmac.compare_digest((given or "").encode(), password.encode())
-        if wait > 0 or (not right and not WRONG_PASSWORDS.take(client)):
-            wait = max(1, round(max(wait, WRONG_PASSWORDS.wait(client)) / 60))
-            raise WallError(f"too many wrong teacher passwords from your network: try again in {wait} min")
-        if not right:
-            raise WallError("that is not the teacher password of this server")
-        return wall.open_room(title)
-    client = client_address(wall.limits)
-    if not ROOMS_OPENED.take(client):
-        wait = max(1, round(ROOMS_OPENED.wait(client) / 60))
-        raise WallError(
-            f"your network has opened {ROOMS_OPENED.count} rooms in the last hour, the limit "
-            f"(NST_ROOMS_PER_CLIENT): try again in {wait} min, or use a room you have opened"
-        )
-    try:
-        return wall.open_room(title, client=client)
-    except WallError:
-        ROOMS_OPENED.give_back(client)  # no room was opened: it does not count
-        raise
 
 
 def teacher_panel(wall: Wall, room, key: str) -> None:
