@@ -22,6 +22,7 @@ from .common import client_address, fmt_seconds, md, service, session_id
 
 POLL_QUEUED, POLL_RUNNING = 3.0, 1.0  # seconds between a page's polls while its run waits / runs
 R = TypeVar("R")  # a page's result (the Studio's results.Result, the Lab's LabResult)
+M = TypeVar("M")  # what a page keeps of a run it submitted, for its finish (the Studio's results.Asked)
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def wait_note() -> str:
     return f" plus about {fmt_seconds(wait)} waiting for the runs ahead in the queue" if wait >= 1 else ""
 
 
-class JobPanel(Generic[R]):
+class JobPanel(Generic[R, M]):
     """`name` keeps this panel's job and result apart from other pages' (one run per tab, on any page).
 
     live(progress) draws the page's live view; finish(job, meta) returns the page's result (kept as
@@ -52,8 +53,8 @@ class JobPanel(Generic[R]):
         self,
         name: str,
         live: Callable[[Progress], None],
-        finish: Callable[[Job, dict], R],
-        failed: Callable[[dict], None] | None = None,
+        finish: Callable[[Job, M], R],
+        failed: Callable[[M | None], None] | None = None,
     ):
         self.name, self._live, self._finish, self._failed = name, live, finish, failed
 
@@ -72,7 +73,7 @@ class JobPanel(Generic[R]):
         return self._get("result")
 
     @property
-    def meta(self) -> dict | None:
+    def meta(self) -> M | None:
         """What the page gave submit() for the run waiting or running (None when there is none)."""
         return self._get("meta")
 
@@ -81,7 +82,7 @@ class JobPanel(Generic[R]):
         self._set("result", result)
         self._set("message", None)
 
-    def adopt(self, job: Job, meta: dict) -> None:
+    def adopt(self, job: Job, meta: M) -> None:
         """Watch and finish `job` here: a run submitted under the address this page has (before a reload, say)."""
         self._set("job", job)
         self._set("meta", meta)
@@ -95,7 +96,7 @@ class JobPanel(Generic[R]):
         return self.job is not None
 
     def submit(
-        self, task, label: str, meta: dict, room: str | None = None, first: bool = False, on_end=None
+        self, task, label: str, meta: M, room: str | None = None, first: bool = False, on_end=None
     ) -> Job | None:
         """Queue `task` for this tab (in class `room`; `first`: a teacher's run); `meta` goes to finish() with the
         job, which is returned. A refusal (another run of this tab, a full queue) is said in one line (None).
@@ -160,7 +161,7 @@ class JobPanel(Generic[R]):
 
     def _end(self, job: Job) -> None:
         """The run has ended: the page's result (once), and the outcome in one line."""
-        meta = self._get("meta") or {}
+        meta = self._get("meta")
         self._set("job", None)
         self._set("meta", None)
         if not job.finished_ok:

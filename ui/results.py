@@ -93,7 +93,7 @@ _store: Kept[ResultStore] = Kept(ResultStore, ResultStore.expire, "nst-result-ex
 _fallback = Encoder(1)  # the encodes of a session's results that have no place on disk
 # The runs waiting or painting in this server process by their result id, so that a reload (a new session, whose page
 # has the id in its address) watches the same run. Each leaves when its run ends (Run.ended), never holding uploads.
-_runs: dict[str, tuple[Job, dict]] = {}
+_runs: dict[str, tuple[Job, Asked]] = {}
 RESTARTED = "The server restarted before your run finished: press Run again."
 UNKNOWN = "This result has expired or does not exist."
 
@@ -202,11 +202,28 @@ class Run:
         return from_stored(rid, kept)
 
 
-def record(meta: dict, room: str | None) -> Run:
-    """A run about to be submitted with `meta` (the page's: pictures, labels, masks, settings, result_id): what its
-    result is made of, and its pending marker on disk (a restart can then say the run was lost)."""
+@dataclass(eq=False)
+class Asked:
+    """A run the Studio submitted, as its job panel keeps it beside the job: the result's address (from the moment
+    the run is queued), its Run, the pictures as uploaded (the result's before/after and full-size steps) and the
+    result shown before it (a run that fails puts that one's address back). A run watched after a reload has only
+    its address and Run."""
+
+    result_id: str | None
+    run: Run
+    content: Image.Image | None = None
+    styles: list[Image.Image] = field(default_factory=list)
+    masks: list[Image.Image] = field(default_factory=list)
+    shown: str | None = None
+
+
+def record(
+    settings, content: Image.Image, styles: list, labels: list[str], masks: list, result_id: str, room: str | None
+) -> Run:
+    """A run about to be submitted (its address `result_id`): what its result is made of, and its pending marker on
+    disk (a restart can then say the run was lost)."""
     svc, store = service(), result_store()
-    rid = meta.get("result_id") if store is not None else None
+    rid = result_id if store is not None else None
     client = client_address(svc.limits)
     if rid:
         try:
@@ -216,45 +233,45 @@ def record(meta: dict, room: str | None) -> Run:
     return Run(
         rid=rid,
         store=store,
-        settings=meta["settings"],
+        settings=settings,
         weights=svc.weights,
         device=svc.caption,
-        labels=list(meta["labels"]),
-        photo=stores.thumb(meta["content"]),
-        paintings=[stores.thumb(im) for im in meta["styles"]],
-        masks=overlay(meta["content"], meta["masks"], stores.THUMB) if meta.get("masks") else None,
+        labels=list(labels),
+        photo=stores.thumb(content),
+        paintings=[stores.thumb(im) for im in styles],
+        masks=overlay(content, masks, stores.THUMB) if masks else None,
         room=room,
         client=client,
     )
 
 
-def started(panel: JobPanel, job: Job | None, meta: dict) -> None:
-    """A run was submitted with `meta` (or refused: None, and its pending marker goes): its id goes in the address at
+def started(panel: JobPanel, job: Job | None, asked: Asked) -> None:
+    """A run was submitted (or refused: None, and its pending marker goes): its id goes in the address at
     once (with its room, which a page reached from the sidebar has only in the session), so that a reload finds the
     run, and the result shown before is remembered (a run that fails puts its address back)."""
-    run: Run = meta["run"]
+    run = asked.run
     if job is None:
         if run.store is not None and run.rid:
             run.store.forget_pending(run.rid)
         return
     shown = panel.result
-    meta["shown"] = shown.id if shown else None
+    asked.shown = shown.id if shown else None
     if not run.rid:
         return
     with _lock:
         if job.active:  # one that has ended (served at once) has its result already
-            _runs[run.rid] = (job, {"run": run, "result_id": run.rid})
+            _runs[run.rid] = (job, Asked(run.rid, run))
     st.query_params["result"] = run.rid
     if run.room:
         st.query_params["room"] = run.room
 
 
-def failed(meta: dict) -> None:
+def failed(asked: Asked | None) -> None:
     """A run ended without a picture: the address names the result shown before it, if any."""
-    rid = meta.get("result_id")
+    rid = asked and asked.result_id
     if rid and st.query_params.get("result") == rid:
-        if meta.get("shown"):
-            st.query_params["result"] = meta["shown"]
+        if asked.shown:
+            st.query_params["result"] = asked.shown
         else:
             del st.query_params["result"]
 
@@ -266,8 +283,8 @@ def follow_address(panel: JobPanel) -> None:
     so its share form is there after a reload or a restart. Call it before class_room()."""
     rid = st.query_params.get("result")
     panel.busy()  # a run that ended between reruns is finished first (its result has this id)
-    r, meta = panel.result, panel.meta or {}
-    if rid is None or (r is not None and r.id == rid) or meta.get("result_id") == rid:
+    r, asked = panel.result, panel.meta
+    if rid is None or (r is not None and r.id == rid) or (asked is not None and asked.result_id == rid):
         return
     store = result_store() if stores.valid(rid) else None
     saved = store.load(rid) if store is not None else None
@@ -314,22 +331,22 @@ def from_stored(rid: str | None, saved: Stored) -> Result:
 # ---------------------------------------------------------------- the result
 
 
-def finish(job: Job, meta: dict) -> Result:
+def finish(job: Job, asked: Asked) -> Result:
     """The session's result from a finished job: the one kept on disk under its address (made when the run ended,
     or now), shown with the session's own pictures and full-size steps where it has them; a copy in the gallery."""
     with st.spinner("Making the GIF..."):  # MP4 and WebP are made when asked for: the server only serves
-        kept = meta["run"].settle(job)
+        kept = asked.run.settle(job)
     result = replace(kept, shared=dict(kept.shared))
-    if meta.get("content") is not None:  # this session's pictures and full-size steps (a reload has only the kept)
-        result = replace(result, content=meta["content"], styles=meta["styles"], frames=job.final_frames())
-    rid = meta.get("result_id")
+    if asked.content is not None:  # this session's pictures and full-size steps (a reload has only the kept)
+        result = replace(result, content=asked.content, styles=asked.styles, frames=job.final_frames())
+    rid = asked.result_id
     if result.no_address and rid and st.query_params.get("result") == rid:
         del st.query_params["result"]
     gallery = st.session_state.setdefault("gallery", [])
     thumb = result.image.copy()
     thumb.thumbnail((240, 240))
     entry = {"thumb": thumb, "png": result.png, "gif": result.gif, "label": result.label}
-    masks = overlay(meta["content"], meta["masks"], 120) if meta.get("masks") else None
+    masks = overlay(asked.content, asked.masks, 120) if asked.masks else None
     gallery.insert(0, {**entry, "id": f"{time.time():.3f}", "masks": masks})
     del gallery[GALLERY_SIZE:]  # older results (and their media) are released
     return result

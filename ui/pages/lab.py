@@ -37,7 +37,7 @@ def finish(job, meta: dict) -> LabResult:
     )
 
 
-panel: JobPanel[LabResult] = JobPanel("lab", live, finish)
+panel: JobPanel[LabResult, dict] = JobPanel("lab", live, finish)
 
 
 def run_panel(e: Experiment, plan: lab.Plan) -> None:

@@ -100,12 +100,12 @@ if st.button("Run", type="primary", icon=":material/play_arrow:", disabled=block
     except ImageLoadError as e:
         st.error(f"These pictures cannot run at this size: {md(e)}")
     else:
-        meta = {"settings": settings, "content": content, "styles": styles, "labels": labels, "masks": masks or []}
-        meta["result_id"] = stores.new_id()  # the result's address, from the moment the run is queued
-        meta["run"] = run = results.record(meta, room and room.code)
+        rid = stores.new_id()  # the result's address, from the moment the run is queued
+        run = results.record(settings, content, styles, labels, masks or [], rid, room and room.code)
+        asked = results.Asked(rid, run, content, styles, masks or [])
         first = bool(room and room.teacher)
-        job = panel.submit(task, " + ".join(labels), meta, room=room and room.code, first=first, on_end=run.ended)
-        results.started(panel, job, meta)
+        job = panel.submit(task, " + ".join(labels), asked, room=room and room.code, first=first, on_end=run.ended)
+        results.started(panel, job, asked)
         busy = panel.busy()
 panel.show()
 if panel.result and not busy:
