@@ -1,6 +1,7 @@
-"""The class wall on the Streamlit side: the server's one Wall (storage, nst_core.classroom.wall), a Studio tab's
-room (?room=CODE) and its Share form, and the pieces of the Class page (open or join a room, the live wall,
-the teacher's tools).
+"""The class wall on the Streamlit side: a Studio tab's room (?room=CODE) and its Share form, and the pieces of the
+Class page (open or join a room, the live wall, the teacher's tools). What is not Streamlit is in nst_core.classroom:
+the wall's storage (wall), the server's one Wall and Door (server), the quotas a tab meets at the door (door); this
+module hands them the tab's session, address and the codes its session keeps.
 
 /Class                      open a room (teacher) or join one (student)
 /Class?room=CODE            the room's wall (for students, or a projector)
