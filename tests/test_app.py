@@ -113,10 +113,10 @@ def test_a_bad_upload_shows_an_error_and_keeps_the_previous_image():
 
 
 def test_uploads_over_the_configured_size_are_refused(use_service, backbone):
-    from nst_core.serve.limits import Limits
+    from nst_core.serve.config import limits_from_env
     from tests.fakes import threaded
 
-    use_service(threaded(backbone, Limits.from_env({"NST_UPLOAD_MB": "1"})))  # a server started with NST_UPLOAD_MB=1
+    use_service(threaded(backbone, limits_from_env({"NST_UPLOAD_MB": "1"})))  # a server started with NST_UPLOAD_MB=1
     at = new_app()
     at.radio(key="content_mode").set_value("Upload").run()
     big = io.BytesIO()

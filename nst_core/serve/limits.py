@@ -1,10 +1,10 @@
-"""Every limit that keeps a shared server alive, in one place; each can be set by an NST_* variable.
+"""Every limit that keeps a shared server alive, in one place; each can be set by an NST_* variable (read by
+serve/config.py: limits_from_env).
 Also the per-client quota (Quota) that the limits on rooms and on room codes tried are counted with."""
 
 from __future__ import annotations
 
 import collections
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -75,13 +75,6 @@ class Limits:
     # per client address per 10 minutes; a class behind one router is one address (30 pupils, each looking at every
     # layer of a few pictures), a look already made is free.
     looks_per_client: int = 1000
-
-    @classmethod
-    def from_env(cls, env=os.environ) -> Limits:
-        """Each field from its NST_* variable (config.limits_from_env; a bad value raises config.ConfigError)."""
-        from .config import limits_from_env
-
-        return limits_from_env(env)
 
     def max_size(self, device_type: str) -> int:
         return self.max_size_cpu if device_type == "cpu" else self.max_size_gpu
