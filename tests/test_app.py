@@ -78,7 +78,7 @@ def test_a_sample_run_leaves_a_result_and_a_gif():
     labels = [b.label for b in at.get("download_button")]
     assert labels[:5] == ["Picture (PNG)", "Settings (JSON)", "Animation (GIF)", "Video (MP4)", "Animation (WebP)"]
     assert len(at.session_state["gallery"]) == 1
-    gif = at.session_state["gallery"][0]["gif"]
+    gif = at.session_state["gallery"][0].gif
     assert gif is r.gif and len(gif_frames(gif)) == g.n_frames  # the gallery's MP4 and WebP come from it
     assert make_animation("mp4", gif_frames(gif))[4:8] == b"ftyp"
 

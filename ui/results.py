@@ -68,6 +68,19 @@ class Result:
         return json.dumps(self.info, indent=2)
 
 
+@dataclass(frozen=True)
+class Pictured:
+    """One of this session's pictures in its gallery: small, with what its downloads need (the MP4 and WebP are
+    made from the GIF when asked for)."""
+
+    id: str  # apart from the others' in the widgets' keys
+    thumb: Image.Image
+    png: bytes
+    gif: bytes
+    label: str
+    masks: Image.Image | None
+
+
 def loss_chart(history: list[dict], points: int = 160) -> None:
     """The losses per step. A plain Vega-Lite spec and at most `points` rows: it is drawn on
     every poll, and st.line_chart's Altair build costs about ten times as much."""
@@ -345,9 +358,8 @@ def finish(job: Job, asked: Asked) -> Result:
     gallery = st.session_state.setdefault("gallery", [])
     thumb = result.image.copy()
     thumb.thumbnail((240, 240))
-    entry = {"thumb": thumb, "png": result.png, "gif": result.gif, "label": result.label}
     masks = overlay(asked.content, asked.masks, 120) if asked.masks else None
-    gallery.insert(0, {**entry, "id": f"{time.time():.3f}", "masks": masks})
+    gallery.insert(0, Pictured(f"{time.time():.3f}", thumb, result.png, result.gif, result.label, masks))
     del gallery[GALLERY_SIZE:]  # older results (and their media) are released
     return result
 
@@ -493,16 +505,16 @@ def gallery_view() -> None:
     st.subheader("This session's pictures")
     cols = st.columns(GALLERY_SIZE)
     for col, g in zip(cols, gallery):
-        col.image(g["thumb"], caption=md(g["label"]))
-        if g.get("masks") is not None:
-            col.image(g["masks"], caption="its mask")
-        col.download_button("PNG", g["png"], "style-transfer.png", "image/png", key=f"g_png_{g['id']}")
+        col.image(g.thumb, caption=md(g.label))
+        if g.masks is not None:
+            col.image(g.masks, caption="its mask")
+        col.download_button("PNG", g.png, "style-transfer.png", "image/png", key=f"g_png_{g.id}")
         for kind, mime in KINDS.items():
             col.download_button(
                 kind.upper(),
-                g["gif"] if kind == "gif" else from_gif(g["gif"], kind, g["id"]),
+                g.gif if kind == "gif" else from_gif(g.gif, kind, g.id),
                 f"style-transfer.{kind}",
                 mime,
-                key=f"g_{kind}_{g['id']}",
+                key=f"g_{kind}_{g.id}",
                 on_click="ignore",
             )
