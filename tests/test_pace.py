@@ -12,6 +12,7 @@ from nst_core.serve.cost import CostModel
 from nst_core.serve.job import DONE, QUEUED, RUNNING
 from nst_core.serve.queue import Runner
 from tests.conftest import ROOT, plain, wait
+from tests.helpers import Held, slider
 from tests.tasks import Ticking
 
 
@@ -59,8 +60,6 @@ def test_the_default_run_fits_about_a_minute_on_this_host():
 
 def test_teachers_runs_go_first_and_the_room_progress_counts_its_runs():
     r = Runner(ThreadBackend(None), cost=CostModel(1e-7))
-    from tests.test_jobs import Held
-
     held = Held()
     first = r.submit(held, owner="s0", room="K7QF3M")  # running
     students = [r.submit(Ticking(3, 0.01), owner=f"s{i}", room="K7QF3M") for i in range(1, 4)]
@@ -105,10 +104,6 @@ def studio(params: dict) -> AppTest:
     return at
 
 
-def slider(at, label):
-    return next(s for s in at.slider if s.label == label)
-
-
 def test_a_student_tab_gets_the_rooms_pace_as_its_defaults_and_limits(room):
     wall, code, key = room
     at = studio({"room": code})
@@ -137,7 +132,6 @@ def test_every_students_page_follows_when_the_teacher_changes_the_pace(room):
 
 def test_the_wall_shows_the_rooms_progress(room, use_service):
     from tests.fakes import service_on
-    from tests.test_jobs import Held
 
     wall, code, key = room
     svc = use_service(service_on(ThreadBackend(None)))
@@ -165,11 +159,21 @@ def test_the_lanes_a_gpu_worker_takes_are_the_fewest_near_the_best_that_its_memo
     assert lanes.choose({1: 10.0, 2: 18.0, 4: 30.0, 8: 31.0}, per_run_bytes=20 * gib, free_bytes=60 * gib) == 2
     assert lanes.choose({1: 10.0, 2: 9.0, 4: 8.0, 8: 7.0}, per_run_bytes=1, free_bytes=1e12) == 1
     assert lanes.choose({1: 10.0, 8: 40.0}, per_run_bytes=100 * gib, free_bytes=10 * gib) == 1  # always one
-    # The measuring itself runs on the CPU too (where a worker never uses it): two lanes side by side.
-    one, two = lanes.throughput(backbone, 1, size=48, evals=2), lanes.throughput(backbone, 2, size=48, evals=2)
-    assert one > 0 and two > 0
-    with lanes.own_stream(backbone):  # a CPU run has no stream of its own
-        pass
+    # The measuring itself runs on the CPU too (where a worker never uses it): two lanes side by side, each a real
+    # run of its own (not one run shared) that takes its warm-up step and then `evals` steps.
+    steps: list[list[int]] = []
+
+    def counted(bb, size):
+        step, mine = lanes.run_steps(bb, size), []
+        steps.append(mine)
+        return lambda: mine.append(step().step)
+
+    lanes.throughput(backbone, 2, size=48, evals=2, setup=counted)
+    assert sorted(steps) == [[1, 2, 3], [1, 2, 3]]
+    if backbone.device.type == "cpu":  # a CPU run has no stream of its own, and none is made for it
+        with lanes.own_stream(backbone) as stream:
+            assert stream is None
+        assert lanes.streams_for(backbone.device).made == 0
 
 
 def test_a_rooms_smallest_pace_leaves_nothing_to_choose_and_no_error(room):

@@ -16,7 +16,7 @@ from nst_core.classroom import server
 from nst_core.classroom.door import Door, Tab
 from nst_core.classroom.wall import ALPHABET, NoRoom, RoomGone, Wall, WallError
 from nst_core.serve.limits import Limits, Quota
-from tests.test_wall import picture
+from tests.helpers import picture
 
 SCHOOL = "203.0.113.9"  # thirty students behind one router
 

@@ -2,7 +2,6 @@
 ids that cannot name anything else on disk; and its Encoder: one encode per key, a bound on encodes at once."""
 
 import dataclasses
-import io
 import os
 import shutil
 import threading
@@ -13,36 +12,9 @@ import pytest
 from PIL import Image
 
 from nst_core.serve import store as stores
-from nst_core.serve.job import Shot
 from nst_core.serve.limits import Limits
-from nst_core.serve.store import Encoder, ResultStore, Stored, StoreError
-
-
-def png(colour, size=(64, 43), noise=False) -> bytes:
-    im = Image.effect_noise(size, 90).convert("RGB") if noise else Image.new("RGB", size, colour)
-    buf = io.BytesIO()
-    im.save(buf, "PNG")
-    return buf.getvalue()
-
-
-def result(frames: int = 5, noise=False, masks=True, size=(64, 43), photo=(1200, 800)) -> Stored:
-    shots = tuple(
-        Shot(i + 1, frames, {"total": 1.0 / (i + 1)}, 0.1 * i, size, png((10 * i, 0, 0), size, noise))
-        for i in range(frames)
-    )
-    return Stored(
-        png=shots[-1].png,
-        gif=b"GIF89a" + b"\0" * 100,
-        frames=shots,
-        info={"settings": {"size": 64, "iterations": frames}, "steps": frames, "seconds": 1.5},
-        label="Chelsea × Starry Night",
-        paintings="Starry Night",
-        stopped=False,
-        history=tuple({"step": i + 1, "total": 1.0} for i in range(frames)),
-        photo=Image.new("RGB", photo, "green"),
-        painting=Image.new("RGB", (900, 1200), "blue"),
-        masks=Image.new("RGB", (240, 160), "red") if masks else None,
-    )
+from nst_core.serve.store import Encoder, ResultStore, StoreError
+from tests.helpers import result
 
 
 def test_a_result_is_read_back_as_it_was_written_and_the_photo_only_as_a_thumbnail(tmp_path):
@@ -257,7 +229,7 @@ def test_a_process_killed_while_it_writes_results_leaves_only_whole_ones(tmp_pat
     script = f"""
 import sys
 sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
-from tests.test_store import result
+from tests.helpers import result
 from nst_core.serve import store as stores
 store = stores.ResultStore({str(tmp_path)!r})
 r = result(frames=40, noise=True, size=(384, 256), photo=(64, 43))  # mostly writing, little encoding

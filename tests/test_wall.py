@@ -13,21 +13,9 @@ from PIL import Image
 
 from nst_core.classroom.wall import SCHEMA_VERSION, NoRoom, RoomGone, Wall, WallError, grouped, inert, normalise_code
 from nst_core.serve.limits import Limits
+from tests.helpers import animation, picture
 
 SCHOOL = "203.0.113.9"
-
-
-def picture(colour, size=(48, 32)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, colour).save(buf, "PNG")
-    return buf.getvalue()
-
-
-def animation(colour) -> bytes:
-    buf = io.BytesIO()
-    frames = [Image.new("RGB", (48, 32), c) for c in (colour, (0, 0, 0))]
-    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], loop=0)
-    return buf.getvalue()
 
 
 class Clock:
