@@ -13,6 +13,7 @@ from nst_core import Settings
 from nst_core.animation import gif_frames, make_animation
 from nst_core.images import png_metadata
 from tests.conftest import ROOT, plain, rerun_until
+from tests.helpers import slider
 
 D = Settings()
 pytestmark = pytest.mark.usefixtures("threaded_app")
@@ -37,10 +38,6 @@ def start_small_run(at: AppTest, iterations: int):
     at.run()
     at.button(key="run").click().run()
     return at.session_state["studio_job"]
-
-
-def slider(at, label):
-    return next(s for s in at.slider if s.label == label)
 
 
 def test_page_renders_with_the_defaults_of_settings():

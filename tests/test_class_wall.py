@@ -17,8 +17,8 @@ from streamlit.testing.v1 import AppTest
 
 from nst_core.classroom.wall import Wall, grouped
 from tests.conftest import ROOT, plain
+from tests.helpers import picture
 from tests.servers import StreamlitServer, chromium
-from tests.test_wall import picture
 
 # The Class page plans paces and shows a room's progress with the server's Service: here one in this process.
 pytestmark = pytest.mark.usefixtures("threaded_app")
@@ -325,7 +325,7 @@ def test_a_missing_or_damaged_picture_is_one_tile_that_keeps_its_remove_button(d
 
 
 def test_a_damaged_picture_or_animation_in_the_big_view_is_a_warning_not_an_error(data):
-    from tests.test_wall import animation
+    from tests.helpers import animation
 
     wall = Wall(data)
     room, key = wall.open_room()
