@@ -18,7 +18,6 @@ import torch
 from benchmarks.common import ROOT, machine
 from benchmarks.make_sample_clip import render
 from nst_core import Settings, clips, load_backbone, load_image, video
-from nst_core.images import to_tensor
 from nst_core.transfer import run
 
 SAMPLE = ROOT / "samples" / "clips" / "chelsea_pan.mp4"
@@ -74,8 +73,9 @@ def paint(frames, style, s, bb, weight: float | None):
     stats = video.ClipStats()
     out = [
         f.image
-        for f in video.stylize_clip(iter(frames), [style], s, bb, frames_total=len(frames), temporal_weight=weight,
-                                    stats=stats)
+        for f in video.stylize_clip(
+            iter(frames), [style], s, bb, frames_total=len(frames), temporal_weight=weight, stats=stats
+        )
         if f.painted
     ]
     return out, stats.seconds
@@ -111,8 +111,10 @@ def main():
     bb = load_backbone("original", "cpu")
     style = load_image(ROOT / "samples" / "styles" / a.style)
     s = Settings(size=a.size)
-    print(f"settings: {a.size} px, {s.iterations} evaluations for frame 1, {video.later_default(s)} for each later "
-          f"frame; style {a.style}")
+    print(
+        f"settings: {a.size} px, {s.iterations} evaluations for frame 1, {video.later_default(s)} for each later "
+        f"frame; style {a.style}"
+    )
     presets(a.size, 13)
     frames, fws, bws = render(48, a.size)
     compare("synthetic clip (true flow known)", frames[: a.frames], style, s, bb, a.weights, fws, bws)

@@ -61,7 +61,9 @@ def render(
     frames, objs = [], []
     for i, (x, y, s) in enumerate(wins):
         im = base.transform(
-            (w, h), Image.Transform.AFFINE, (s, 0, x, 0, s, y),
+            (w, h),
+            Image.Transform.AFFINE,
+            (s, 0, x, 0, s, y),
             resample=Image.Resampling.BICUBIC,
         )
         ox, oy = ox0 + vx * i, oy0 + vy * i
@@ -144,7 +146,10 @@ def main():
     data = encode(frames, FPS, tone(SECONDS))
     a.output.parent.mkdir(parents=True, exist_ok=True)
     a.output.write_bytes(data)
-    print(f"{a.output}: {len(frames)} frames of {frames[0].width}x{frames[0].height} at {FPS} fps, {len(data) / 1e3:.0f} kB")
+    print(
+        f"{a.output}: {len(frames)} frames of {frames[0].width}x{frames[0].height} at {FPS} fps, "
+        f"{len(data) / 1e3:.0f} kB"
+    )
 
 
 if __name__ == "__main__":

@@ -77,11 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress line")
     v = p.add_argument_group(
-        "clips", "a clip as the content (MP4, MOV, WebM, animated GIF or WebP, detected from the file) is painted "
-        "frame by frame, consistently (Ruder et al.); --output then ends in .mp4, .gif or .webp"
+        "clips",
+        "a clip as the content (MP4, MOV, WebM, animated GIF or WebP, detected from the file) is painted "
+        "frame by frame, consistently (Ruder et al.); --output then ends in .mp4, .gif or .webp",
     )
     v.add_argument("--video-frames", type=int, default=48, metavar="N", help="paint at most N frames (default 48)")
-    v.add_argument("--video-fps", type=float, metavar="FPS", help="frames a second to read and write (default: the clip's)")
+    v.add_argument(
+        "--video-fps", type=float, metavar="FPS", help="frames a second to read and write (default: the clip's)"
+    )
     v.add_argument(
         "--temporal-weight",
         type=float,
@@ -232,13 +235,24 @@ def _main_clip(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         t0 = time.perf_counter()
         try:
             for frame in stylize_clip(
-                frames, styles, settings, backbone, frames_total=count, temporal_weight=weight,
-                later_iterations=later, stats=stats,
+                frames,
+                styles,
+                settings,
+                backbone,
+                frames_total=count,
+                temporal_weight=weight,
+                later_iterations=later,
+                stats=stats,
             ):
                 k, n = frame.clip
                 history.append(
-                    {"frame": k, "step": frame.step, "size": list(frame.size), "elapsed": round(frame.elapsed, 3),
-                     **frame.losses}
+                    {
+                        "frame": k,
+                        "step": frame.step,
+                        "size": list(frame.size),
+                        "elapsed": round(frame.elapsed, 3),
+                        **frame.losses,
+                    }
                 )
                 if k == 1 and frame.image is not None and (args.gif or args.animation):
                     first_frames.append(frame.image)
@@ -249,7 +263,9 @@ def _main_clip(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
                     print(
                         f"\rframe {k}/{n}  step {frame.step}/{frame.total}  {frame.size[0]}x{frame.size[1]}  "
                         f"loss {frame.losses['total']:.4g}  {frame.elapsed:.1f}s",
-                        end="", file=sys.stderr, flush=True,
+                        end="",
+                        file=sys.stderr,
+                        flush=True,
                     )
         except KeyboardInterrupt:
             if not painted:
@@ -268,8 +284,13 @@ def _main_clip(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         if args.metrics:
             device = describe_device(backbone.device, backbone.uses_bf16(settings.precision))
             metrics = {
-                "clip": {"source_fps": info.fps, "fps": rate, "frames": len(painted), "rotation": info.rotation,
-                         "has_audio": info.has_audio},
+                "clip": {
+                    "source_fps": info.fps,
+                    "fps": rate,
+                    "frames": len(painted),
+                    "rotation": info.rotation,
+                    "has_audio": info.has_audio,
+                },
                 "temporal_weight": weight,
                 "later_iterations": later,
                 "frames": per_frame,

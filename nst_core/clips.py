@@ -39,8 +39,13 @@ ACCEPTED = "MP4, MOV, WebM, animated GIF or animated WebP"
 
 # FFmpeg demuxer for each container family we open; nothing else reaches FFmpeg's other (many) demuxers.
 _DEMUXERS = {"mp4": "mov", "webm": "matroska"}
-_TURNS = {90: Image.Transpose.ROTATE_90, -90: Image.Transpose.ROTATE_270, 270: Image.Transpose.ROTATE_270,
-          180: Image.Transpose.ROTATE_180, -180: Image.Transpose.ROTATE_180}
+_TURNS = {
+    90: Image.Transpose.ROTATE_90,
+    -90: Image.Transpose.ROTATE_270,
+    270: Image.Transpose.ROTATE_270,
+    180: Image.Transpose.ROTATE_180,
+    -180: Image.Transpose.ROTATE_180,
+}
 
 
 @dataclass(frozen=True)

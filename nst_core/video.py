@@ -103,7 +103,8 @@ def _grid(fl: Tensor) -> Tensor:
     centres of the edge pixels)."""
     _, _, h, w = fl.shape
     ys, xs = torch.meshgrid(
-        torch.arange(h, dtype=fl.dtype, device=fl.device), torch.arange(w, dtype=fl.dtype, device=fl.device),
+        torch.arange(h, dtype=fl.dtype, device=fl.device),
+        torch.arange(w, dtype=fl.dtype, device=fl.device),
         indexing="ij",
     )
     gx = (xs + fl[:, 0]) * (2 / max(w - 1, 1)) - 1
@@ -122,7 +123,8 @@ def inside(fl: Tensor) -> Tensor:
     """(1, 1, H, W): 1 where p + flow(p) lies inside the frame, 0 where the pixel comes from outside it."""
     _, _, h, w = fl.shape
     ys, xs = torch.meshgrid(
-        torch.arange(h, dtype=fl.dtype, device=fl.device), torch.arange(w, dtype=fl.dtype, device=fl.device),
+        torch.arange(h, dtype=fl.dtype, device=fl.device),
+        torch.arange(w, dtype=fl.dtype, device=fl.device),
         indexing="ij",
     )
     x, y = xs + fl[:, 0], ys + fl[:, 1]
@@ -159,9 +161,7 @@ def _tensor(im: Image.Image | Tensor) -> Tensor:
     return images.to_tensor(im) if isinstance(im, Image.Image) else im
 
 
-def warping_error(
-    painted_a: Image.Image | Tensor, painted_b: Image.Image | Tensor, fl: Tensor, mask: Tensor
-) -> float:
+def warping_error(painted_a: Image.Image | Tensor, painted_b: Image.Image | Tensor, fl: Tensor, mask: Tensor) -> float:
     """Lai et al. 2018's warping error: the mean over the reliable pixels (mask = 1) of the squared difference
     (summed over R, G, B, pixels in [0, 1]) between frame b and frame a warped back by `fl`, the flow from b to a
     computed between the INPUT frames (the painted ones have texture of their own). 0 for a perfectly consistent

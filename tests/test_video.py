@@ -81,9 +81,7 @@ def test_temporal_term_is_zero_for_a_frame_equal_to_its_warped_predecessor(backb
     obj.next_frame(x, x.clone(), mask)
     terms = obj(x)
     assert terms["temporal"].item() == 0.0
-    assert terms["total"].item() == pytest.approx(
-        (terms["content"] + terms["style"] + terms["tv"]).item(), rel=1e-6
-    )
+    assert terms["total"].item() == pytest.approx((terms["content"] + terms["style"] + terms["tv"]).item(), rel=1e-6)
     other = (x + 0.1).clamp(0, 1)
     assert obj(other)["temporal"].item() > 0
     obj.next_frame(x, other, torch.zeros_like(mask))  # nothing reliable: no pull at all
@@ -149,7 +147,6 @@ def test_temporal_term_lowers_the_warping_error(backbone, style):
     assert e_clip < 0.5 * e_alone, (e_clip, e_alone)
 
 
-
 @pytest.mark.process
 def test_cli_paints_a_clip(tmp_path):
     out, metrics = tmp_path / "out.mp4", tmp_path / "m.json"
@@ -170,7 +167,9 @@ def test_cli_bad_clip_one_line_exit_2(tmp_path, capsys, make):
     from nst_core.__main__ import main
 
     bad = tmp_path / "bad.mp4"
-    bad.write_bytes({"empty": b"", "truncated": SAMPLE.read_bytes()[:3000], "text": b"\x00\x00\x00\x18ftypmp42junk"}[make])
+    bad.write_bytes(
+        {"empty": b"", "truncated": SAMPLE.read_bytes()[:3000], "text": b"\x00\x00\x00\x18ftypmp42junk"}[make]
+    )
     code = main([str(bad), str(STYLE), "--output", str(tmp_path / "o.mp4"), "--size", "64", "-q"])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
