@@ -75,6 +75,18 @@ class Limits:
     # per client address per 10 minutes; a class behind one router is one address (30 pupils, each looking at every
     # layer of a few pictures), a look already made is free.
     looks_per_client: int = 1000
+    # A clip (the Studio's video): frames painted at most and the longest side of a painted frame; 0: the host's
+    # default, 48 frames at 256 px on a CPU (four seconds at 12 frames a second, a few minutes on 2 cores: see
+    # docs/benchmarks.md) and 240 frames at 512 px on a GPU. The clip is streamed, so its length bounds the time a
+    # run takes (max_seconds still ends it) and not its memory.
+    video_frames: int = 0
+    video_size: int = 0
+
+    def clip_frames(self, device_type: str) -> int:
+        return self.video_frames or (48 if device_type == "cpu" else 240)
+
+    def clip_size(self, device_type: str) -> int:
+        return min(self.video_size or (256 if device_type == "cpu" else 512), self.max_size(device_type))
 
     def max_size(self, device_type: str) -> int:
         return self.max_size_cpu if device_type == "cpu" else self.max_size_gpu
