@@ -186,3 +186,13 @@ def test_a_rooms_smallest_pace_leaves_nothing_to_choose_and_no_error(room):
     )
     assert slider(at, "Iterations").max == 30
     assert at.session_state["w_size"] == 64
+
+
+def test_a_pace_allows_clips_only_as_long_as_its_time_per_student_pays_for():
+    """A clip's first frame costs a picture and each later one a quarter of one: a pace whose students each have four
+    pictures' time may paint clips of up to 13 frames; a class that has time for one picture each paints none."""
+    one = pace.Pace(30, 5.0, 256, 80, per_picture=6.0, last=180.0, fits=True)  # 30 rounds in 3 of the 5 minutes
+    assert one.clip_frames() == 1 and "no time for clips" in one.describe()
+    roomy = pace.Pace(1, 1.0, 256, 80, per_picture=9.0, last=9.0, fits=True)  # one student, 36 s of time: 4 pictures
+    assert roomy.clip_frames() == 1 + 12 and "clips up to 13 frames" in roomy.describe()
+    assert pace.Pace(1, 1.0, 256, 80, per_picture=0.0, last=0.0, fits=True).clip_frames() == 1

@@ -10,7 +10,7 @@ into the page's result).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 import streamlit as st
@@ -21,6 +21,7 @@ from nst_core.serve.job import DONE, QUEUED, RUNNING, Job
 from .common import client_address, fmt_seconds, md, service, session_id
 
 POLL_QUEUED, POLL_RUNNING = 3.0, 1.0  # seconds between a page's polls while its run waits / runs
+STRIP = 8  # a clip's last painted frames shown while it runs
 R = TypeVar("R")  # a page's result (the Studio's results.Result, the Lab's LabResult)
 M = TypeVar("M")  # what a page keeps of a run it submitted, for its finish (the Studio's results.Asked)
 
@@ -34,6 +35,8 @@ class Progress:
     image: bytes | None  # the latest picture (PNG)
     image_step: int  # the step that picture is of
     history: list[dict]
+    painted: int = 0  # a clip's frames painted so far
+    strip: list = field(default_factory=list)  # the last of them (Shots)
 
 
 def wait_note() -> str:
@@ -143,9 +146,10 @@ class JobPanel(Generic[R, M]):
         if state == QUEUED:
             st.info(queue_status(job))
         elif state == RUNNING and latest is not None:
+            frame = f"Frame {latest.clip[0]} of {latest.clip[1]} · " if latest.clip else ""
             st.progress(
                 latest.step / latest.total,
-                text=f"Step {latest.step} of {latest.total} · {latest.size[0]}x{latest.size[1]} px · "
+                text=f"{frame}Step {latest.step} of {latest.total} · {latest.size[0]}x{latest.size[1]} px · "
                 f"{fmt_seconds(latest.elapsed)} elapsed · about {fmt_seconds(job.seconds_left())} left",
             )
         elif state == RUNNING:
@@ -154,7 +158,8 @@ class JobPanel(Generic[R, M]):
             "Stop", key=f"{self.name}_stop", icon=":material/stop:", help="Stop now and keep the picture so far."
         ):
             job.cancel("stopped by you")
-        self._live(Progress(state, latest, image, image_step, history))
+        painted, strip = job.painted_so_far(STRIP)
+        self._live(Progress(state, latest, image, image_step, history, painted, strip))
         if not job.active:
             self._end(job)
             st.rerun()

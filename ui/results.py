@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 import streamlit as st
 from PIL import Image
 
+from nst_core import clips
 from nst_core.animation import KINDS, gif_frames, intro_card, make_animation
 from nst_core.images import png_bytes
 from nst_core.serve import store as stores
@@ -62,6 +63,7 @@ class Result:
     room: str | None  # the class room it was made in
     shared: dict[str, str] = field(default_factory=dict)
     no_address: str | None = None  # why the store could not keep it, when it could not
+    clip: bytes | None = None  # a painted clip (MP4, the source's audio kept); its figures in info["clip"]
 
     @property
     def settings_json(self) -> str:
@@ -91,12 +93,38 @@ def loss_chart(history: list[dict], points: int = 160) -> None:
 
 
 def live(p: Progress) -> None:
-    """The picture so far and the losses, on every poll."""
+    """The picture so far and the losses, on every poll; for a clip, the frame being painted and the last ones done."""
     cols = st.columns([3, 2])
     if p.image is not None:
-        show_png(cols[0], p.image, 480, caption=f"Step {p.image_step}")
+        clip = p.latest.clip if p.latest is not None else None
+        where = f"Frame {clip[0]} of {clip[1]}, step {p.image_step}" if clip else f"Step {p.image_step}"
+        show_png(cols[0], p.image, 480, caption=where)
     with cols[1]:
         loss_chart(p.history)
+    if p.strip:
+        st.caption(f"{p.painted} frames painted:")
+        st.image([s.png for s in p.strip], width=96, caption=[str(s.clip[0]) for s in p.strip])
+
+
+CLIP = "clip.mp4"  # a painted clip, kept beside its result
+
+
+def clip_record(painted: list, fps: float, count: int) -> dict:
+    """A painted clip's figures for its record: frames, rate, each frame's seconds and losses, and the warping error
+    (Lai et al. 2018) of the painted clip beside the input clip's own, its floor."""
+    ends = [s.elapsed for s in painted]
+    seconds = [round(b - a, 2) for a, b in zip([0.0, *ends], ends)]
+    pairs = [s.losses for s in painted[1:] if "warping" in s.losses]
+    mean = lambda k: round(sum(x[k] for x in pairs) / len(pairs), 5) if pairs else None  # noqa: E731
+    return {
+        "frames": len(painted),
+        "of": count,
+        "fps": round(fps, 3),
+        "warping_error": mean("warping"),
+        "input_warping_error": mean("floor"),
+        "frame_seconds": seconds,
+        "frame_losses": [{k: round(v, 5) for k, v in s.losses.items()} for s in painted],
+    }
 
 
 # ---------------------------------------------------------------- results on disk, and their addresses
@@ -175,7 +203,15 @@ class Run:
     def _make(self, job: Job) -> Result:
         frames = job.final_frames()
         last = frames[-1]
-        info = run_record(self.settings, self.weights, self.device, last.step, round(last.elapsed, 1))
+        painted = list(job.painted)
+        end = job.latest if painted else last  # a clip's steps and seconds are the whole clip's
+        info = run_record(self.settings, self.weights, self.device, end.step, round(end.elapsed, 1))
+        clip = None
+        if painted:  # the clip is encoded once, here, on the run's thread, with the source's audio for its frames
+            task = job.task
+            info["clip"] = clip_record(painted, task.fps, task.count)
+            pictures = [s.image() for s in painted]
+            clip = clips.write_mp4(pictures, task.fps, audio_from=task.clip, seconds=len(pictures) / task.fps)
         own = {
             "label": self.labels[0] + " × " + " + ".join(self.labels[1:]),
             "paintings": " + ".join(self.labels[1:]),
@@ -190,7 +226,7 @@ class Run:
             same = Stored(b"", b"", (), info, history=(), photo=blank, painting=blank, **own)
             kept = store.copy(rid, same)  # the same run kept already (a served run): its files, not a new copy
             if kept is not None:
-                return from_stored(rid, kept)
+                return from_stored(rid, kept, keep_clip(store, rid, clip))
         image = last.image()
         pictures = [f.image() for f in frames[:-1]] + [image]
         result = Stored(
@@ -207,12 +243,19 @@ class Run:
             **own,
         )
         if store is None or not rid:
-            return from_stored(None, result)
+            return from_stored(None, result, clip)
         try:
             kept = store.save(rid, result)
         except StoreError as e:
-            return replace(from_stored(None, result), no_address=str(e))
-        return from_stored(rid, kept)
+            return replace(from_stored(None, result, clip), no_address=str(e))
+        return from_stored(rid, kept, keep_clip(store, rid, clip))
+
+
+def keep_clip(store: ResultStore, rid: str, clip: bytes | None) -> bytes | None:
+    """A painted clip kept beside its result (within its bytes; a page that made it shows it either way)."""
+    if clip is not None and store.kept(rid, CLIP) is None and not store.keep(rid, CLIP, clip):
+        log.warning("result %s: its clip is too big to keep beside it", rid)
+    return clip
 
 
 @dataclass(eq=False)
@@ -302,7 +345,7 @@ def follow_address(panel: JobPanel) -> None:
     store = result_store() if stores.valid(rid) else None
     saved = store.load(rid) if store is not None else None
     if saved is not None:
-        panel.keep(from_stored(rid, saved))
+        panel.keep(from_stored(rid, saved, store.kept(rid, CLIP)))
         if saved.room and "room" not in st.query_params and not st.session_state.get("room"):
             st.query_params["room"] = saved.room
         return
@@ -319,8 +362,8 @@ def follow_address(panel: JobPanel) -> None:
     st.warning(UNKNOWN)
 
 
-def from_stored(rid: str | None, saved: Stored) -> Result:
-    """A result as a page shows it, from what is kept (the photo and paintings as thumbnails)."""
+def from_stored(rid: str | None, saved: Stored, clip: bytes | None = None) -> Result:
+    """A result as a page shows it, from what is kept (the photo and paintings as thumbnails) and its painted clip."""
     image = saved.image if saved.image is not None else Image.open(io.BytesIO(saved.png)).convert("RGB")
     return Result(
         id=rid,
@@ -338,6 +381,7 @@ def from_stored(rid: str | None, saved: Stored) -> Result:
         masks=saved.masks,
         room=saved.room,
         shared=dict(saved.shared or {}),
+        clip=clip,
     )
 
 
@@ -386,10 +430,13 @@ def result_view(r: Result) -> None:
         )
     elif r.no_address:
         st.caption(f"This result has no link of its own: {md(r.no_address)}.")
+    if r.clip is not None:
+        clip_view(r)
     c1, c2, c3 = st.columns(3)
-    c1.image(r.content, caption="Photo", width="stretch")
+    c1.image(r.content, caption="Photo" if r.clip is None else "The clip's first frame", width="stretch")
     c2.image(r.styles[0], caption="Painting" if len(r.styles) == 1 else "Paintings (first)", width="stretch")
-    c3.image(r.image, caption=f"Result after {r.info['steps']} steps", width="stretch")
+    painted = "First frame painted" if r.clip is not None else "Result"
+    c3.image(r.image, caption=f"{painted} after {r.frames[-1].step} steps", width="stretch")
     if r.masks is not None:
         c1.image(r.masks, caption="Where the paintings went (the masks, saved in the PNG and the JSON)")
     d1, _, d3 = st.columns(3)
@@ -409,6 +456,50 @@ def result_view(r: Result) -> None:
         help="One and a half seconds of the two pictures side by side, so a shared clip explains itself.",
     )
     animation_buttons(r, len(r.frames), intro, "all")
+
+
+def clip_view(r: Result) -> None:
+    """The painted clip playing, its downloads, and how steady it is: its warping error beside the input clip's."""
+    c = r.info["clip"]
+    st.video(r.clip, loop=True, autoplay=True, muted=True)
+    shown = f"{c['frames']} frames at {c['fps']:g} frames a second" + (
+        f" (stopped: {c['frames']} of {c['of']})" if c["frames"] < c["of"] else ""
+    )
+    if c["warping_error"] is not None:
+        shown += (
+            f" · warping error {c['warping_error']:.4f}, the input clip's own {c['input_warping_error']:.4f}: how much"
+            " each painted frame differs from the one before moved along the clip's motion (0 is perfectly steady;"
+            " the input's own is as low as a painted clip can go)"
+        )
+    st.caption(shown)
+    helps = {"mp4": "H.264 with the clip's sound.", "gif": "Looping; 256 colours.", "webp": "Looping, full colour."}
+    for col, kind in zip(st.columns(3), ("mp4", "gif", "webp"), strict=True):
+        col.download_button(
+            f"Painted clip ({ {'mp4': 'MP4', 'gif': 'GIF', 'webp': 'WebP'}[kind] })",
+            r.clip if kind == "mp4" else functools.partial(clip_as, r, kind),
+            f"painted-clip.{kind}",
+            KINDS[kind],
+            key=f"dl_clip_{kind}",
+            icon=DL,
+            help=helps[kind],
+            on_click="ignore",
+        )
+    st.markdown("**The first frame, and how it was painted:**")
+
+
+def clip_as(r: Result, kind: str) -> bytes:
+    """The painted clip as a GIF or WebP, made from its MP4 when a download asks for it (once per result, one encode
+    at a time on this server)."""
+    fps = r.info["clip"]["fps"]
+
+    def encode() -> bytes:
+        frames = list(clips.read_frames(r.clip, max_frames=r.info["clip"]["frames"], max_side=None, fps=fps))
+        return clips.write_clip(kind, frames, fps)
+
+    store = result_store()
+    if r.id and store is not None:
+        return store.animation(r.id, f"clip.{kind}", encode)
+    return encoder().get((f"session-{id(r)}", f"clip.{kind}"), encode)
 
 
 def result_tabs(r: Result) -> None:

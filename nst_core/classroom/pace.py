@@ -68,12 +68,22 @@ class Pace:
         base = base or Settings()
         return base.replace(size=self.size, iterations=self.iterations, preview_every=preview_spacing(self.iterations))
 
+    def clip_frames(self) -> int:
+        """Frames a student's clip may have within the room's time per student: the first frame costs a picture,
+        each later one about a quarter of one (nst_core.video.later_default). 1: no clips in this room."""
+        if self.per_picture <= 0:
+            return 1
+        rounds = max(1, round(self.last / self.per_picture))
+        budget = MARGIN * self.minutes * 60 / rounds
+        return 1 + math.floor(max(0.0, budget - self.per_picture) / (self.per_picture / 4))
+
     def describe(self) -> str:
         """'256 px, 80 steps: about 8 s a picture here; 30 students in about 4 min'."""
         return (
             f"{self.size} px, {self.iterations} steps: about {fmt(self.per_picture)} a picture here; "
             f"{self.students} student{'s' * (self.students != 1)} in about {fmt(self.last)}"
             + ("" if self.fits else f" (more than the {self.minutes:g} minutes asked: this server is too slow for it)")
+            + (f"; clips up to {self.clip_frames()} frames" if self.clip_frames() > 1 else "; no time for clips")
         )
 
 

@@ -135,6 +135,11 @@ class Job:
             step = self.pictured.step if self.pictured is not None else 0
             return self.state, self.latest, self.image, step, list(self.history)
 
+    def painted_so_far(self, last: int) -> tuple[int, list[Shot]]:
+        """How many clip frames are painted, and the last `last` of them (a live view's strip)."""
+        with self.lock:
+            return len(self.painted), self.painted[-last:]
+
     def _record(self, shot: Shot) -> None:
         with self.lock:
             self.latest = shot
@@ -147,7 +152,7 @@ class Job:
             if shot.clip and shot.clip[0] > 1:  # the run's animation is a clip's first frame being painted
                 return
             self._images_seen += 1
-            if shot.done or (self._images_seen - 1) % self._stride == 0:
+            if shot.done or shot.painted or (self._images_seen - 1) % self._stride == 0:
                 self.frames.append(shot)
             if len(self.frames) > self.max_frames:
                 # Keep the first and every other one after it, and keep half as many from now on.
@@ -177,8 +182,12 @@ class Job:
                 log.exception("run %d: its on_end failed", self.id)
 
     def final_frames(self) -> list[Shot]:
-        """Kept shots plus the last image (a stopped run ends on whatever it had)."""
+        """Kept shots plus the last image (a stopped run ends on whatever it had); for a clip, its first frame's
+        optimisation, ending on that frame painted."""
         with self.lock:
+            if self.painted:
+                first = self.painted[0]
+                return [f for f in self.frames if f is not first] + [first]
             frames = list(self.frames)
             if self.pictured is not None and (not frames or frames[-1] is not self.pictured):
                 frames.append(self.pictured)

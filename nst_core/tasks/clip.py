@@ -16,6 +16,7 @@ from typing import ClassVar
 from PIL import Image
 
 from .. import clips
+from ..images import fit
 from ..schedule import pixel_evals
 from ..settings import Settings
 
@@ -53,9 +54,10 @@ class ClipTask:
         rate = clips.steady_rate(info, fps)
         scale = settings.size / max(info.width, info.height)  # as images.fit: a painted frame's longest side
         w, h = max(1, round(info.width * scale)), max(1, round(info.height * scale))
+        side = settings.style_side()  # each painting at its working side, as the Studio's still run (StyleTask.of)
         return cls(
             bytes(clip),
-            tuple(styles),
+            tuple(fit(im, side) for im in styles),
             settings,
             clips.frame_count(max_frames, info, fps),
             rate,

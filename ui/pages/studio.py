@@ -6,17 +6,25 @@ Widgets (ui/fields.py) -> Settings -> a job on the shared runner (ui/job_panel.p
 import streamlit as st
 
 from nst_core.classroom.pace import host_default
+from nst_core.clips import ClipError
 from nst_core.errors import ImageLoadError
 from nst_core.images import encode_mask
 from nst_core.serve import store as stores
+from nst_core.tasks.clip import ClipTask
 from nst_core.tasks.still import StyleTask
+from nst_core.video import DEFAULT_TEMPORAL_WEIGHT
 from ui import results
 from ui.classroom import class_room, follow_pace, share_form
+from ui.clip import clip_picker
 from ui.common import SAMPLES, fmt_seconds, image_picker, md, service
 from ui.fields import W, apply, settings_form, widget_values
 from ui.job_panel import JobPanel, wait_note
 from ui.masks import mask_ui
 
+CLIP_HELP = (
+    "Paint a video (MP4, MOV, WebM) or an animated GIF or WebP, frame after frame, without flicker. A class room's "
+    "pace says whether its students have the time."
+)
 st.set_page_config(page_title="Neural Style Studio", page_icon=":material/palette:", layout="wide")
 svc = service()
 panel = JobPanel("studio", results.live, results.finish, results.failed)
@@ -54,12 +62,35 @@ with st.sidebar:
     )
 
 c1, c2, c3 = st.columns(3)
+clip_cap = svc.limits.clip_frames(svc.device_type)
+if room and room.pace and not room.teacher:  # a student's clip fits the room's time per student
+    clip_cap = min(clip_cap, room.pace.clip_frames())
 with c1:
-    content = image_picker("content", "Photo", "content", "chelsea.png", help="The picture to repaint.")
+    clip = None
+    if st.toggle("A clip instead of a photo", key="use_clip", disabled=clip_cap < 2, help=CLIP_HELP):
+        clip = clip_picker("Each frame starts from the one before, moved along the clip's motion (Ruder et al. 2016).")
+        content = clip.first
+        frames = st.slider("Frames to paint", 2, clip_cap, min(clip_cap, 24), key="clip_frames")
+        rates = sorted({min(clip.info.fps, r) for r in (clip.info.fps, 12.0, 8.0)}, reverse=True)
+        fps = st.select_slider("Frames a second", rates, rates[0], key="clip_fps", format_func=lambda r: f"{r:g}")
+        steady = st.slider(
+            "Steadiness (temporal weight)",
+            0.0,
+            1000.0,
+            DEFAULT_TEMPORAL_WEIGHT,
+            step=50.0,
+            key="clip_temporal",
+            help="How strongly each frame keeps to the one before where the motion is reliable; 0 paints each frame "
+            "from the one before but lets it drift (it flickers).",
+        )
+    else:
+        if clip_cap < 2:
+            st.caption("This room's pace leaves no time for clips." if room and room.pace else "")
+        content = image_picker("content", "Photo", "content", "chelsea.png", help="The picture to repaint.")
 with c2:
     style = image_picker("style", "Painting", "styles", "starry_night.jpg", help="Whose brushwork to borrow.")
 with c3:
-    styles, labels = [style], [st.session_state.content[0], st.session_state.style[0]]
+    styles, labels = [style], [clip.name if clip else st.session_state.content[0], st.session_state.style[0]]
     if st.toggle("Blend a second painting", key="two_styles"):
         styles.append(
             image_picker("style2", "Second painting", "styles", "the_scream.jpg", help="Mixed with the first.")
@@ -71,7 +102,7 @@ with c3:
         if settings is not None:
             settings = settings.replace(style_blend=(round(1 - mix, 3), round(mix, 3)))
 
-masks = mask_ui(content, len(styles))
+masks = mask_ui(content, len(styles)) if clip is None else []
 if masks and settings is not None:
     settings = settings.replace(masks=tuple(encode_mask(m) for m in masks))
 
@@ -79,14 +110,26 @@ busy = panel.busy()
 if svc.memory_line:  # this host's memory caps the size, or cannot hold a run at all: said before Run, not after
     (st.error if svc.cannot_paint else st.caption)(svc.memory_line)
 too_big = None
+if settings is not None and clip is not None:  # a clip's frames at most the server's clip size
+    settings = settings.replace(size=min(settings.size, svc.limits.clip_size(svc.device_type)))
 if settings is not None:
     aspect = min(content.size) / max(content.size)
     est = svc.cost.estimate(settings, aspect)
-    st.caption(
-        f"Estimated time on this server: about {fmt_seconds(est)} for {settings.iterations} steps at "
-        f"{settings.size} px (measured here){wait_note()}."
-    )
-    too_big = svc.memory_check(settings, aspect)
+    what = f"{settings.iterations} steps at {settings.size} px"
+    if clip is not None:
+        try:
+            planned = ClipTask.of(clip.data, styles, settings, frames, fps, steady)
+        except (ClipError, ImageLoadError) as e:
+            too_big = f"This clip cannot be painted: {md(e)}"
+        else:
+            est = svc.cost.seconds(*planned.work())
+            w, h = planned.size
+            what = (
+                f"{planned.count} frames at {w}x{h} ({planned.count / planned.fps:.1f} s of the clip): the first "
+                f"{settings.iterations} steps, each later one {planned.later_iterations}"
+            )
+    st.caption(f"Estimated time on this server: about {fmt_seconds(est)} for {what} (measured here){wait_note()}.")
+    too_big = too_big or svc.memory_check(settings, aspect)
     if too_big:
         st.warning(too_big)
 blocked = busy or settings is None or svc.cannot_paint or bool(too_big)
@@ -96,8 +139,11 @@ if st.button("Run", type="primary", icon=":material/play_arrow:", disabled=block
         size=min(settings.size, caps["size"]), iterations=min(settings.iterations, caps["iterations"])
     )
     try:
-        task = StyleTask.of(content, styles, settings)
-    except ImageLoadError as e:
+        if clip is None:
+            task = StyleTask.of(content, styles, settings)
+        else:
+            task = ClipTask.of(clip.data, styles, settings, frames, fps, steady)
+    except (ImageLoadError, ClipError) as e:
         st.error(f"These pictures cannot run at this size: {md(e)}")
     else:
         rid = stores.new_id()  # the result's address, from the moment the run is queued
