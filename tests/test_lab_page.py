@@ -24,6 +24,7 @@ EXPLAINS = {
     "4": "as in the paper's figure",
     "5": "**Feature maps**",
     "6": "*guided* Gram matrices",
+    "7": "Ruder, Dosovitskiy and",
 }
 
 
@@ -54,6 +55,20 @@ def test_reconstruction_experiment_runs_at_tiny_size():
     assert r.key == "2" and r.gif[:6] == b"GIF89a" and r.image.width == 5 * (48 + 8)
     assert "25 of 25 steps" in r.caption
     assert [b.label for b in at.get("download_button")] == ["Picture (PNG)", "Animation (GIF)"]
+
+
+def test_why_videos_flicker_runs_at_tiny_size_and_shows_both_warping_errors():
+    at = lab_page()
+    at.radio(key="lab_experiment").set_value("7. Why videos flicker").run()
+    at.slider(key="lab_size_7").set_value(48)
+    at.slider(key="lab_steps_7").set_value(5)
+    at.run()
+    at.button(key="run_7").click().run()
+    rerun_until(at, lambda: at.session_state["lab_job"] is None, 300)
+    assert not at.exception, at.exception
+    r = at.session_state["lab_result"]
+    assert r.key == "7" and r.gif is None
+    assert "each frame alone" in r.caption and "with the temporal term" in r.caption and "photo's frames" in r.caption
 
 
 @pytest.mark.numerics

@@ -18,10 +18,11 @@ from PIL import Image
 from nst_core.images import fit, png_bytes
 from nst_core.tasks import lab
 
+from .clip import clip_picker
 from .common import client_address, image_picker, sentence, server_config, service
 from .inside import Refused, look
 
-Builder = Callable[[str, int, int], lab.Plan]  # (the experiment's key, size, steps) -> its Plan, its pickers drawn
+Builder = Callable[[str, int, int], lab.Plan | lab.Flicker]  # (key, size, steps) -> what it runs, its pickers drawn
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,15 @@ def photo_and_painting(build: Callable[[Image.Image, Image.Image, int, int], lab
         return build(photo, style, size, steps)
 
     return plan
+
+
+def flicker(key: str, size: int, steps: int) -> lab.Flicker:
+    c1, c2 = st.columns(2)
+    with c1:
+        clip = clip_picker("Six frames of it are painted twice: alone, and with the temporal term.")
+    with c2:
+        style = image_picker("lab_style7", "Painting", "styles", "starry_night.jpg", help="The painting.")
+    return lab.why_videos_flicker(clip.data, style, size, frames=6, iterations=steps)
 
 
 # ---------------------------------------------------------------- the look inside the network
@@ -265,5 +275,22 @@ EXPERIMENTS = (
         ),
         plan=photo_and_painting(lab.half_painted),
         steps=60,
+    ),
+    Experiment(
+        "7",
+        "Why videos flicker",
+        (
+            "A video painted one frame at a time flickers: each frame's optimisation starts from its own photo and "
+            "lands somewhere else, so the brush strokes jump about even where nothing moves. Ruder, Dosovitskiy and "
+            "Brox (2016) start each frame from the painted frame before, moved along the clip's motion (optical "
+            "flow), and add a *temporal* term that keeps it close to that frame wherever the motion is reliable. Top "
+            "row: each frame alone; bottom row: with the temporal term. The **warping error** measures the flicker: "
+            "how much each painted frame differs from the one before moved along the motion (0 is perfectly steady; "
+            "the photo's frames have a little of their own, as light and edges move too)."
+        ),
+        plan=flicker,
+        size=96,
+        steps=40,
+        anim=False,
     ),
 )

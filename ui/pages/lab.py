@@ -33,7 +33,18 @@ def finish(job, meta: dict) -> LabResult:
         png=png_bytes(image, {"experiment": meta["title"]}),
         gif=make_gif([f.image() for f in job.final_frames()]) if meta["anim"] else None,
         caption=f"{meta['title']}: {last.step} of {last.total} steps in {fmt_seconds(last.elapsed)}"
-        + (f" ({job.reason})" if job.reason else ""),
+        + (f" ({job.reason})" if job.reason else "")
+        + flicker_line(last.losses),
+    )
+
+
+def flicker_line(losses: dict) -> str:
+    """Experiment 7's figures, when its last step carries them."""
+    if "alone" not in losses:
+        return ""
+    return (
+        f". Warping error: each frame alone {losses['alone']:.4f}, with the temporal term {losses['temporal']:.4f}"
+        f" (the photo's frames: {losses['floor']:.4f})."
     )
 
 
@@ -69,7 +80,7 @@ def main() -> None:
     service()
     st.title("The Lab")
     st.session_state.lab_room = class_room()  # a teacher's link (?room=...&key=...) puts the demo's runs first
-    st.caption("Why does style transfer work? Six experiments, each a picture a class can make live.")
+    st.caption("Why does style transfer work? Seven experiments, each a picture a class can make live.")
     by_label = {e.label: e for e in EXPERIMENTS}
     e = by_label[st.radio("Experiment", list(by_label), key="lab_experiment", horizontal=True)]
     st.markdown(e.text)
