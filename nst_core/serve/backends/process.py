@@ -189,8 +189,8 @@ def gpu_plan(device: str, gpus: int, visible: str | None) -> list[tuple[str, dic
     return [(device, {})] + [("cuda", {"CUDA_VISIBLE_DEVICES": ids[i]}) for i in range(1, min(gpus, len(ids)))]
 
 
-class Lane:
-    """One slot: a run at a time on one worker process (a GPU's process has several)."""
+class ProcessSlot:
+    """One slot: a run at a time on one worker process (a GPU's worker has one per lane)."""
 
     def __init__(self, worker: WorkerProcess):
         self.worker = worker
@@ -232,23 +232,23 @@ class ProcessBackend:
         self.slots = len(workers) * lanes
         self._retired: collections.Counter = collections.Counter()
         self._lock = threading.Lock()
-        self.pool = Pool([Lane(w) for w in workers for _ in range(lanes)], self._retire)
+        self.pool = Pool([ProcessSlot(w) for w in workers for _ in range(lanes)], self._retire)
 
-    def _retire(self, lane: Lane) -> None:
-        """A lane the closed pool will not use again; its process ends with the last of its lanes (a GPU's other
+    def _retire(self, slot: ProcessSlot) -> None:
+        """A slot the closed pool will not use again; its worker ends with the last of its slots (a GPU worker's other
         lanes may still be finishing their runs)."""
         with self._lock:
-            self._retired[lane.worker] += 1
-            last = self._retired[lane.worker] == self.lanes
+            self._retired[slot.worker] += 1
+            last = self._retired[slot.worker] == self.lanes
         if last:
-            lane.worker.close()
+            slot.worker.close()
 
     def run(self, task, emit, cancelled: threading.Event) -> None:
-        lane = self.pool.take()
+        slot = self.pool.take()
         try:
-            lane.run(task, emit, cancelled, self.silence)
+            slot.run(task, emit, cancelled, self.silence)
         finally:
-            self.pool.put(lane)
+            self.pool.put(slot)
 
     def close(self) -> None:
         """End the idle workers now, a busy one as soon as its run has stopped."""
