@@ -287,6 +287,21 @@ def test_the_same_run_kept_again_shares_its_files_and_each_copy_is_charged_a_par
     assert store.load(again).png == result().png
 
 
+def test_a_stopped_run_is_never_served_as_the_result_of_an_identical_finished_one(tmp_path):
+    """A stopped run's result is partial (a picture cut short, a clip of the frames done): a later identical run that
+    finishes gets a result of its own, never a link to it."""
+    key = "ef" * 32
+    store = ResultStore(tmp_path)
+    stopped = stores.new_id()
+    store.save(stopped, dataclasses.replace(result(), key=key, stopped=True))
+    store.keep(stopped, "clip.mp4", b"PARTIAL")
+    assert store.copy(stores.new_id(), dataclasses.replace(result(), key=key)) is None
+    done = stores.new_id()
+    store.save(done, dataclasses.replace(result(), key=key))
+    assert not store.load(done).stopped and store.kept(done, "clip.mp4") is None
+    assert store.copy(stores.new_id(), dataclasses.replace(result(), key=key)) is not None  # the finished one serves
+
+
 def test_previews_are_kept_at_most_preview_size_and_the_picture_once(tmp_path):
     big = result(frames=4, noise=True, size=(1200, 800))
     store, rid = ResultStore(tmp_path), stores.new_id()

@@ -101,7 +101,7 @@ def flicker(key: str, size: int, steps: int) -> lab.Flicker:
         clip = clip_picker("Six frames of it are painted twice: alone, and with the temporal term.")
     with c2:
         style = image_picker("lab_style7", "Painting", "styles", "starry_night.jpg", help="The painting.")
-    return lab.why_videos_flicker(clip.data, style, size, frames=6, iterations=steps)
+    return lab.why_videos_flicker(clip.data, style, size, frames=6, iterations=steps, info=clip.info)
 
 
 # ---------------------------------------------------------------- the look inside the network

@@ -64,6 +64,7 @@ class Result:
     shared: dict[str, str] = field(default_factory=dict)
     no_address: str | None = None  # why the store could not keep it, when it could not
     clip: bytes | None = None  # a painted clip (MP4, the source's audio kept); its figures in info["clip"]
+    no_clip: str | None = None  # why a clip result's MP4 is not kept under its address
 
     @property
     def settings_json(self) -> str:
@@ -107,6 +108,10 @@ def live(p: Progress) -> None:
 
 
 CLIP = "clip.mp4"  # a painted clip, kept beside its result
+CLIP_NOT_KEPT = (
+    "This painted clip is too big to keep under this result's address (NST_RESULT_MB): download it now; the address "
+    "keeps its first frame."
+)
 
 
 def clip_record(painted: list, fps: float, count: int) -> dict:
@@ -119,7 +124,7 @@ def clip_record(painted: list, fps: float, count: int) -> dict:
     return {
         "frames": len(painted),
         "of": count,
-        "fps": round(fps, 3),
+        "fps": fps,
         "warping_error": mean("warping"),
         "input_warping_error": mean("floor"),
         "frame_seconds": seconds,
@@ -206,27 +211,25 @@ class Run:
         painted = list(job.painted)
         end = job.latest if painted else last  # a clip's steps and seconds are the whole clip's
         info = run_record(self.settings, self.weights, self.device, end.step, round(end.elapsed, 1))
-        clip = None
-        if painted:  # the clip is encoded once, here, on the run's thread, with the source's audio for its frames
-            task = job.task
-            info["clip"] = clip_record(painted, task.fps, task.count)
-            pictures = [s.image() for s in painted]
-            clip = clips.write_mp4(pictures, task.fps, audio_from=task.clip, seconds=len(pictures) / task.fps)
+        if painted:  # the clip's frames out of those the run had (fewer than asked if the clip was shorter)
+            info["clip"] = clip_record(painted, job.task.fps, painted[-1].clip[1])
         own = {
             "label": self.labels[0] + " × " + " + ".join(self.labels[1:]),
             "paintings": " + ".join(self.labels[1:]),
             "stopped": job.state != DONE,
             "room": self.room,
             "client": self.client,
-            "key": job.key,
+            "key": job.key if job.state == DONE else None,  # a stopped run is never another run's result
         }
         store, rid = self.store, self.rid
-        if store is not None and rid and job.key is not None and job.state == DONE:
+        if store is not None and rid and own["key"] is not None:
             blank = Image.new("RGB", (1, 1))
             same = Stored(b"", b"", (), info, history=(), photo=blank, painting=blank, **own)
             kept = store.copy(rid, same)  # the same run kept already (a served run): its files, not a new copy
             if kept is not None:
-                return from_stored(rid, kept, keep_clip(store, rid, clip))
+                clip = (store.kept(rid, CLIP) or painted_clip(job)) if painted else None
+                return keep_clip(store, from_stored(rid, kept, clip))
+        clip = painted_clip(job) if painted else None
         image = last.image()
         pictures = [f.image() for f in frames[:-1]] + [image]
         result = Stored(
@@ -248,14 +251,22 @@ class Run:
             kept = store.save(rid, result)
         except StoreError as e:
             return replace(from_stored(None, result, clip), no_address=str(e))
-        return from_stored(rid, kept, keep_clip(store, rid, clip))
+        return keep_clip(store, from_stored(rid, kept, clip))
 
 
-def keep_clip(store: ResultStore, rid: str, clip: bytes | None) -> bytes | None:
-    """A painted clip kept beside its result (within its bytes; a page that made it shows it either way)."""
-    if clip is not None and store.kept(rid, CLIP) is None and not store.keep(rid, CLIP, clip):
-        log.warning("result %s: its clip is too big to keep beside it", rid)
-    return clip
+def painted_clip(job: Job) -> bytes:
+    """The painted frames as an MP4 at the clip's rate, with the source's sound for the frames painted: encoded once,
+    on the run's thread (a served twin's result reuses the kept file)."""
+    task, pictures = job.task, [s.image() for s in job.painted]
+    return clips.write_mp4(pictures, task.fps, audio_from=task.clip, seconds=len(pictures) / task.fps)
+
+
+def keep_clip(store: ResultStore, r: Result) -> Result:
+    """A painted clip kept beside its result, within the result's bytes; if it does not fit, the page that made it
+    still shows it, and says it is not kept."""
+    if r.clip is None or store.kept(r.id, CLIP) is not None or store.keep(r.id, CLIP, r.clip):
+        return r
+    return replace(r, no_clip=CLIP_NOT_KEPT)
 
 
 @dataclass(eq=False)
@@ -432,6 +443,8 @@ def result_view(r: Result) -> None:
         st.caption(f"This result has no link of its own: {md(r.no_address)}.")
     if r.clip is not None:
         clip_view(r)
+    elif "clip" in r.info:
+        st.warning(CLIP_NOT_KEPT.split(":")[0] + ": only its first frame is kept.")
     c1, c2, c3 = st.columns(3)
     c1.image(r.content, caption="Photo" if r.clip is None else "The clip's first frame", width="stretch")
     c2.image(r.styles[0], caption="Painting" if len(r.styles) == 1 else "Paintings (first)", width="stretch")
@@ -472,6 +485,8 @@ def clip_view(r: Result) -> None:
             " the input's own is as low as a painted clip can go)"
         )
     st.caption(shown)
+    if r.no_clip:
+        st.warning(r.no_clip)
     helps = {"mp4": "H.264 with the clip's sound.", "gif": "Looping; 256 colours.", "webp": "Looping, full colour."}
     for col, kind in zip(st.columns(3), ("mp4", "gif", "webp"), strict=True):
         col.download_button(

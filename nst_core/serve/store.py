@@ -266,7 +266,7 @@ class ResultStore:
             meta = json.loads((first / "result.json").read_text())
         except (OSError, ValueError):
             return None
-        return first if meta.get("key") == key else None
+        return first if meta.get("key") == key and not meta.get("stopped") else None  # a stopped run: partial
 
     def save(self, rid: str, result: Stored) -> Stored:
         """Write `result` under `rid` (once: a second save of the same id keeps the first). Returns what was kept:
@@ -377,7 +377,7 @@ class ResultStore:
             (tmp / "result.json").write_text(json.dumps(self._meta(result, frames)))
             with self._lock:
                 tmp.rename(self.dir / rid)
-                if result.key is not None and KEY.fullmatch(result.key):
+                if result.key is not None and KEY.fullmatch(result.key) and not result.stopped:
                     self._write(self.dir / ".keys" / result.key, rid.encode())
                 self._evict(result.client)
         except OSError as e:

@@ -16,7 +16,7 @@ from typing import ClassVar
 from PIL import Image
 
 from .. import clips
-from ..images import fit
+from ..images import MIN_SIDE, fit
 from ..schedule import pixel_evals
 from ..settings import Settings
 
@@ -44,16 +44,23 @@ class ClipTask:
         temporal_weight: float | None = None,
         later_iterations: int | None = None,
         max_bytes: int = clips.MAX_BYTES,
+        info: clips.ClipInfo | None = None,
     ) -> ClipTask:
         """Probe the clip (clips.ClipError, one line, if it cannot be read) and make the task: at most `max_frames`
         frames at `fps` (default: the clip's own rate), each later one given `later_iterations` evaluations
-        (default video.later_default: a quarter of the first frame's work)."""
+        (default video.later_default: a quarter of the first frame's work). `info`: the clip's probe, if the caller
+        has it already (a page that probed the upload once)."""
         from .. import video
 
-        info = clips.probe(clip, max_bytes=max_bytes)
+        info = info or clips.probe(clip, max_bytes=max_bytes)
         rate = clips.steady_rate(info, fps)
         scale = settings.size / max(info.width, info.height)  # as images.fit: a painted frame's longest side
         w, h = max(1, round(info.width * scale)), max(1, round(info.height * scale))
+        if min(w, h) < MIN_SIDE:  # refused here, in one line, not in the worker after the run was queued
+            raise clips.ClipError(
+                f"at {settings.size} px the clip's frames would be {w}x{h}; their short side must be at least "
+                f"{MIN_SIDE} px (use a larger size or a less elongated clip)"
+            )
         side = settings.style_side()  # each painting at its working side, as the Studio's still run (StyleTask.of)
         return cls(
             bytes(clip),

@@ -343,11 +343,12 @@ class Flicker:
 
 
 def why_videos_flicker(
-    clip: bytes, style: Image.Image, size: int = 128, frames: int = 6, iterations: int = 60
+    clip: bytes, style: Image.Image, size: int = 128, frames: int = 6, iterations: int = 60, info=None
 ) -> Flicker:
+    """Experiment 7 on `clip` (`info`: its probe, if the caller has it)."""
     from .. import clips, video
 
-    info = clips.probe(clip)
+    info = info or clips.probe(clip)
     s = Settings(size=size, iterations=iterations, preview_every=max(1, iterations // 6), init="content")
     count = clips.frame_count(frames, info)
     notes = {

@@ -65,6 +65,8 @@ c1, c2, c3 = st.columns(3)
 clip_cap = svc.limits.clip_frames(svc.device_type)
 if room and room.pace and not room.teacher:  # a student's clip fits the room's time per student
     clip_cap = min(clip_cap, room.pace.clip_frames())
+if clip_cap < 2:  # no clips here (or no more: the room's pace changed): the photo picker, never a stuck toggle
+    st.session_state.use_clip = False
 with c1:
     clip = None
     if st.toggle("A clip instead of a photo", key="use_clip", disabled=clip_cap < 2, help=CLIP_HELP):
@@ -118,7 +120,7 @@ if settings is not None:
     what = f"{settings.iterations} steps at {settings.size} px"
     if clip is not None:
         try:
-            planned = ClipTask.of(clip.data, styles, settings, frames, fps, steady)
+            planned = ClipTask.of(clip.data, styles, settings, frames, fps, steady, info=clip.info)
         except (ClipError, ImageLoadError) as e:
             too_big = f"This clip cannot be painted: {md(e)}"
         else:
@@ -142,7 +144,8 @@ if st.button("Run", type="primary", icon=":material/play_arrow:", disabled=block
         if clip is None:
             task = StyleTask.of(content, styles, settings)
         else:
-            task = ClipTask.of(clip.data, styles, settings, frames, fps, steady)
+            frames = max(1, min(frames, clip_cap))  # whatever the browser sent
+            task = ClipTask.of(clip.data, styles, settings, frames, fps, steady, info=clip.info)
     except (ImageLoadError, ClipError) as e:
         st.error(f"These pictures cannot run at this size: {md(e)}")
     else:
