@@ -13,6 +13,7 @@ import time
 from benchmarks.common import ROOT, machine
 from nst_core import Settings, load_backbone, load_image, stylize
 from nst_core.animation import intro_card, make_animation
+from nst_core.settings import preview_spacing
 
 
 def main():
@@ -24,7 +25,7 @@ def main():
     photo = load_image(ROOT / "samples/content/chelsea.png")
     painting = load_image(ROOT / "samples/styles/the_scream.jpg")
     for size in a.sizes:
-        s = Settings(size=size, preview_every=Settings().iterations // 40)
+        s = Settings(size=size, preview_every=preview_spacing(Settings().iterations))
         frames = [f.image for f in stylize(photo, [painting], s, bb) if f.image is not None]
         card = intro_card(photo, painting, frames[-1].size)
         for kind in ("gif", "mp4", "webp"):

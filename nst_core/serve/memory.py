@@ -133,7 +133,7 @@ def run_bytes(
     peak = before = 0
     for size, _ in schedule(settings):
         h, w = _dims(size, aspect)
-        side = max(MIN_SIDE * 2, round(size * settings.style_scale))
+        side = settings.style_side(size)
         picture = 3 * h * w * 4
         inputs = picture * 2 + paintings * 3 * side * side * 4
         c_peak, c_kept = target_pass_peak(h, w, content, bf16)
