@@ -27,6 +27,20 @@ def t(a) -> torch.Tensor:
     return torch.from_numpy(a).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
+def scaled(flows, size: tuple[int, int]):
+    """Flows (H, W, 2 arrays) resized to `size` (w, h), their vectors scaled with them."""
+    import torch.nn.functional as F
+
+    out = []
+    for f in flows:
+        h, w = f.shape[:2]
+        r = F.interpolate(t(f), size=(size[1], size[0]), mode="bilinear", align_corners=True)
+        r[:, 0] *= (size[0] - 1) / (w - 1)
+        r[:, 1] *= (size[1] - 1) / (h - 1)
+        out.append(r[0].permute(1, 2, 0).contiguous().numpy())
+    return out
+
+
 def presets(size: int, n: int) -> None:
     frames, fws, bws = render(n, size)
     print(f"DIS presets on the synthetic clip ({frames[0].width}x{frames[0].height}, {n - 1} pairs; backward flow):")
@@ -62,30 +76,33 @@ def errors(inputs, painted, fws=None, bws=None) -> tuple[float, float, float | N
 
 
 def paint(frames, style, s, bb, weight: float | None):
-    """(painted frames, seconds per frame): weight None paints each frame alone (transfer.run)."""
+    """(painted frames, seconds per frame, mean style loss of the painted frames): weight None paints each frame
+    alone (transfer.run)."""
     if weight is None:
-        out, secs = [], []
+        out, secs, style_loss = [], [], []
         for f in frames:
             tic = time.perf_counter()
-            out.append(run(f, [style], s, backbone=bb).image)
+            last = run(f, [style], s, backbone=bb)
+            out.append(last.image)
+            style_loss.append(last.losses["style"])
             secs.append(time.perf_counter() - tic)
-        return out, secs
+        return out, secs, sum(style_loss) / len(style_loss)
     stats = video.ClipStats()
-    out = [
-        f.image
+    done = [
+        f
         for f in video.stylize_clip(
             iter(frames), [style], s, bb, frames_total=len(frames), temporal_weight=weight, stats=stats
         )
         if f.painted
     ]
-    return out, stats.seconds
+    return [f.image for f in done], stats.seconds, sum(f.losses["style"] for f in done) / len(done)
 
 
 def compare(name, frames, style, s, bb, weights, fws=None, bws=None) -> None:
     print(f"{name}: {len(frames)} frames of {frames[0].width}x{frames[0].height}")
     alone_err = None
     for label, w in [("alone", None)] + [(f"temporal {w:g}", w) for w in weights]:
-        painted, secs = paint(frames, style, s, bb, w)
+        painted, secs, style_loss = paint(frames, style, s, bb, w)
         dis, dis_floor, true, true_floor = errors(frames, painted, fws, bws)
         if w is None:
             alone_err = (dis, true)
@@ -95,7 +112,7 @@ def compare(name, frames, style, s, bb, weights, fws=None, bws=None) -> None:
             ratio = f" ({true / alone_err[1]:.2f}x alone)" if w is not None else ""
             line += f"; true flow {true:.5f}{ratio} (input {true_floor:.5f})"
         later = sum(secs[1:]) / max(len(secs) - 1, 1)
-        line += f"; frame 1 {secs[0]:.1f} s, later {later:.2f} s a frame"
+        line += f"; style loss {style_loss:.3f}; frame 1 {secs[0]:.1f} s, later {later:.2f} s a frame"
         print(line, flush=True)
 
 
@@ -119,6 +136,9 @@ def main():
     frames, fws, bws = render(48, a.size)
     compare("synthetic clip (true flow known)", frames[: a.frames], style, s, bb, a.weights, fws, bws)
     sample = list(clips.read_frames(SAMPLE, a.frames, a.size))
+    # The sample clip was rendered at 256 px: its true flow is that one, scaled to the size read.
+    _, fws, bws = render(48, 256)
+    fws, bws = scaled(fws[: a.frames], sample[0].size), scaled(bws[: a.frames], sample[0].size)
     compare("sample clip (H.264)", sample, style, s, bb, a.weights, fws, bws)
     if a.full:
         tic = time.perf_counter()
