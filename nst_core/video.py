@@ -21,6 +21,7 @@ The pieces, usable alone:
   reliability(forward, backward) -> Ruder's 0/1 mask on the pixels of the backward flow's first frame
   warping_error(a, b, flow, mask) -> Lai et al. 2018's warping error of b against a warped by flow (b -> a)
   warping_errors(inputs, painted) -> (the painted clip's mean warping error, the input clip's)
+  input_warping_error(inputs)   -> the input clip's own mean warping error (the floor)
 
 Flow is always computed between INPUT frames (painted frames have texture that moves on its own), at the working
 size. Memory is bounded by the frame size, not the clip's length: only the previous input frame, the previous
@@ -201,6 +202,21 @@ def warping_errors(
             n += 1
         prev_in, prev_out = im, out
     return (painted_sum / n, floor_sum / n) if n else (0.0, 0.0)
+
+
+def input_warping_error(inputs: Iterable[Image.Image], preset: str = DIS_PRESET) -> float:
+    """The input clip's own mean warping error (the floor a painted clip of it is compared with), streamed."""
+    prev = None
+    total, n = 0.0, 0
+    for im in inputs:
+        im = im.convert("RGB")
+        if prev is not None:
+            im = im if im.size == prev.size else im.resize(prev.size, Image.Resampling.LANCZOS)
+            bw, mask = pair(prev, im, preset)
+            total += warping_error(prev, im, bw, mask)
+            n += 1
+        prev = im
+    return total / n if n else 0.0
 
 
 # ------------------------------------------------------------------ the temporal objective
