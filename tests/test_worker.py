@@ -162,9 +162,9 @@ def test_a_worker_that_sends_nothing_past_the_time_limit_is_killed_and_its_slot_
 
 
 def test_two_lanes_of_one_worker_run_two_runs_at_once_each_as_it_would_run_alone(content, style, tmp_path):
-    """The GPU's way (serve/backends/lanes.py) on the CPU: one worker process with two lanes. Two runs overlap in time, and
-    each ends on exactly the picture it ends on alone (they share only the read-only VGG19); a worker that dies
-    fails both, and the next run starts it again."""
+    """The GPU's way (serve/backends/lanes.py) on the CPU: one worker process with two lanes. Two runs overlap in
+    time, and each ends on exactly the picture it ends on alone (they share only the read-only VGG19); a worker that
+    dies fails both, and the next run starts it again."""
     import numpy as np
 
     from nst_core.serve.backends.process import ProcessBackend

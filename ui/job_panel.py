@@ -204,6 +204,6 @@ def queue_status(job: Job) -> str:
             f"yours, in about {fmt_seconds(eta.done)}."
         )
     return (
-        f"Waiting for a free slot: you are number {pos} in the queue ({runner.stats()['running']} run(s) in "
+        f"Waiting for a free slot: you are number {pos} in the queue ({runner.stats().running} run(s) in "
         f"progress). Starts in about {fmt_seconds(eta.start)}, done in about {fmt_seconds(eta.done)}."
     )

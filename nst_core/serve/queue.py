@@ -1,7 +1,7 @@
 """The queue: Jobs with heartbeats, one run per session, first come first served over a backend's slots.
 
-Pages submit a task (anything picklable with `frames(backbone) -> Iterator[Frame]` and `work()`: a StyleTask,
-a Lab Plan), then poll its Job. The Runner keeps the queue and the promises made to the pages (order, place,
+Pages submit a task (nst_core.tasks: anything picklable with `frames(backbone) -> Iterator[Frame]` and
+`work()`), then poll its Job. The Runner keeps the queue and the promises made to the pages (order, place,
 waiting time, one run per session, a closed tab stopped within `heartbeat_timeout`, the time limit) and
 teaches the cost model from every finished run. A backend runs one task per slot and reports its frames as
 Shots (previews as PNG bytes, never tensors). A run identical to one already done here (a class pressing Run on
@@ -27,6 +27,12 @@ from .limits import Limits
 from .results import Results
 
 log = logging.getLogger(__name__)
+
+
+class QueueStats(NamedTuple):
+    running: int  # runs in progress
+    queued: int  # runs waiting
+    slots: int  # runs at once
 
 
 class Eta(NamedTuple):
@@ -185,9 +191,9 @@ class Runner:
         last = max([etas[j].done for j in waiting] + [j.seconds_left() for j in running] + [0.0])
         return RoomProgress(done, len(running), len(waiting), last)
 
-    def stats(self) -> dict:
+    def stats(self) -> QueueStats:
         with self._lock:
-            return {"running": len(self._running), "queued": len(self._queue), "slots": self.slots}
+            return QueueStats(len(self._running), len(self._queue), self.slots)
 
     def _serve(self, job: Job) -> bool:
         """(Under _lock.) End `job` as an identical run done before ended, if there is one."""
