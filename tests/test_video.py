@@ -133,12 +133,12 @@ def test_temporal_term_lowers_the_warping_error(backbone, style):
     """A pan painted with the temporal term flickers far less than the same frames painted alone (the same
     settings, each from its own photo): its warping error is under half, with a wide margin (docs/benchmarks.md,
     Video)."""
-    s = Settings(size=64, iterations=30, scales=1, preview_every=100)
-    frames = pan_frames(4, 64)
+    s = Settings(size=64, iterations=20, scales=1, preview_every=100)
+    frames = pan_frames(3, 64)
     alone = [run(f, [style], s, backbone=backbone).image for f in frames]
     painted = [
         f.image
-        for f in video.stylize_clip(iter(frames), [style], s, backbone, frames_total=4, later_iterations=10)
+        for f in video.stylize_clip(iter(frames), [style], s, backbone, frames_total=3, later_iterations=8)
         if f.painted
     ]
     e_alone, floor = video.warping_errors(frames, alone)
