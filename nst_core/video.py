@@ -23,6 +23,12 @@ The pieces, usable alone:
   warping_errors(inputs, painted) -> (the painted clip's mean warping error, the input clip's)
   input_warping_error(inputs)   -> the input clip's own mean warping error (the floor)
 
+Where this departs from the paper: the temporal weight is ours (DEFAULT_TEMPORAL_WEIGHT: their weights are for 0-255
+Caffe pixels); later frames are optimised at the top level only, with far fewer evaluations than frame 1 (a short
+coarse-to-fine for them was not tried); disoccluded pixels start from the photo's frame; only the short-term term is
+used (the paper's long-term terms and multi-pass scheme were not tried: each holds several frames or passes over
+the clip, which a streamed run with memory bounded by the frame size does not keep).
+
 Flow is always computed between INPUT frames (painted frames have texture that moves on its own), at the working
 size. Memory is bounded by the frame size, not the clip's length: only the previous input frame, the previous
 painted frame and the flows between two frames are kept.
