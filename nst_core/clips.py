@@ -35,6 +35,10 @@ Source = bytes | bytearray | memoryview | str | Path
 MAX_BYTES = 200_000_000  # a clip file accepted, read or uploaded (checked before anything is decoded)
 MAX_FPS = 60.0  # a steady rate read is at most this (a 240 fps slow-motion clip is read at 60)
 DEFAULT_GIF_MS = 100  # a GIF/WebP frame without a duration (or under 20 ms) shows this long, as browsers do
+MIN_FPS = 0.5  # a source slower than this is a slideshow: its steady rate would not make a playable clip
+# A GIF/WebP is read as at most its first this many frames: counting them walks the file's blocks, and a tiny file
+# can declare a great many frames.
+MAX_FRAMES_SCANNED = 10_000
 ACCEPTED = "MP4, MOV, WebM, animated GIF or animated WebP"
 
 # FFmpeg demuxer for each container family we open; nothing else reaches FFmpeg's other (many) demuxers.
@@ -97,8 +101,8 @@ def is_clip(source: Source) -> bool:
         return True
     if kind in ("gif", "webp"):
         try:
-            with Image.open(_open_bytes(source), formats=[kind.upper()]) as im:
-                return getattr(im, "n_frames", 1) > 1
+            with _open_bytes(source) as f:
+                return len(_scan_picture(f.read(), kind, 2)[2]) > 1
         except Exception:  # a damaged picture is the image loader's to report
             return False
     return False
@@ -152,12 +156,24 @@ def _target_size(w: int, h: int, max_side: int | None) -> tuple[int, int]:
     return w, h
 
 
-def probe(source: Source, max_bytes: int = MAX_BYTES, name: str | None = None) -> ClipInfo:
-    """What a clip holds, from its headers and first frame; ClipError (one line) if it cannot be read."""
+def _too_big(label: str, w: int, h: int, max_pixels: int) -> ClipError:
+    return ClipError(f"{label} is {w}x{h} pixels a frame; the limit is {max_pixels / 1e6:g} megapixels")
+
+
+def _slideshow(label: str) -> ClipError:
+    return ClipError(f"{label} shows fewer than one frame every two seconds: it is a slideshow, not a clip")
+
+
+def probe(
+    source: Source, max_bytes: int = MAX_BYTES, name: str | None = None, *, max_pixels: int = MAX_PIXELS
+) -> ClipInfo:
+    """What a clip holds, from its headers (the frame size is checked against `max_pixels` before any frame is
+    decoded), the video track's packets and its first frame; ClipError (one line) if it cannot be read, is too
+    large, or is a slideshow (under MIN_FPS)."""
     label = _label(source, name)
     kind = _checked(source, max_bytes, label)
     if kind in ("gif", "webp"):
-        return _probe_picture(source, kind, label)
+        return _probe_picture(source, kind, label, max_pixels)
     import av
 
     try:
@@ -165,17 +181,36 @@ def probe(source: Source, max_bytes: int = MAX_BYTES, name: str | None = None) -
             if not c.streams.video:
                 raise ClipError(f"{label} has no video track")
             v = c.streams.video[0]
+            w, h = v.codec_context.width, v.codec_context.height
+            if w * h > max_pixels:
+                raise _too_big(label, w, h, max_pixels)
             rate = v.average_rate or v.guessed_rate or v.base_rate
             fps = float(rate) if rate else 0.0
+            # The video track's own duration: the container's (Matroska has no other) also counts the audio, which
+            # may run on after the last frame. Without one, the video packets' times give it (demuxed, not decoded;
+            # the file's size is already bounded). The first frame is decoded on the way, for its rotation.
+            first, duration = None, 0.0
             if v.duration is not None and v.time_base is not None:
                 duration = float(v.duration * v.time_base)
-            elif c.duration is not None:
-                duration = c.duration / 1e6
-            else:
-                duration = 0.0
-            first = next(c.decode(v), None)
+            start = end = None
+            for packet in c.demux(v):
+                if first is None:
+                    first = next(iter(packet.decode()), None)
+                if duration or packet.pts is None or packet.time_base is None:
+                    if first is not None and duration:
+                        break
+                    continue
+                t = float(packet.pts * packet.time_base)
+                start = t if start is None else min(start, t)
+                end = max(end or t, t + float((packet.duration or 0) * packet.time_base))
+            if not duration and start is not None:
+                duration = end - start
+            if first is None:  # a decoder that holds frames back gives them when flushed
+                first = next(iter(v.decode(None)), None)
             if first is None:
                 raise ClipError(f"{label} has no frames")
+            if first.width * first.height > max_pixels:
+                raise _too_big(label, first.width, first.height, max_pixels)
             rotation = int(first.rotation or 0)
             w, h = first.width, first.height
             frames = v.frames or (round(duration * fps) if fps else 0) or 1
@@ -186,25 +221,93 @@ def probe(source: Source, max_bytes: int = MAX_BYTES, name: str | None = None) -
         raise
     except Exception as e:  # FFmpeg's errors (InvalidDataError, ...), and whatever a damaged file leads to
         raise ClipError(f"{label} is damaged or not a clip: {_one_line(e)}") from None
+    if fps < MIN_FPS:
+        raise _slideshow(label)
     if rotation % 180:
         w, h = h, w
     return ClipInfo(frames, fps, w, h, rotation, has_audio, duration)
 
 
-def _probe_picture(source: Source, kind: str, label: str) -> ClipInfo:
+def _u24(b: bytes, i: int) -> int:
+    return int.from_bytes(b[i : i + 3], "little")
+
+
+def _scan_picture(data: bytes, kind: str, limit: int) -> tuple[int, int, list[int]]:
+    """(width, height, durations in ms of at most `limit` frames) of a GIF or WebP, read from its blocks and
+    chunks without decoding a frame. The size covers every frame counted (a GIF frame may reach past its logical
+    screen, and the canvas grows to hold it). A frame without a duration has 0."""
+    if kind == "gif":
+        if len(data) < 13:
+            raise ValueError("truncated GIF header")
+        w, h, flags = int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little"), data[10]
+        i = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+        durations: list[int] = []
+        delay = 0
+
+        def skip_blocks(i: int) -> int:
+            while i < len(data) and data[i]:
+                i += data[i] + 1
+            return i + 1
+
+        while i < len(data) and len(durations) < limit:
+            b = data[i]
+            if b == 0x21 and i + 1 < len(data):  # an extension: a graphic control one holds the next frame's delay
+                if data[i + 1] == 0xF9 and i + 6 < len(data) and data[i + 2] >= 4:
+                    delay = int.from_bytes(data[i + 4 : i + 6], "little") * 10
+                i = skip_blocks(i + 2)
+            elif b == 0x2C and i + 10 <= len(data):  # a frame: its place, size, colour table and compressed data
+                x, y, fw, fh = (int.from_bytes(data[i + k : i + k + 2], "little") for k in (1, 3, 5, 7))
+                w, h = max(w, x + fw), max(h, y + fh)
+                f = data[i + 9]
+                i = skip_blocks(i + 10 + (3 << ((f & 7) + 1) if f & 0x80 else 0) + 1)
+                if i > len(data) + 1:
+                    break  # cut off inside the frame: not counted
+                durations.append(delay)
+                delay = 0
+            else:
+                break  # the trailer, or a damaged block: the frames so far are the clip
+        return w, h, durations
+    # WebP: RIFF chunks; an animation has a VP8X header (the canvas) and one ANMF chunk per frame.
+    w = h = 0
+    durations = []
+    i = 12
+    while i + 8 <= len(data) and len(durations) < limit:
+        tag, size = data[i : i + 4], int.from_bytes(data[i + 4 : i + 8], "little")
+        body = data[i + 8 : i + 8 + size]
+        if tag == b"VP8X" and len(body) >= 10:
+            w, h = _u24(body, 4) + 1, _u24(body, 7) + 1
+        elif tag == b"ANMF" and len(body) >= 16:
+            w, h = max(w, 2 * _u24(body, 0) + _u24(body, 6) + 1), max(h, 2 * _u24(body, 3) + _u24(body, 9) + 1)
+            durations.append(_u24(body, 12))
+        elif tag in (b"VP8 ", b"VP8L") and not durations:
+            durations.append(0)  # a still picture: one frame (its size comes from Pillow's header read)
+        i += 8 + size + (size & 1)
+    return w, h, durations
+
+
+def _probe_picture(source: Source, kind: str, label: str, max_pixels: int = MAX_PIXELS) -> ClipInfo:
     try:
-        with Image.open(_open_bytes(source), formats=[kind.upper()]) as im:
-            w, h = im.size
-            n = getattr(im, "n_frames", 1)
-            total_ms = 0
-            for i in range(n):
-                im.seek(i)
-                im.load()  # WebP sets a frame's duration when it is decoded
-                total_ms += _frame_ms(im)
+        with _open_bytes(source) as f:
+            data = f.read()
+        w, h, durations = _scan_picture(data, kind, MAX_FRAMES_SCANNED)
+        if w * h > max_pixels:  # before Pillow sees the file: its WebP reader allocates the canvas on opening
+            raise _too_big(label, w, h, max_pixels)
+        with Image.open(io.BytesIO(data), formats=[kind.upper()]) as im:  # the headers are checked, nothing decoded
+            w, h = max(w, im.width), max(h, im.height)
+    except ClipError:
+        raise
     except Exception as e:
         raise ClipError(f"{label} is damaged or not a clip: {_one_line(e)}") from None
-    duration = total_ms / 1000
-    return ClipInfo(n, n / duration if duration else 10.0, w, h, 0, False, duration)
+    if w * h > max_pixels:
+        raise _too_big(label, w, h, max_pixels)
+    if not durations:
+        raise ClipError(f"{label} has no frames")
+    n = len(durations)
+    duration = sum(ms if ms >= 20 else DEFAULT_GIF_MS for ms in durations) / 1000
+    fps = n / duration
+    if fps < MIN_FPS:
+        raise _slideshow(label)
+    return ClipInfo(n, fps, w, h, 0, False, duration)
 
 
 def _frame_ms(im: Image.Image) -> int:
@@ -234,8 +337,8 @@ def read_frames(
     label = _label(source, name)
     kind = _checked(source, max_bytes, label)
     if kind in ("gif", "webp"):
+        native = _probe_picture(source, kind, label, max_pixels).fps  # checks the size and rate, decodes nothing
         timed = _picture_frames(source, kind, label, max_pixels)
-        native = _probe_picture(source, kind, label).fps
     else:
         timed, native = _video_frames(source, kind, label, max_pixels)
     rate = min(fps or native or MAX_FPS, native or MAX_FPS, MAX_FPS)
@@ -255,7 +358,7 @@ def _steady(timed, rate: float, max_frames: int, max_side: int | None, label: st
         picked = None
         while count < max_frames and (k / rate) < end - 1e-9:
             if k / rate + 1e-9 >= t or count == 0:
-                picked = picked or _scaled(make(), max_side)
+                picked = picked or _scaled(_made(make, label), max_side)
                 yield picked
                 count += 1
             k += 1
@@ -263,6 +366,15 @@ def _steady(timed, rate: float, max_frames: int, max_side: int | None, label: st
             return
     if count == 0:
         raise ClipError(f"{label} has no frames")
+
+
+def _made(make, label: str) -> Image.Image:
+    try:
+        return make()
+    except ClipError:
+        raise
+    except Exception as e:  # a frame the decoder gave but that cannot be converted
+        raise ClipError(f"{label} is damaged or not a clip: {_one_line(e)}") from None
 
 
 def _scaled(im: Image.Image, max_side: int | None) -> Image.Image:
@@ -288,11 +400,13 @@ def _video_frames(source: Source, kind: str, label: str, max_pixels: int):
         v.thread_type = "AUTO"
         w, h = v.codec_context.width, v.codec_context.height
         if w * h > max_pixels:
-            raise ClipError(f"{label} is {w}x{h} pixels a frame; the limit is {max_pixels / 1e6:.0f} megapixels")
+            raise _too_big(label, w, h, max_pixels)
         rate = v.average_rate or v.guessed_rate or v.base_rate
         native = float(rate) if rate else None
         if native is not None and not (0 < native < 1000):
             native = None
+        if native is not None and native < MIN_FPS:
+            raise _slideshow(label)
     except BaseException:
         container.close()
         raise
@@ -311,6 +425,8 @@ def _video_frames(source: Source, kind: str, label: str, max_pixels: int):
                     if pending is None:
                         raise ClipError(f"{label} is damaged or not a clip: {_one_line(e)}") from None
                     break  # damaged part way: the clip ends at the last good frame
+                if f.width * f.height > max_pixels:  # a stream may change its size part way (H.264 can)
+                    raise _too_big(label, f.width, f.height, max_pixels)
                 t = f.time if f.time is not None else (pending[0] + step if pending else 0.0)
                 if pending is not None:
                     if t <= pending[0]:  # a frame out of order or at the same time: keep the earlier one
@@ -343,12 +459,16 @@ def _picture_frames(source: Source, kind: str, label: str, max_pixels: int):
         raise ClipError(f"{label} is damaged or not a clip: {_one_line(e)}") from None
     if im.width * im.height > max_pixels:
         im.close()
-        raise ClipError(f"{label} is {im.width}x{im.height} pixels; the limit is {max_pixels / 1e6:.0f} megapixels")
+        raise _too_big(label, im.width, im.height, max_pixels)
 
     def gen():
         t = 0.0
         try:
             for i, frame in enumerate(ImageSequence.Iterator(im)):
+                if i >= MAX_FRAMES_SCANNED:
+                    return  # as probe counts them
+                if frame.width * frame.height > max_pixels:  # a GIF's canvas grows to hold a frame reaching past it
+                    raise _too_big(label, frame.width, frame.height, max_pixels)
                 try:
                     picture = to_rgb(frame.convert("RGBA"))  # the frame as shown (disposal applied by Pillow)
                 except Exception as e:
@@ -378,7 +498,8 @@ def _even_size(frames: Sequence[Image.Image]) -> tuple[int, int]:
 
 
 def _rate(fps: float) -> Fraction:
-    return Fraction(fps).limit_denominator(1001)
+    # Never 0: a rate under 1/2002 would round to it, and the encoder's time base is its inverse.
+    return max(Fraction(fps).limit_denominator(1001), Fraction(1, 1001))
 
 
 def write_mp4(

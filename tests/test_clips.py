@@ -6,7 +6,7 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import GifImagePlugin, Image, ImageFile, WebPImagePlugin
 
 from nst_core import clips
 from nst_core.errors import ClipError
@@ -161,3 +161,152 @@ def test_write_gif_at_the_clip_rate():
     data = clips.write_gif(frames, 10)
     info = clips.probe(data)
     assert info.frames == 5 and abs(info.fps - 10) < 0.01
+
+
+def tall_gif(side: int, n: int, ms: int = 100) -> bytes:
+    """A GIF with a side x side canvas and n one-pixel frames: tiny on disk, huge once decoded."""
+    frames = [Image.new("L", (1, 1), 255 * (i % 2)) for i in range(n)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=ms, loop=0)
+    data = bytearray(buf.getvalue())
+    data[6:10] = side.to_bytes(2, "little") * 2  # the logical screen: every frame is drawn onto it
+    return bytes(data)
+
+
+def test_picture_canvas_checked_before_any_frame_is_decoded(monkeypatch):
+    data = tall_gif(4000, 50)
+    decoded = []
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self, *a: decoded.append(1))
+    with pytest.raises(ClipError, match="megapixels"):
+        clips.probe(data, max_pixels=1_000_000)
+    with pytest.raises(ClipError, match="megapixels"):
+        list(clips.read_frames(data, 10, 64, max_pixels=1_000_000))
+    assert decoded == []
+
+
+def test_picture_probe_counts_frames_without_decoding_them(monkeypatch):
+    data = tall_gif(64, 300, ms=50)
+    for cls in (ImageFile.ImageFile, WebPImagePlugin.WebPImageFile):
+        monkeypatch.setattr(cls, "load", lambda self, *a: pytest.fail("probe decoded a frame"))
+    info = clips.probe(data)
+    assert info.frames == 300 and info.duration == pytest.approx(15.0) and info.fps == pytest.approx(20.0)
+    webp = clips.write_webp([Image.new("RGB", (32, 24), (i * 20, 0, 0)) for i in range(7)], 5)
+    info = clips.probe(webp)
+    assert info.frames == 7 and info.duration == pytest.approx(1.4) and (info.width, info.height) == (32, 24)
+
+
+def test_picture_frames_scanned_are_bounded(monkeypatch):
+    monkeypatch.setattr(clips, "MAX_FRAMES_SCANNED", 20)
+    data = tall_gif(32, 60)
+    assert clips.probe(data).frames == 20
+    assert len(list(clips.read_frames(data, 1000, None))) == 20
+
+
+def test_picture_read_stops_at_the_frames_asked(monkeypatch):
+    data = tall_gif(32, 200)
+    seen = []
+    real = GifImagePlugin.GifImageFile.seek
+    monkeypatch.setattr(GifImagePlugin.GifImageFile, "seek", lambda self, i: seen.append(i) or real(self, i))
+    assert len(list(clips.read_frames(data, 5, None))) == 5
+    assert max(seen) == 4  # the fifth frame is the last one decoded
+
+
+def test_video_frame_size_checked_before_decoding(monkeypatch):
+    data = mp4([100] * 3)
+    with pytest.raises(ClipError, match="megapixels") as e:
+        clips.probe(data, max_pixels=96 * 64 - 1)
+    assert "\n" not in str(e.value)
+    assert clips.probe(data, max_pixels=96 * 64).width == 96
+
+
+def resizing_h264() -> bytes:
+    """A Matroska file whose H.264 stream starts at 32x32 and switches to 160x128 on its fourth frame."""
+    raw = b""
+    for w, h in ((32, 32), (160, 128)):
+        buf = io.BytesIO()
+        with av.open(buf, "w", format="h264") as out:
+            vs = out.add_stream("libx264", rate=12)
+            vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+            for i in range(3):
+                f = av.VideoFrame.from_ndarray(np.full((h, w, 3), 90, np.uint8), format="rgb24")
+                f.pts = i
+                for p in vs.encode(f):
+                    out.mux(p)
+            for p in vs.encode():
+                out.mux(p)
+        raw += buf.getvalue()
+    out_buf = io.BytesIO()
+    with av.open(io.BytesIO(raw), format="h264") as src, av.open(out_buf, "w", format="matroska") as out:
+        s = out.add_stream_from_template(src.streams.video[0])
+        for i, p in enumerate(src.demux(src.streams.video[0])):
+            if p.size == 0:
+                continue
+            p.stream = s
+            p.pts = p.dts = i
+            p.time_base = Fraction(1, 12)
+            out.mux(p)
+    return out_buf.getvalue()
+
+
+def test_video_resolution_change_mid_stream_is_checked():
+    data = resizing_h264()
+    assert clips.probe(data).width == 32
+    sizes = {f.size for f in clips.read_frames(data, 10, None)}
+    assert (160, 128) in sizes  # the file really changes size
+    with pytest.raises(ClipError, match="megapixels") as e:
+        list(clips.read_frames(data, 10, None, max_pixels=5000))
+    assert "\n" not in str(e.value)
+
+
+def webm_with_long_audio() -> bytes:
+    """1 s of VP9 video at 12 fps and 3 s of Opus audio."""
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="webm") as out:
+        vs = out.add_stream("libvpx-vp9", rate=12)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+        a = out.add_stream("libopus", rate=48000)
+        for i in range(12):
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i, np.uint8), format="rgb24")
+            f.pts = i
+            for p in vs.encode(f):
+                out.mux(p)
+        for p in vs.encode():
+            out.mux(p)
+        for k in range(3 * 50):
+            af = av.AudioFrame.from_ndarray(np.zeros((1, 960), np.float32), "flt", "mono")
+            af.sample_rate, af.pts = 48000, k * 960
+            for p in a.encode(af):
+                out.mux(p)
+        for p in a.encode():
+            out.mux(p)
+    return buf.getvalue()
+
+
+def test_webm_duration_is_the_video_tracks():
+    data = webm_with_long_audio()
+    info = clips.probe(data)
+    read = list(clips.read_frames(data, 1000, None))
+    assert info.has_audio and info.duration == pytest.approx(1.0, abs=0.05)
+    assert info.frames == len(read) == 12 == clips.frame_count(1000, info)
+
+
+def test_slideshow_refused_and_rate_never_zero():
+    with pytest.raises(ClipError, match="slideshow") as e:
+        clips.probe(tall_gif(32, 3, ms=5000))
+    assert "\n" not in str(e.value)
+    with pytest.raises(ClipError, match="slideshow"):
+        list(clips.read_frames(tall_gif(32, 3, ms=5000), 10, None))
+    assert clips._rate(1e-5) > 0 and clips._rate(12) == 12
+    frames = [Image.new("RGB", (32, 32))] * 2
+    with av.open(io.BytesIO(clips.write_mp4(frames, 1e-5))) as c:
+        assert len(list(c.decode(c.streams.video[0]))) == 2
+
+
+def test_decoder_errors_become_one_line(monkeypatch):
+    def broken(self, *a, **k):
+        raise OSError("decoder\nexploded")
+
+    monkeypatch.setattr(av.VideoFrame, "to_image", broken)
+    with pytest.raises(ClipError, match="damaged") as e:
+        list(clips.read_frames(mp4([100] * 3), 10, None))
+    assert "\n" not in str(e.value)
