@@ -93,7 +93,7 @@ def paint(frames, style, s, bb, weight: float | None):
         for f in video.stylize_clip(
             iter(frames), [style], s, bb, frames_total=len(frames), temporal_weight=weight, stats=stats
         )
-        if f.painted
+        if f.output
     ]
     return [f.image for f in done], stats.seconds, sum(f.losses["style"] for f in done) / len(done)
 
@@ -146,7 +146,7 @@ def main():
         frames = clips.read_frames(SAMPLE, a.full, a.size)
         n = 0
         for f in video.stylize_clip(frames, [style], s, bb, frames_total=a.full, stats=stats):
-            n += f.painted
+            n += f.output
         total = time.perf_counter() - tic
         later = sum(stats.seconds[1:]) / max(len(stats.seconds) - 1, 1)
         print(

@@ -244,7 +244,7 @@ def _main_clip(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
                 later_iterations=later,
                 stats=stats,
             ):
-                k, n = frame.clip
+                k, n = frame.part
                 history.append(
                     {
                         "frame": k,
@@ -256,7 +256,7 @@ def _main_clip(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
                 )
                 if k == 1 and frame.image is not None and (args.gif or args.animation):
                     first_frames.append(frame.image)
-                if frame.painted:
+                if frame.output:
                     painted.append(frame.image)
                     per_frame.append({"frame": k, "seconds": round(stats.seconds[-1], 3), **frame.losses})
                 if not args.quiet:

@@ -30,8 +30,10 @@ class Frame:
     elapsed: float  # seconds since the run started (targets included)
     size: tuple[int, int]  # (width, height) the optimisation works at in this step
     image: Image.Image | None = None  # every preview_every steps and at the last step
-    clip: tuple[int, int] | None = None  # in a clip (video.stylize_clip): (this clip frame, 1-based; clip frames)
-    painted: bool = False  # in a clip: this step finished its clip frame, and `image` is that frame painted
+    # A run made of parts (a clip: video.stylize_clip): (this step's part, 1-based; parts), and whether this step
+    # finished one of the run's outputs (a painted clip frame), `image` being that output.
+    part: tuple[int, int] | None = None
+    output: bool = False
 
     @property
     def done(self) -> bool:

@@ -10,7 +10,7 @@ wherever the flow is reliable (forward-backward consistent and off motion bounda
     stats = video.ClipStats()
     painted = []
     for f in video.stylize_clip(frames, [style], settings, backbone, frames_total=48, stats=stats):
-        if f.painted:
+        if f.output:
             painted.append(f.image)        # one finished clip frame
     # stats.warping: the result's warping error per frame pair; stats.floor: the input clip's own (its floor)
 
@@ -322,9 +322,9 @@ def stylize_clip(
     `temporal_weight`; 0 paints each frame alone from the warped start).
 
     Every Frame has a step counter over the whole clip (total = settings.iterations + (frames_total - 1) x later),
-    `clip` = (clip frame, frames_total) and, on a clip frame's last step, painted=True with `image` the finished
+    `part` = (clip frame, frames_total) and, on a clip frame's last step, output=True with `image` the finished
     frame (at settings.size, its colours as shown). If the input ends before frames_total, the last painted Frame
-    has total = its step and clip = (k, k). Closing the generator stops at once (the painted frames already yielded
+    has total = its step and part = (k, k). Closing the generator stops at once (the painted frames already yielded
     are the shorter clip) and closes `frames` if it can be closed. `stats`, if given, is filled as frames finish.
     """
     s = settings or Settings()
@@ -363,9 +363,7 @@ def _clip(it, styles, s, backbone, dev, n, temporal_weight, later, preset, stats
                 prev_shown = f.image
                 if stats is not None:  # before the yield: the caller may read it at the painted frame
                     stats.seconds.append(time.perf_counter() - t_frame)
-            yield dataclasses.replace(
-                f, total=total, elapsed=time.perf_counter() - start, clip=(1, count), painted=done
-            )
+            yield dataclasses.replace(f, total=total, elapsed=time.perf_counter() - start, part=(1, count), output=done)
     if nxt is None:
         return
     prev_in = images.fit(first.convert("RGB"), s.size)
@@ -416,8 +414,8 @@ def _clip(it, styles, s, backbone, dev, n, temporal_weight, later, preset, stats
                 elapsed=time.perf_counter() - start,
                 size=at,
                 image=image,
-                clip=(k, k if last and k < n else n),
-                painted=done_here,
+                part=(k, k if last and k < n else n),
+                output=done_here,
             )
             if done_here:
                 prev_shown = image

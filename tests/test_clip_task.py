@@ -46,7 +46,7 @@ def run_through_queue(task, backbone, stop_after_painted=None):
     runner = Runner(ThreadBackend(backbone), Limits(max_frames=6), poll=0.05)
     job = runner.submit(task, owner="a")
     if stop_after_painted:
-        wait(lambda: len(job.painted) >= stop_after_painted or not job.active, 300, beat=(job,))
+        wait(lambda: len(job.outputs) >= stop_after_painted or not job.active, 300, beat=(job,))
         job.cancel("stopped by the test")
     wait(lambda: not job.active, 300, beat=(job,))
     return job
@@ -56,15 +56,15 @@ def test_a_clip_runs_through_the_queue_and_keeps_every_painted_frame(clip_bytes,
     task = ClipTask.of(clip_bytes, [style], SMALL, max_frames=3, later_iterations=2)
     job = run_through_queue(task, backbone)
     assert job.state == DONE, job.reason
-    assert [s.clip for s in job.painted] == [(1, 3), (2, 3), (3, 3)]
-    assert all(s.png for s in job.painted)
-    assert job.painted[0].image().size == task.size
+    assert [s.part for s in job.outputs] == [(1, 3), (2, 3), (3, 3)]
+    assert all(s.png for s in job.outputs)
+    assert job.outputs[0].image().size == task.size
     # the run's animation is the first frame being painted, ending on it
-    assert job.frames and all(s.clip[0] == 1 for s in job.frames)
-    assert job.frames[-1].painted
+    assert job.frames and all(s.part[0] == 1 for s in job.frames)
+    assert job.frames[-1].output
     # the warping figures ride on the finished frames after the first, the same number on each side
-    assert "warping" not in job.painted[0].losses
-    for s in job.painted[1:]:
+    assert "warping" not in job.outputs[0].losses
+    for s in job.outputs[1:]:
         assert s.losses["warping"] >= 0 and s.losses["floor"] >= 0
     assert job.latest.step == job.latest.total == 8 + 2 * 2
 
@@ -73,5 +73,5 @@ def test_stopping_a_clip_keeps_the_frames_done(clip_bytes, style, backbone):
     task = ClipTask.of(clip_bytes, [style], SMALL, max_frames=40, later_iterations=2)
     job = run_through_queue(task, backbone, stop_after_painted=2)
     assert job.state == STOPPED
-    assert 2 <= len(job.painted) < 40
-    assert [s.clip[0] for s in job.painted] == list(range(1, len(job.painted) + 1))
+    assert 2 <= len(job.outputs) < 40
+    assert [s.part[0] for s in job.outputs] == list(range(1, len(job.outputs) + 1))

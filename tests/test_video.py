@@ -110,8 +110,8 @@ def test_stylize_clip_counts_steps_over_the_clip_and_stops_when_closed(backbone,
     stats = video.ClipStats()
     got = list(video.stylize_clip(iter(frames), [style], s, backbone, frames_total=3, later_iterations=2, stats=stats))
     assert [f.step for f in got] == list(range(1, 11)) and {f.total for f in got} == {10}
-    painted = [f for f in got if f.painted]
-    assert [f.clip for f in painted] == [(1, 3), (2, 3), (3, 3)] and got[-1].done and got[-1].painted
+    painted = [f for f in got if f.output]
+    assert [f.part for f in painted] == [(1, 3), (2, 3), (3, 3)] and got[-1].done and got[-1].output
     assert all(f.image is not None and f.image.size == (48, 36) for f in painted)
     assert "temporal" in got[-1].losses and "temporal" not in got[0].losses
     assert len(stats.seconds) == 3 and len(stats.warping) == 2 and len(stats.floor) == 2
@@ -121,12 +121,12 @@ def test_stylize_clip_counts_steps_over_the_clip_and_stops_when_closed(backbone,
         (read.append(f) or f for f in pan_frames(5, 48)), [style], s, backbone, frames_total=5, later_iterations=2
     )
     for f in gen:
-        if f.painted:
+        if f.output:
             gen.close()
     assert len(read) <= 2  # frame 1 and the look-ahead
     # An input shorter than announced: its last painted frame ends the run.
     short = list(video.stylize_clip(iter(frames[:2]), [style], s, backbone, frames_total=5, later_iterations=2))
-    assert short[-1].painted and short[-1].done and short[-1].clip == (2, 2)
+    assert short[-1].output and short[-1].done and short[-1].part == (2, 2)
 
 
 def test_temporal_term_lowers_the_warping_error(backbone, style):
@@ -139,7 +139,7 @@ def test_temporal_term_lowers_the_warping_error(backbone, style):
     painted = [
         f.image
         for f in video.stylize_clip(iter(frames), [style], s, backbone, frames_total=3, later_iterations=8)
-        if f.painted
+        if f.output
     ]
     e_alone, floor = video.warping_errors(frames, alone)
     e_clip, floor2 = video.warping_errors(frames, painted)

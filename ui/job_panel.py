@@ -21,7 +21,7 @@ from nst_core.serve.job import DONE, QUEUED, RUNNING, Job
 from .common import client_address, fmt_seconds, md, service, session_id
 
 POLL_QUEUED, POLL_RUNNING = 3.0, 1.0  # seconds between a page's polls while its run waits / runs
-STRIP = 8  # a clip's last painted frames shown while it runs
+STRIP = 8  # a run's last outputs shown while it runs (a clip's painted frames)
 R = TypeVar("R")  # a page's result (the Studio's results.Result, the Lab's LabResult)
 M = TypeVar("M")  # what a page keeps of a run it submitted, for its finish (the Studio's results.Asked)
 
@@ -35,7 +35,7 @@ class Progress:
     image: bytes | None  # the latest picture (PNG)
     image_step: int  # the step that picture is of
     history: list[dict]
-    painted: int = 0  # a clip's frames painted so far
+    outputs: int = 0  # outputs the run has finished (a clip's painted frames)
     strip: list = field(default_factory=list)  # the last of them (Shots)
 
 
@@ -146,7 +146,7 @@ class JobPanel(Generic[R, M]):
         if state == QUEUED:
             st.info(queue_status(job))
         elif state == RUNNING and latest is not None:
-            frame = f"Frame {latest.clip[0]} of {latest.clip[1]} · " if latest.clip else ""
+            frame = f"Frame {latest.part[0]} of {latest.part[1]} · " if latest.part else ""
             st.progress(
                 latest.step / latest.total,
                 text=f"{frame}Step {latest.step} of {latest.total} · {latest.size[0]}x{latest.size[1]} px · "
@@ -158,8 +158,8 @@ class JobPanel(Generic[R, M]):
             "Stop", key=f"{self.name}_stop", icon=":material/stop:", help="Stop now and keep the picture so far."
         ):
             job.cancel("stopped by you")
-        painted, strip = job.painted_so_far(STRIP)
-        self._live(Progress(state, latest, image, image_step, history, painted, strip))
+        outputs, strip = job.outputs_so_far(STRIP)
+        self._live(Progress(state, latest, image, image_step, history, outputs, strip))
         if not job.active:
             self._end(job)
             st.rerun()

@@ -97,14 +97,14 @@ def live(p: Progress) -> None:
     """The picture so far and the losses, on every poll; for a clip, the frame being painted and the last ones done."""
     cols = st.columns([3, 2])
     if p.image is not None:
-        clip = p.latest.clip if p.latest is not None else None
+        clip = p.latest.part if p.latest is not None else None
         where = f"Frame {clip[0]} of {clip[1]}, step {p.image_step}" if clip else f"Step {p.image_step}"
         show_png(cols[0], p.image, 480, caption=where)
     with cols[1]:
         loss_chart(p.history)
     if p.strip:
-        st.caption(f"{p.painted} frames painted:")
-        st.image([s.png for s in p.strip], width=96, caption=[str(s.clip[0]) for s in p.strip])
+        st.caption(f"{p.outputs} frames painted:")
+        st.image([s.png for s in p.strip], width=96, caption=[str(s.part[0]) for s in p.strip])
 
 
 CLIP = "clip.mp4"  # a painted clip, kept beside its result
@@ -208,11 +208,11 @@ class Run:
     def _make(self, job: Job) -> Result:
         frames = job.final_frames()
         last = frames[-1]
-        painted = list(job.painted)
+        painted = list(job.outputs)
         end = job.latest if painted else last  # a clip's steps and seconds are the whole clip's
         info = run_record(self.settings, self.weights, self.device, end.step, round(end.elapsed, 1))
         if painted:  # the clip's frames out of those the run had (fewer than asked if the clip was shorter)
-            info["clip"] = clip_record(painted, job.task.fps, painted[-1].clip[1])
+            info["clip"] = clip_record(painted, job.task.fps, painted[-1].part[1])
         own = {
             "label": self.labels[0] + " × " + " + ".join(self.labels[1:]),
             "paintings": " + ".join(self.labels[1:]),
@@ -257,7 +257,7 @@ class Run:
 def painted_clip(job: Job) -> bytes:
     """The painted frames as an MP4 at the clip's rate, with the source's sound for the frames painted: encoded once,
     on the run's thread (a served twin's result reuses the kept file)."""
-    task, pictures = job.task, [s.image() for s in job.painted]
+    task, pictures = job.task, [s.image() for s in job.outputs]
     return clips.write_mp4(pictures, task.fps, audio_from=task.clip, seconds=len(pictures) / task.fps)
 
 

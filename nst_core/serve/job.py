@@ -30,8 +30,8 @@ class Shot:
     elapsed: float
     size: tuple[int, int]
     png: bytes | None = None
-    clip: tuple[int, int] | None = None  # in a clip: (this clip frame, 1-based; clip frames)
-    painted: bool = False  # in a clip: the shot that finished its clip frame (png: that frame painted)
+    part: tuple[int, int] | None = None  # a run made of parts: (this step's part, 1-based; parts)
+    output: bool = False  # this step finished one of the run's outputs (png: that output)
 
     @classmethod
     def of(cls, frame) -> Shot:
@@ -40,7 +40,7 @@ class Shot:
             buf = io.BytesIO()
             frame.image.save(buf, format="PNG", compress_level=1)  # fast; previews are re-encoded at the end
             png = buf.getvalue()
-        clip = getattr(frame, "clip", None)
+        part = getattr(frame, "part", None)
         return cls(
             frame.step,
             frame.total,
@@ -48,8 +48,8 @@ class Shot:
             frame.elapsed,
             tuple(frame.size),
             png,
-            tuple(clip) if clip else None,
-            bool(getattr(frame, "painted", False)),
+            tuple(part) if part else None,
+            bool(getattr(frame, "output", False)),
         )
 
     @property
@@ -87,8 +87,8 @@ class Job:
     id: int = 0
     state: str = QUEUED
     reason: str = ""  # why it stopped or failed, in one line
-    frames: list[Shot] = field(default_factory=list)  # shots with images, thinned to max_frames (a clip: its 1st frame)
-    painted: list[Shot] = field(default_factory=list)  # a clip's finished frames, in order, every one of them
+    frames: list[Shot] = field(default_factory=list)  # shots with images, thinned to max_frames (of the first part)
+    outputs: list[Shot] = field(default_factory=list)  # the run's outputs, in order, every one of them
     history: list[dict] = field(default_factory=list)  # {step, content, style, tv, total} per step
     latest: Shot | None = None  # the most recent shot (with or without image)
     pictured: Shot | None = None  # the most recent shot with an image: the result so far
@@ -135,10 +135,10 @@ class Job:
             step = self.pictured.step if self.pictured is not None else 0
             return self.state, self.latest, self.image, step, list(self.history)
 
-    def painted_so_far(self, last: int) -> tuple[int, list[Shot]]:
-        """How many clip frames are painted, and the last `last` of them (a live view's strip)."""
+    def outputs_so_far(self, last: int) -> tuple[int, list[Shot]]:
+        """How many outputs the run has finished, and the last `last` of them (a live view's strip)."""
         with self.lock:
-            return len(self.painted), self.painted[-last:]
+            return len(self.outputs), self.outputs[-last:]
 
     def _record(self, shot: Shot) -> None:
         with self.lock:
@@ -147,12 +147,12 @@ class Job:
             if shot.png is None:
                 return
             self.pictured = shot
-            if shot.painted:
-                self.painted.append(shot)
-            if shot.clip and shot.clip[0] > 1:  # the run's animation is a clip's first frame being painted
+            if shot.output:
+                self.outputs.append(shot)
+            if shot.part and shot.part[0] > 1:  # a run of parts: its animation is its first part being made
                 return
             self._images_seen += 1
-            if shot.done or shot.painted or (self._images_seen - 1) % self._stride == 0:
+            if shot.done or shot.output or (self._images_seen - 1) % self._stride == 0:
                 self.frames.append(shot)
             if len(self.frames) > self.max_frames:
                 # Keep the first and every other one after it, and keep half as many from now on.
@@ -167,7 +167,7 @@ class Job:
         """End as the identical run `twin` ended, without running."""
         with self.lock:
             self.frames, self.history = list(twin.frames), list(twin.history)
-            self.painted = list(twin.painted)
+            self.outputs = list(twin.outputs)
             self.latest = self.pictured = twin.last
             self.started, self.cached, self.state = time.monotonic(), True, DONE
 
@@ -182,11 +182,11 @@ class Job:
                 log.exception("run %d: its on_end failed", self.id)
 
     def final_frames(self) -> list[Shot]:
-        """Kept shots plus the last image (a stopped run ends on whatever it had); for a clip, its first frame's
-        optimisation, ending on that frame painted."""
+        """Kept shots plus the last image (a stopped run ends on whatever it had); for a run of parts, its first
+        part being made, ending on that part's output."""
         with self.lock:
-            if self.painted:
-                first = self.painted[0]
+            if self.outputs:
+                first = self.outputs[0]
                 return [f for f in self.frames if f is not first] + [first]
             frames = list(self.frames)
             if self.pictured is not None and (not frames or frames[-1] is not self.pictured):
@@ -197,15 +197,15 @@ class Job:
 @dataclass(frozen=True)
 class Finished:
     """What a page shows of a run that ended DONE: the kept shots, the losses of every step, the last picture, and a
-    clip's painted frames."""
+    run's outputs."""
 
     frames: tuple[Shot, ...]
     history: tuple[dict, ...]
     last: Shot
-    painted: tuple[Shot, ...] = ()
+    outputs: tuple[Shot, ...] = ()
 
     def nbytes(self) -> int:
-        pictures = {id(s): s for s in (*self.frames, self.last, *self.painted)}.values()
+        pictures = {id(s): s for s in (*self.frames, self.last, *self.outputs)}.values()
         return sum(len(s.png or b"") for s in pictures) + 200 * len(self.history)
 
 

@@ -44,7 +44,7 @@ class Results:
         with job.lock:
             if job.key is None or job.state != DONE or job.pictured is None:
                 return
-            run = Finished(tuple(job.frames), tuple(job.history), job.pictured, tuple(job.painted))
+            run = Finished(tuple(job.frames), tuple(job.history), job.pictured, tuple(job.outputs))
         size = run.nbytes()
         with self._lock:
             if job.key in self._runs or size > self.budget:

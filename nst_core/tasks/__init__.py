@@ -11,6 +11,10 @@ A task must provide:
   which gives the waiting times of everyone queued behind it.
 - optionally a class attribute `cacheable = True`: the frames depend on the task's fields alone (the same
   pictures and settings give the same run), so a finished run may be served again to an identical task.
+- optionally, a run made of parts (a clip's frames) marks each Frame with `part=(k, n)` and the step that finishes
+  one of its outputs (a painted frame) with `output=True`, its image that output: the queue then keeps every output
+  (Job.outputs) beside the previews, and keeps the first part's previews as the run's animation. Nothing else about
+  a task is known to the server: what the outputs are, and how they are put together, is the task's page's.
 
 Tasks import the method (nst_core) and never the server (nst_core.serve).
 """

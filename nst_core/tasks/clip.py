@@ -92,7 +92,7 @@ class ClipTask:
         )
         try:
             for frame in run:
-                if frame.painted and frame.clip[0] > 1 and stats.warping:
+                if frame.output and frame.part[0] > 1 and stats.warping:
                     losses = {**frame.losses, "warping": stats.warping[-1], "floor": stats.floor[-1]}
                     frame = dataclasses.replace(frame, losses=losses)
                 yield frame

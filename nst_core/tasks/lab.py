@@ -391,11 +391,11 @@ def run_flicker(plan: Flicker, backbone: Backbone) -> Iterator[Frame]:
     )
     for f in run:
         step += 1
-        if f.painted:
-            tiles[n + f.clip[0] - 1] = f.image
+        if f.output:
+            tiles[n + f.part[0] - 1] = f.image
         last = step == total
         losses = dict(f.losses)
         if last:
             alone, floor = video.warping_errors(frames, tiles[:n])
             losses.update(alone=alone, temporal=stats.mean_warping, floor=floor)
-        yield Frame(step, total, losses, time.perf_counter() - start, f.size, grid() if f.painted else None)
+        yield Frame(step, total, losses, time.perf_counter() - start, f.size, grid() if f.output else None)
