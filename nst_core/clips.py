@@ -102,7 +102,7 @@ def is_clip(source: Source) -> bool:
     if kind in ("gif", "webp"):
         try:
             with _open_bytes(source) as f:
-                return len(_scan_picture(f.read(), kind, 2)[2]) > 1
+                return len(_scan_picture(f.read(MAX_BYTES), kind, 2)[2]) > 1
         except Exception:  # a damaged picture is the image loader's to report
             return False
     return False
@@ -260,7 +260,7 @@ def _scan_picture(data: bytes, kind: str, limit: int) -> tuple[int, int, list[in
                 w, h = max(w, x + fw), max(h, y + fh)
                 f = data[i + 9]
                 i = skip_blocks(i + 10 + (3 << ((f & 7) + 1) if f & 0x80 else 0) + 1)
-                if i > len(data) + 1:
+                if i > len(data):
                     break  # cut off inside the frame: not counted
                 durations.append(delay)
                 delay = 0
