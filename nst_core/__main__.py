@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from .errors import NSTError
-from .settings import CHOICES, HELP, PRESETS, TYPES, Settings, parse_list, preset, step_size
+from .settings import CHOICES, HELP, PRESETS, TYPES, Settings, parse_list, preset, run_record, step_size
 
 D = Settings()
 
@@ -162,11 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - t0
         if not args.quiet:
             print(file=sys.stderr)
-        meta = {
-            "settings": settings.to_dict(),
-            "weights": backbone.source,
-            "device": describe_device(backbone.device, backbone.uses_bf16(settings.precision)),
-        }
+        meta = run_record(
+            settings, backbone.source, describe_device(backbone.device, backbone.uses_bf16(settings.precision))
+        )
         Path(args.output).write_bytes(png_bytes(last, meta))
         intro = intro_card(content, styles[0], last.size) if args.intro else None
         for path in ([args.gif] if args.gif else []) + args.animation:
@@ -175,10 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             metrics = {
                 "losses": history,
                 "evaluations": len(history),
-                "seconds": round(seconds, 3),
-                "device": meta["device"],
-                "weights": backbone.source,
-                "settings": settings.to_dict(),
+                **run_record(settings, backbone.source, meta["device"], seconds=round(seconds, 3)),
             }
             Path(args.metrics).write_text(json.dumps(metrics, indent=2))
     except (NSTError, ValueError) as e:
@@ -300,10 +295,7 @@ def _main_clip(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
                 "input_warping_errors": stats.floor,
                 "losses": history,
                 "evaluations": len(history),
-                "seconds": round(seconds, 3),
-                "device": device,
-                "weights": backbone.source,
-                "settings": settings.to_dict(),
+                **run_record(settings, backbone.source, device, seconds=round(seconds, 3)),
             }
             Path(args.metrics).write_text(json.dumps(metrics, indent=2))
     except (NSTError, ValueError) as e:
