@@ -25,9 +25,9 @@ The pieces, usable alone:
 
 Where this departs from the paper: the temporal weight is ours (DEFAULT_TEMPORAL_WEIGHT: their weights are for 0-255
 Caffe pixels); later frames are optimised at the top level only, with far fewer evaluations than frame 1 (a short
-coarse-to-fine for them was not tried); disoccluded pixels start from the photo's frame; only the short-term term is
-used (the paper's long-term terms and multi-pass scheme were not tried: each holds several frames or passes over
-the clip, which a streamed run with memory bounded by the frame size does not keep).
+coarse-to-fine for them was not tried); only the short-term term is used (the paper's long-term terms and
+multi-pass scheme were not tried: each holds several frames or passes over the clip, which a streamed run with
+memory bounded by the frame size does not keep).
 
 Flow is always computed between INPUT frames (painted frames have texture that moves on its own), at the working
 size. Memory is bounded by the frame size, not the clip's length: only the previous input frame, the previous
@@ -314,10 +314,12 @@ def stylize_clip(
 
     `frames`: the input frames (e.g. clips.read_frames), read one at a time; at most `frames_total` are painted.
     Frame 1 is transfer.stylize (coarse to fine, settings.iterations evaluations). Each later frame starts from the
-    previous painted frame warped by the flow between the two input frames, its unreliable pixels (disocclusions,
-    motion boundaries, from outside the frame) taken from the photo's frame: the optimisation's own start for a
-    still (settings.init "content"), with the right layout where the warped painting has nothing true to give,
-    which the temporal term leaves free there. It is optimised at the top level only, for `later_iterations`
+    previous painted frame warped by the flow between the two input frames, everywhere, as Ruder et al. start it:
+    where the flow is unreliable (disocclusions, motion boundaries) the warped picture is painting in the wrong
+    place, which the temporal term leaves free and the style and content terms repaint in a few steps. (Starting
+    those pixels from the photo's frame instead leaves them photo-coloured after a later frame's few steps: a halo
+    round a moving object, a higher style loss and a higher warping error; docs/benchmarks.md, "Video".) It is
+    optimised at the top level only, for `later_iterations`
     evaluations (default later_default: a quarter of frame 1's work), with the temporal term (TemporalObjective,
     `temporal_weight`; 0 paints each frame alone from the warped start).
 
@@ -394,7 +396,7 @@ def _clip(it, styles, s, backbone, dev, n, temporal_weight, later, preset, stats
             mask_t = [images.mask_tensor(m, at, dev) for m in masks]
             objective = TemporalObjective(backbone, s, c, st, mask_t, temporal_weight)
         objective.next_frame(c, warped, mask)
-        x0 = mask * warped + (1 - mask) * c
+        x0 = warped
         best = x0
         for i, (terms, best) in enumerate(optimise(objective, x0, later, s, curvature), start=1):
             step += 1
