@@ -24,15 +24,15 @@ def live(p: Progress) -> None:
         show_png(st, p.image, 1200)
 
 
-def finish(job, meta: dict) -> LabResult:
+def finish(job, asked: Experiment) -> LabResult:
     last = job.final_frames()[-1]
     image = last.image()
     return LabResult(
-        key=meta["key"],
+        key=asked.key,
         image=image,
-        png=png_bytes(image, {"experiment": meta["title"]}),
-        gif=make_gif([f.image() for f in job.final_frames()]) if meta["anim"] else None,
-        caption=f"{meta['title']}: {last.step} of {last.total} steps in {fmt_seconds(last.elapsed)}"
+        png=png_bytes(image, {"experiment": asked.title}),
+        gif=make_gif([f.image() for f in job.final_frames()]) if asked.anim else None,
+        caption=f"{asked.title}: {last.step} of {last.total} steps in {fmt_seconds(last.elapsed)}"
         + (f" ({job.reason})" if job.reason else "")
         + flicker_line(last.losses),
     )
@@ -48,7 +48,7 @@ def flicker_line(losses: dict) -> str:
     )
 
 
-panel: JobPanel[LabResult, dict] = JobPanel("lab", live, finish)
+panel: JobPanel[LabResult, Experiment] = JobPanel("lab", live, finish)
 
 
 def run_panel(e: Experiment, plan: lab.Plan) -> None:
@@ -61,8 +61,7 @@ def run_panel(e: Experiment, plan: lab.Plan) -> None:
     busy = panel.busy()
     if st.button("Run the experiment", type="primary", icon=":material/play_arrow:", disabled=busy, key=f"run_{key}"):
         room = st.session_state.get("lab_room")
-        meta = {"key": key, "title": plan.title, "anim": e.anim}
-        panel.submit(plan, plan.title, meta, room=room and room.code, first=bool(room and room.teacher))
+        panel.submit(plan, plan.title, e, room=room and room.code, first=bool(room and room.teacher))
     panel.show()
     result = panel.result
     if result and result.key == key and not panel.busy():
