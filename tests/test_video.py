@@ -129,6 +129,7 @@ def test_stylize_clip_counts_steps_over_the_clip_and_stops_when_closed(backbone,
     assert short[-1].output and short[-1].done and short[-1].part == (2, 2)
 
 
+@pytest.mark.numerics
 def test_temporal_term_lowers_the_warping_error(backbone, style):
     """A pan painted with the temporal term flickers far less than the same frames painted alone (the same
     settings, each from its own photo): its warping error is under half, with a wide margin (docs/benchmarks.md,
