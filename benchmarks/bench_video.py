@@ -18,6 +18,8 @@ import torch
 from benchmarks.common import ROOT, machine
 from benchmarks.make_sample_clip import render
 from nst_core import Settings, clips, load_backbone, load_image, video
+from nst_core.schedule import later_evaluations
+from nst_core.settings import TEMPORAL_WEIGHT
 from nst_core.transfer import run
 
 SAMPLE = ROOT / "samples" / "clips" / "chelsea_pan.mp4"
@@ -120,7 +122,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--frames", type=int, default=8, help="frames for the comparisons (alone vs temporal)")
-    ap.add_argument("--weights", type=float, nargs="+", default=[video.DEFAULT_TEMPORAL_WEIGHT])
+    ap.add_argument("--weights", type=float, nargs="+", default=[TEMPORAL_WEIGHT])
     ap.add_argument("--full", type=int, default=0, help="also paint this many frames of the sample clip, timed")
     ap.add_argument("--style", default="starry_night.jpg")
     a = ap.parse_args()
@@ -129,7 +131,7 @@ def main():
     style = load_image(ROOT / "samples" / "styles" / a.style)
     s = Settings(size=a.size)
     print(
-        f"settings: {a.size} px, {s.iterations} evaluations for frame 1, {video.later_default(s)} for each later "
+        f"settings: {a.size} px, {s.iterations} evaluations for frame 1, {later_evaluations(s)} for each later "
         f"frame; style {a.style}"
     )
     presets(a.size, 13)

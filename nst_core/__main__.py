@@ -208,7 +208,7 @@ def _main_clip(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
             parser.error(f"--animation {path}: the extension must be .gif, .mp4 or .webp")
     from .backbone import configure_cuda, describe_device, load_backbone
     from .images import load_image
-    from .video import DEFAULT_TEMPORAL_WEIGHT, ClipStats, later_default, stylize_clip
+    from .video import TEMPORAL_WEIGHT, ClipStats, later_evaluations, stylize_clip
 
     painted: list = []
     try:
@@ -217,8 +217,8 @@ def _main_clip(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         rate = clips.steady_rate(info, args.video_fps)
         count = clips.frame_count(args.video_frames, info, args.video_fps)
         styles = [load_image(s) for s in args.styles]
-        weight = DEFAULT_TEMPORAL_WEIGHT if args.temporal_weight is None else args.temporal_weight
-        later = args.later_iterations or later_default(settings)
+        weight = TEMPORAL_WEIGHT if args.temporal_weight is None else args.temporal_weight
+        later = args.later_iterations or later_evaluations(settings)
         if weight < 0:
             raise ValueError("--temporal-weight must be >= 0")
         backbone = load_backbone(settings.weights, settings.device, seed=settings.seed)

@@ -56,3 +56,11 @@ def pixel_evals(settings: Settings, aspect: float = 1.0) -> float:
     """The work of a run: the sum over its levels of (pixels there) x (evaluations there); aspect = short side /
     long side. A run's time is nearly proportional to it (the server's cost model)."""
     return sum(size * size * aspect * n for size, n in schedule(settings))
+
+
+def later_evaluations(settings: Settings) -> int:
+    """Evaluations for each frame of a clip after the first (nst_core.video): about a quarter of the first frame's
+    work (its coarse-to-fine pixel-evaluations, pixel_evals), spent at the top level. The first frame has to find a
+    painting from the photo; a later one starts from the previous painting moved into place and only has to mend
+    what moved."""
+    return max(1, round(pixel_evals(settings) / (4 * settings.size**2)))

@@ -28,6 +28,17 @@ PRECISIONS = get_args(Precision)
 # The step size each optimiser wants: L-BFGS scales its own steps; Adam moves each pixel by about lr per step,
 # on [0, 1] pixels.
 LR = {"lbfgs": 1.0, "adam": 0.02}
+
+# The temporal weight of a clip (nst_core.video, Ruder et al. 2016) on our scale: the term is mean(c * (x - warped)^2)
+# over pixels and channels with pixels in [0, 1], added to content and style terms that are relative errors
+# (losses.py). Ruder et al.'s weight is for a mean over 0-255 Caffe pixels against content and style losses that are
+# sums of raw features, so it does not carry over.
+# Ours was chosen by measuring (benchmarks/bench_video.py, figures in docs/benchmarks.md): starting each frame from
+# the warped painting already removes most of the flicker of frames painted alone; the weight then trades what is
+# left against the style's hold (the style loss rises as the weight grows). 300, the middle of the weights measured,
+# removes most of what the warped start leaves for a modest rise in the style loss.
+TEMPORAL_WEIGHT = 300.0
+
 # Pictures shown while a run paints: about this many over a run, whatever its length (the live view and the
 # animation get the same rhythm for a short and a long run).
 PREVIEWS = 40

@@ -23,7 +23,7 @@ The pieces, usable alone:
   warping_errors(inputs, painted) -> (the painted clip's mean warping error, the input clip's)
   input_warping_error(inputs)   -> the input clip's own mean warping error (the floor)
 
-Where this departs from the paper: the temporal weight is ours (DEFAULT_TEMPORAL_WEIGHT: their weights are for 0-255
+Where this departs from the paper: the temporal weight is ours (settings.TEMPORAL_WEIGHT: their weights are for 0-255
 Caffe pixels); later frames are optimised at the top level only, with far fewer evaluations than frame 1 (a short
 coarse-to-fine for them was not tried); only the short-term term is used (the paper's long-term terms and
 multi-pass scheme were not tried: each holds several frames or passes over the clip, which a streamed run with
@@ -51,18 +51,9 @@ from torch import Tensor
 from . import images
 from .backbone import Backbone, load_backbone
 from .errors import ClipError
-from .schedule import pixel_evals
-from .settings import Settings
+from .schedule import later_evaluations
+from .settings import TEMPORAL_WEIGHT, Settings
 from .transfer import Curvature, Frame, Objective, level_targets, optimise, stylize
-
-# The temporal weight on our scale: the term is mean(c * (x - warped)^2) over pixels and channels with pixels in
-# [0, 1], added to content and style terms that are relative errors (losses.py). Ruder et al.'s weight is for a mean
-# over 0-255 Caffe pixels against content and style losses that are sums of raw features, so it does not carry over.
-# Ours was chosen by measuring (benchmarks/bench_video.py, figures in docs/benchmarks.md): starting each frame from
-# the warped painting already removes most of the flicker of frames painted alone; the weight then trades what is
-# left against the style's hold (the style loss rises as the weight grows). 300, the middle of the weights measured,
-# removes most of what the warped start leaves for a modest rise in the style loss.
-DEFAULT_TEMPORAL_WEIGHT = 300.0
 
 # The DIS preset (OpenCV's dense inverse search): benchmarks/bench_video.py measures ULTRAFAST, FAST and MEDIUM
 # on a clip whose motion is known. MEDIUM's flow is the closest to the true one and its cost per frame pair at our
@@ -73,13 +64,6 @@ _PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}
 # Sundaram, Brox and Keutzer 2010's thresholds, as Ruder et al. use them (flows in pixels).
 OCCLUSION_REL, OCCLUSION_ABS = 0.01, 0.5
 BOUNDARY_REL, BOUNDARY_ABS = 0.01, 0.002
-
-
-def later_default(settings: Settings) -> int:
-    """Evaluations for each frame after the first: about a quarter of the first frame's work (its coarse-to-fine
-    pixel-evaluations, schedule.pixel_evals), spent at the top level. The first frame has to find a painting from
-    the photo; a later one starts from the previous painting moved into place and only has to mend what moved."""
-    return max(1, round(pixel_evals(settings) / (4 * settings.size**2)))
 
 
 # ------------------------------------------------------------------ flow, warping, reliability
@@ -236,7 +220,7 @@ class TemporalObjective(Objective):
     over pixels and channels, c the reliability mask and `warped` the previous painted frame warped to this one.
     Where we depart from the paper: its gamma = 200 weighs a mean over 0-255 Caffe pixels against content and style
     losses that are sums of raw features; ours are relative errors (losses.py) and pixels are in [0, 1], so the
-    weight is ours (DEFAULT_TEMPORAL_WEIGHT), measured. The style targets are computed once per clip; `next_frame`
+    weight is ours (TEMPORAL_WEIGHT), measured. The style targets are computed once per clip; `next_frame`
     swaps in the next frame's content targets and temporal target without recomputing them."""
 
     def __init__(
@@ -246,7 +230,7 @@ class TemporalObjective(Objective):
         content: Tensor,
         styles: Sequence[Tensor],
         masks: Sequence[Tensor] | None = None,
-        temporal_weight: float = DEFAULT_TEMPORAL_WEIGHT,
+        temporal_weight: float = TEMPORAL_WEIGHT,
     ):
         super().__init__(backbone, settings, content, styles, masks)
         self.temporal_weight = float(temporal_weight)
@@ -305,7 +289,7 @@ def stylize_clip(
     backbone: Backbone | None = None,
     *,
     frames_total: int,
-    temporal_weight: float = DEFAULT_TEMPORAL_WEIGHT,
+    temporal_weight: float = TEMPORAL_WEIGHT,
     later_iterations: int | None = None,
     flow_preset: str = DIS_PRESET,
     stats: ClipStats | None = None,
@@ -320,7 +304,7 @@ def stylize_clip(
     those pixels from the photo's frame instead leaves them photo-coloured after a later frame's few steps: a halo
     round a moving object, a higher style loss and a higher warping error; docs/benchmarks.md, "Video".) It is
     optimised at the top level only, for `later_iterations`
-    evaluations (default later_default: a quarter of frame 1's work), with the temporal term (TemporalObjective,
+    evaluations (default later_evaluations: a quarter of frame 1's work), with the temporal term (TemporalObjective,
     `temporal_weight`; 0 paints each frame alone from the warped start).
 
     Every Frame has a step counter over the whole clip (total = settings.iterations + (frames_total - 1) x later),
@@ -334,7 +318,7 @@ def stylize_clip(
         raise ValueError("frames_total must be at least 1")
     if temporal_weight < 0:
         raise ValueError("temporal_weight must be >= 0")
-    later = later_iterations if later_iterations is not None else later_default(s)
+    later = later_iterations if later_iterations is not None else later_evaluations(s)
     if later < 1:
         raise ValueError("later_iterations must be at least 1")
     backbone = backbone or load_backbone(s.weights, s.device)

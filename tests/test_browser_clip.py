@@ -16,7 +16,7 @@ pytestmark = pytest.mark.browser
 SIZE = 64
 FRAMES = 4
 # The first frame's steps are chosen so that it lasts about this many of the page's 1 s polls by the server's own cost
-# model, and each later frame about a quarter of that (video.later_default): frames 2 to 4 then span many polls on
+# model, and each later frame about a quarter of that (later_evaluations): frames 2 to 4 then span many polls on
 # any CPU or GPU, so the page is sure to show them while they are painted.
 FIRST_FRAME_SECONDS = 20
 

@@ -136,8 +136,8 @@ def test_cli_bad_options_are_one_line_exit_2(tmp_path, capsys):
 
 def test_help_and_the_server_side_modules_do_not_load_torch():
     """--help answers without importing torch (about 2 s), and the web server's modules (the runner, the
-    worker's and Ray's server side, images, settings, the Lab's plans, the class wall, the ui) keep torch out of
-    the Streamlit process."""
+    worker's and Ray's server side, images, settings, the Lab's plans, the class wall, the ui, and what the pages do
+    with a clip on every rerun) keep torch out of the Streamlit process."""
     code = (
         "import sys, runpy\n"
         "import nst_core.serve.queue, nst_core.serve.backends.process, nst_core.serve.service, nst_core.serve.cost\n"
@@ -145,8 +145,12 @@ def test_help_and_the_server_side_modules_do_not_load_torch():
         "import nst_core.classroom.wall, nst_core.serve.backends.ray, nst_core.serve.backends.slots\n"
         "import nst_core.tasks.lab, nst_core.tasks.still, nst_core.tasks.clip, nst_core.serve.backends.thread\n"
         "import nst_core.classroom.pace, nst_core.classroom.door, nst_core.classroom.server, nst_core.clips\n"
-        "import ui.common, ui.fields, ui.job_panel, ui.results, ui.classroom\n"
+        "import ui.common, ui.fields, ui.job_panel, ui.results, ui.classroom, ui.clip, ui.experiments\n"
         "from nst_core import Settings, load_image, png_bytes\n"
+        # What the pages do on every rerun with a clip: probe it and size its task (the estimate, the Lab's plan).
+        f"clip = open({str(ROOT / 'samples' / 'clips' / 'chelsea_pan.mp4')!r}, 'rb').read()\n"
+        "nst_core.tasks.clip.ClipTask.of(clip, [], Settings(size=64), 3).work()\n"
+        "from PIL import Image\nnst_core.tasks.lab.why_videos_flicker(clip, Image.new('RGB', (64, 64)), 64).work()\n"
         "assert 'torch' not in sys.modules and 'torchvision' not in sys.modules, 'server side'\n"
         "sys.argv = ['nst_core', '--help']\n"
         "try:\n    runpy.run_module('nst_core', run_name='__main__')\nexcept SystemExit:\n    pass\n"

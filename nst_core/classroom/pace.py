@@ -70,7 +70,7 @@ class Pace:
 
     def clip_frames(self) -> int:
         """Frames a student's clip may have within the room's time per student: the first frame costs a picture,
-        each later one about a quarter of one (nst_core.video.later_default). 1: no clips in this room."""
+        each later one about a quarter of one (nst_core.schedule.later_evaluations). 1: no clips in this room."""
         if self.per_picture <= 0:
             return 1
         rounds = max(1, round(self.last / self.per_picture))

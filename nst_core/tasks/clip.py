@@ -17,8 +17,8 @@ from PIL import Image
 
 from .. import clips
 from ..images import MIN_SIDE, fit
-from ..schedule import pixel_evals
-from ..settings import Settings
+from ..schedule import later_evaluations, pixel_evals
+from ..settings import TEMPORAL_WEIGHT, Settings
 
 
 @dataclass(frozen=True)
@@ -48,10 +48,8 @@ class ClipTask:
     ) -> ClipTask:
         """Probe the clip (clips.ClipError, one line, if it cannot be read) and make the task: at most `max_frames`
         frames at `fps` (default: the clip's own rate), each later one given `later_iterations` evaluations
-        (default video.later_default: a quarter of the first frame's work). `info`: the clip's probe, if the caller
+        (default later_evaluations: a quarter of the first frame's work). `info`: the clip's probe, if the caller
         has it already (a page that probed the upload once)."""
-        from .. import video
-
         info = info or clips.probe(clip, max_bytes=max_bytes)
         rate = clips.steady_rate(info, fps)
         scale = settings.size / max(info.width, info.height)  # as images.fit: a painted frame's longest side
@@ -69,8 +67,8 @@ class ClipTask:
             clips.frame_count(max_frames, info, fps),
             rate,
             (w, h),
-            video.DEFAULT_TEMPORAL_WEIGHT if temporal_weight is None else temporal_weight,
-            later_iterations or video.later_default(settings),
+            TEMPORAL_WEIGHT if temporal_weight is None else temporal_weight,
+            later_iterations or later_evaluations(settings),
         )
 
     def frames(self, backbone) -> Iterator:

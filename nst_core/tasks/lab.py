@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .. import images
-from ..schedule import pixel_evals
+from ..schedule import later_evaluations, pixel_evals
 from ..settings import DEFAULT_STYLE_LAYERS, LR, PIXELS, Settings
 
 if TYPE_CHECKING:  # torch is imported by the functions that run the network: building a Plan (the server) needs none
@@ -346,7 +346,7 @@ def why_videos_flicker(
     clip: bytes, style: Image.Image, size: int = 128, frames: int = 6, iterations: int = 60, info=None
 ) -> Flicker:
     """Experiment 7 on `clip` (`info`: its probe, if the caller has it)."""
-    from .. import clips, video
+    from .. import clips
 
     info = info or clips.probe(clip)
     s = Settings(size=size, iterations=iterations, preview_every=max(1, iterations // 6), init="content")
@@ -356,7 +356,7 @@ def why_videos_flicker(
         "optical flow of the photo's frames: 0 is perfectly steady. The photo's frames have one of their own "
         "(light and edges move too): no painted clip goes below that floor."
     }
-    return Flicker("Why videos flicker", bytes(clip), style, s, count, video.later_default(s), notes)
+    return Flicker("Why videos flicker", bytes(clip), style, s, count, later_evaluations(s), notes)
 
 
 def run_flicker(plan: Flicker, backbone: Backbone) -> Iterator[Frame]:

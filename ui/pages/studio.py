@@ -10,9 +10,9 @@ from nst_core.clips import ClipError
 from nst_core.errors import ImageLoadError
 from nst_core.images import encode_mask
 from nst_core.serve import store as stores
+from nst_core.settings import TEMPORAL_WEIGHT
 from nst_core.tasks.clip import ClipTask
 from nst_core.tasks.still import StyleTask
-from nst_core.video import DEFAULT_TEMPORAL_WEIGHT
 from ui import results
 from ui.classroom import class_room, follow_pace, share_form
 from ui.clip import clip_picker
@@ -79,7 +79,7 @@ with c1:
             "Steadiness (temporal weight)",
             0.0,
             1000.0,
-            DEFAULT_TEMPORAL_WEIGHT,
+            TEMPORAL_WEIGHT,
             step=50.0,
             key="clip_temporal",
             help="How strongly each frame keeps to the one before where the motion is reliable; 0 paints each frame "
