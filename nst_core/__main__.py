@@ -112,70 +112,17 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .animation import KINDS, intro_card, make_animation
+    from .animation import KINDS
 
     for path in args.animation:
         if Path(path).suffix.lower().lstrip(".") not in KINDS:
             parser.error(f"--animation {path}: the extension must be .gif, .mp4 or .webp")
     from .clips import is_clip
 
-    if is_clip(args.content):
-        return _main_clip(args, parser)
-    # Imported after parsing: --help and usage errors do not wait for torch.
-    from .backbone import configure_cuda, describe_device, load_backbone
-    from .images import load_image, png_bytes
-    from .transfer import stylize
-
+    run = (lambda: _main_clip(args, parser)) if is_clip(args.content) else (lambda: _main_still(args))
+    # Imported when run: --help and usage errors do not wait for torch.
     try:
-        settings = settings_from_args(args)
-        content = load_image(args.content)
-        styles = [load_image(s) for s in args.styles]
-        if args.mask:
-            if len(args.mask) != len(styles):
-                raise ValueError(
-                    f"{len(args.mask)} --mask for {len(styles)} paintings: give one per painting, in order"
-                )
-            from .images import encode_mask, load_mask
-
-            settings = settings.replace(masks=tuple(encode_mask(load_mask(m, content.size)) for m in args.mask))
-        backbone = load_backbone(settings.weights, settings.device, seed=settings.seed)
-        if backbone.device.type == "cuda":
-            configure_cuda()  # this process's CUDA flags, as a worker sets them: float32 means float32 (no TF32)
-        history, gif_frames, last = [], [], None
-        t0 = time.perf_counter()
-        for frame in stylize(content, styles, settings, backbone):
-            history.append(
-                {"step": frame.step, "size": list(frame.size), "elapsed": round(frame.elapsed, 3), **frame.losses}
-            )
-            if frame.image is not None:
-                last = frame.image
-                if args.gif or args.animation:
-                    gif_frames.append(frame.image)
-            if not args.quiet:
-                print(
-                    f"\rstep {frame.step}/{frame.total}  {frame.size[0]}x{frame.size[1]}  "
-                    f"loss {frame.losses['total']:.4g}  {frame.elapsed:.1f}s",
-                    end="",
-                    file=sys.stderr,
-                    flush=True,
-                )
-        seconds = time.perf_counter() - t0
-        if not args.quiet:
-            print(file=sys.stderr)
-        meta = run_record(
-            settings, backbone.source, describe_device(backbone.device, backbone.uses_bf16(settings.precision))
-        )
-        Path(args.output).write_bytes(png_bytes(last, meta))
-        intro = intro_card(content, styles[0], last.size) if args.intro else None
-        for path in ([args.gif] if args.gif else []) + args.animation:
-            Path(path).write_bytes(make_animation(Path(path).suffix, gif_frames, intro))
-        if args.metrics:
-            metrics = {
-                "losses": history,
-                "evaluations": len(history),
-                **run_record(settings, backbone.source, meta["device"], seconds=round(seconds, 3)),
-            }
-            Path(args.metrics).write_text(json.dumps(metrics, indent=2))
+        run()
     except (NSTError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -188,7 +135,63 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _main_clip(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def _main_still(args: argparse.Namespace) -> None:
+    """A photo: paint it and write the picture (and its animations, its metrics)."""
+    from .animation import intro_card, make_animation
+    from .backbone import configure_cuda, describe_device, load_backbone
+    from .images import load_image, png_bytes
+    from .transfer import stylize
+
+    settings = settings_from_args(args)
+    content = load_image(args.content)
+    styles = [load_image(s) for s in args.styles]
+    if args.mask:
+        if len(args.mask) != len(styles):
+            raise ValueError(f"{len(args.mask)} --mask for {len(styles)} paintings: give one per painting, in order")
+        from .images import encode_mask, load_mask
+
+        settings = settings.replace(masks=tuple(encode_mask(load_mask(m, content.size)) for m in args.mask))
+    backbone = load_backbone(settings.weights, settings.device, seed=settings.seed)
+    if backbone.device.type == "cuda":
+        configure_cuda()  # this process's CUDA flags, as a worker sets them: float32 means float32 (no TF32)
+    history, gif_frames, last = [], [], None
+    t0 = time.perf_counter()
+    for frame in stylize(content, styles, settings, backbone):
+        history.append(
+            {"step": frame.step, "size": list(frame.size), "elapsed": round(frame.elapsed, 3), **frame.losses}
+        )
+        if frame.image is not None:
+            last = frame.image
+            if args.gif or args.animation:
+                gif_frames.append(frame.image)
+        if not args.quiet:
+            print(
+                f"\rstep {frame.step}/{frame.total}  {frame.size[0]}x{frame.size[1]}  "
+                f"loss {frame.losses['total']:.4g}  {frame.elapsed:.1f}s",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
+    seconds = time.perf_counter() - t0
+    if not args.quiet:
+        print(file=sys.stderr)
+    meta = run_record(
+        settings, backbone.source, describe_device(backbone.device, backbone.uses_bf16(settings.precision))
+    )
+    Path(args.output).write_bytes(png_bytes(last, meta))
+    intro = intro_card(content, styles[0], last.size) if args.intro else None
+    for path in ([args.gif] if args.gif else []) + args.animation:
+        Path(path).write_bytes(make_animation(Path(path).suffix, gif_frames, intro))
+    if args.metrics:
+        metrics = {
+            "losses": history,
+            "evaluations": len(history),
+            **run_record(settings, backbone.source, meta["device"], seconds=round(seconds, 3)),
+        }
+        Path(args.metrics).write_text(json.dumps(metrics, indent=2))
+
+
+def _main_clip(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """A clip as the content: paint it (video.stylize_clip) and write the painted clip to --output."""
     from . import clips
 
@@ -201,113 +204,98 @@ def _main_clip(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         parser.error(f"--video-fps must be between 0 and {clips.MAX_FPS:g}")
     if args.mask:
         parser.error("--mask is for a photo, not a clip")
-    from .animation import KINDS, make_animation
-
-    for path in args.animation:
-        if Path(path).suffix.lower().lstrip(".") not in KINDS:
-            parser.error(f"--animation {path}: the extension must be .gif, .mp4 or .webp")
+    from .animation import make_animation
     from .backbone import configure_cuda, describe_device, load_backbone
     from .images import load_image
     from .video import TEMPORAL_WEIGHT, ClipStats, later_evaluations, stylize_clip
 
     painted: list = []
+    settings = settings_from_args(args)
+    info = clips.probe(args.content)
+    rate = clips.steady_rate(info, args.video_fps)
+    count = clips.frame_count(args.video_frames, info, args.video_fps)
+    styles = [load_image(s) for s in args.styles]
+    weight = TEMPORAL_WEIGHT if args.temporal_weight is None else args.temporal_weight
+    later = args.later_iterations or later_evaluations(settings)
+    if weight < 0:
+        raise ValueError("--temporal-weight must be >= 0")
+    backbone = load_backbone(settings.weights, settings.device, seed=settings.seed)
+    if backbone.device.type == "cuda":
+        configure_cuda()
+    frames = clips.read_frames(args.content, count, settings.size, args.video_fps)
+    stats = ClipStats()
+    history, first_frames, per_frame = [], [], []
+    t0 = time.perf_counter()
     try:
-        settings = settings_from_args(args)
-        info = clips.probe(args.content)
-        rate = clips.steady_rate(info, args.video_fps)
-        count = clips.frame_count(args.video_frames, info, args.video_fps)
-        styles = [load_image(s) for s in args.styles]
-        weight = TEMPORAL_WEIGHT if args.temporal_weight is None else args.temporal_weight
-        later = args.later_iterations or later_evaluations(settings)
-        if weight < 0:
-            raise ValueError("--temporal-weight must be >= 0")
-        backbone = load_backbone(settings.weights, settings.device, seed=settings.seed)
-        if backbone.device.type == "cuda":
-            configure_cuda()
-        frames = clips.read_frames(args.content, count, settings.size, args.video_fps)
-        stats = ClipStats()
-        history, first_frames, per_frame = [], [], []
-        t0 = time.perf_counter()
-        try:
-            for frame in stylize_clip(
-                frames,
-                styles,
-                settings,
-                backbone,
-                frames_total=count,
-                temporal_weight=weight,
-                later_iterations=later,
-                stats=stats,
-            ):
-                k, n = frame.part
-                history.append(
-                    {
-                        "frame": k,
-                        "step": frame.step,
-                        "size": list(frame.size),
-                        "elapsed": round(frame.elapsed, 3),
-                        **frame.losses,
-                    }
+        for frame in stylize_clip(
+            frames,
+            styles,
+            settings,
+            backbone,
+            frames_total=count,
+            temporal_weight=weight,
+            later_iterations=later,
+            stats=stats,
+        ):
+            k, n = frame.part
+            history.append(
+                {
+                    "frame": k,
+                    "step": frame.step,
+                    "size": list(frame.size),
+                    "elapsed": round(frame.elapsed, 3),
+                    **frame.losses,
+                }
+            )
+            if k == 1 and frame.image is not None and (args.gif or args.animation):
+                first_frames.append(frame.image)
+            if frame.output:
+                painted.append(frame.image)
+                per_frame.append({"frame": k, "seconds": round(stats.seconds[-1], 3), **frame.losses})
+            if not args.quiet:
+                print(
+                    f"\rframe {k}/{n}  step {frame.step}/{frame.total}  {frame.size[0]}x{frame.size[1]}  "
+                    f"loss {frame.losses['total']:.4g}  {frame.elapsed:.1f}s",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
                 )
-                if k == 1 and frame.image is not None and (args.gif or args.animation):
-                    first_frames.append(frame.image)
-                if frame.output:
-                    painted.append(frame.image)
-                    per_frame.append({"frame": k, "seconds": round(stats.seconds[-1], 3), **frame.losses})
-                if not args.quiet:
-                    print(
-                        f"\rframe {k}/{n}  step {frame.step}/{frame.total}  {frame.size[0]}x{frame.size[1]}  "
-                        f"loss {frame.losses['total']:.4g}  {frame.elapsed:.1f}s",
-                        end="",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-        except KeyboardInterrupt:
-            if not painted:
-                raise
-            print(f"\ninterrupted: writing the {len(painted)} frames painted", file=sys.stderr)
-        seconds = time.perf_counter() - t0
-        if not args.quiet:
-            print(file=sys.stderr)
-        Path(args.output).write_bytes(
-            clips.write_mp4(painted, rate, audio_from=args.content, seconds=len(painted) / rate)
-            if kind == "mp4"
-            else clips.write_clip(kind, painted, rate)
-        )
-        for path in ([args.gif] if args.gif else []) + args.animation:
-            Path(path).write_bytes(make_animation(Path(path).suffix, first_frames))
-        if args.metrics:
-            device = describe_device(backbone.device, backbone.uses_bf16(settings.precision))
-            metrics = {
-                "clip": {
-                    "source_fps": info.fps,
-                    "fps": rate,
-                    "frames": len(painted),
-                    "rotation": info.rotation,
-                    "has_audio": info.has_audio,
-                },
-                "temporal_weight": weight,
-                "later_iterations": later,
-                "frames": per_frame,
-                "warping_error": stats.mean_warping,
-                "input_warping_error": stats.mean_floor,
-                "warping_errors": stats.warping,
-                "input_warping_errors": stats.floor,
-                "losses": history,
-                "evaluations": len(history),
-                **run_record(settings, backbone.source, device, seconds=round(seconds, 3)),
-            }
-            Path(args.metrics).write_text(json.dumps(metrics, indent=2))
-    except (NSTError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
-    return 0
+        if not painted:
+            raise
+        print(f"\ninterrupted: writing the {len(painted)} frames painted", file=sys.stderr)
+    seconds = time.perf_counter() - t0
+    if not args.quiet:
+        print(file=sys.stderr)
+    Path(args.output).write_bytes(
+        clips.write_mp4(painted, rate, audio_from=args.content, seconds=len(painted) / rate)
+        if kind == "mp4"
+        else clips.write_clip(kind, painted, rate)
+    )
+    for path in ([args.gif] if args.gif else []) + args.animation:
+        Path(path).write_bytes(make_animation(Path(path).suffix, first_frames))
+    if args.metrics:
+        device = describe_device(backbone.device, backbone.uses_bf16(settings.precision))
+        metrics = {
+            "clip": {
+                "source_fps": info.fps,
+                "fps": rate,
+                "frames": len(painted),
+                "rotation": info.rotation,
+                "has_audio": info.has_audio,
+            },
+            "temporal_weight": weight,
+            "later_iterations": later,
+            "frames": per_frame,
+            "warping_error": stats.mean_warping,
+            "input_warping_error": stats.mean_floor,
+            "warping_errors": stats.warping,
+            "input_warping_errors": stats.floor,
+            "losses": history,
+            "evaluations": len(history),
+            **run_record(settings, backbone.source, device, seconds=round(seconds, 3)),
+        }
+        Path(args.metrics).write_text(json.dumps(metrics, indent=2))
 
 
 def cli() -> None:
