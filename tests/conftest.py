@@ -78,6 +78,20 @@ def use_service():
 
 
 @pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    """A data directory of the pages' own, and the pages' result store and wall opened anew on it."""
+    from ui import results
+    from ui.classroom import forget_wall
+
+    monkeypatch.setenv("NST_DATA_DIR", str(tmp_path / "data"))
+    results.forget()
+    forget_wall()
+    yield tmp_path / "data"
+    results.forget()
+    forget_wall()
+
+
+@pytest.fixture
 def threaded_app(use_service, backbone):
     """The pages' Service runs real optimisations in this process (no worker process: not what page tests test)."""
     from tests.fakes import threaded

@@ -254,20 +254,6 @@ def test_every_address_setting_beyond_its_widget_is_clamped_or_ignored_with_a_wa
 # ---------------------------------------------------------------- a result's address (?result=ID)
 
 
-@pytest.fixture
-def data_dir(tmp_path, monkeypatch):
-    """A data directory of the pages' own, and the pages' result store and wall opened anew on it."""
-    from ui import results
-    from ui.classroom import forget_wall
-
-    monkeypatch.setenv("NST_DATA_DIR", str(tmp_path / "data"))
-    results.forget()
-    forget_wall()
-    yield tmp_path / "data"
-    results.forget()
-    forget_wall()
-
-
 def open_address(**params) -> AppTest:
     """A new session (another tab, a reload) on the Studio's address with these parameters."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)

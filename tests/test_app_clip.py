@@ -14,19 +14,6 @@ from tests.helpers import slider
 pytestmark = pytest.mark.usefixtures("threaded_app")
 
 
-@pytest.fixture
-def data_dir(tmp_path, monkeypatch):
-    from ui import results
-    from ui.classroom import forget_wall
-
-    monkeypatch.setenv("NST_DATA_DIR", str(tmp_path / "data"))
-    results.forget()
-    forget_wall()
-    yield tmp_path / "data"
-    results.forget()
-    forget_wall()
-
-
 def streams(mp4: bytes) -> tuple[int, bool]:
     with av.open(io.BytesIO(mp4)) as c:
         video = c.streams.video[0]
