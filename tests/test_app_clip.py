@@ -42,6 +42,9 @@ def test_a_clip_is_painted_in_the_studio_and_kept_under_its_address(data_dir):
     assert c["frames"] == c["of"] == 3 and len(c["frame_seconds"]) == 3
     assert c["warping_error"] >= 0 and c["input_warping_error"] >= 0
     assert any("warping error" in x.value for x in at.caption)
+    steps = r.info["steps"]
+    assert steps > 8  # the whole clip's steps, not frame 1's 8
+    assert any(m.value.startswith(f"Done: {steps} steps") for m in at.success)
     labels = [b.label for b in at.get("download_button")]
     assert labels[:3] == ["Painted clip (MP4)", "Painted clip (GIF)", "Painted clip (WebP)"]
     from nst_core.animation import gif_frames

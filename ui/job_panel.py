@@ -176,7 +176,7 @@ class JobPanel(Generic[R, M]):
                 self._failed(meta)
             return
         self._set("result", self._finish(job, meta))
-        last = job.final_frames()[-1]
+        last = job.ended_at()
         if job.state == DONE:
             done = f"Done: {last.step} steps in {fmt_seconds(last.elapsed)}."
             if job.cached:

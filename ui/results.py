@@ -209,7 +209,7 @@ class Run:
         frames = job.final_frames()
         last = frames[-1]
         painted = list(job.outputs)
-        end = job.latest if painted else last  # a clip's steps and seconds are the whole clip's
+        end = job.ended_at()  # a clip's steps and seconds are the whole clip's
         info = run_record(self.settings, self.weights, self.device, end.step, round(end.elapsed, 1))
         if painted:  # the clip's frames out of those the run had (fewer than asked if the clip was shorter)
             info["clip"] = clip_record(painted, job.task.fps, painted[-1].part[1])

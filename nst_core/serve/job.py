@@ -135,6 +135,11 @@ class Job:
             step = self.pictured.step if self.pictured is not None else 0
             return self.state, self.latest, self.image, step, list(self.history)
 
+    def ended_at(self) -> Shot:
+        """The shot a run's steps and seconds are told from: the last picture's, or for a run of parts (whose
+        picture is its first part's) the latest step of the whole run."""
+        return self.latest if self.outputs else self.final_frames()[-1]
+
     def outputs_so_far(self, last: int) -> tuple[int, list[Shot]]:
         """How many outputs the run has finished, and the last `last` of them (a live view's strip)."""
         with self.lock:
