@@ -122,3 +122,4 @@ def test_every_page_says_a_bad_value_in_one_line(page, name, value):
     assert shown["exception"] == []
     [error] = [plain(e) for e in shown["error"]]
     assert f"{name}={value!r}" in error and len(error.splitlines()) == 1
+    assert error.startswith("The server's configuration is wrong:")  # the same words on every page

@@ -34,12 +34,13 @@ from nst_core.images import decode_mask
 from nst_core.serve import service as _service
 from nst_core.serve.config import config
 
-from .common import client_address, fmt_seconds, md, sentence, service, session_id
+from .common import client_address, fmt_seconds, md, sentence, server_config, service, session_id
 
 
 def class_wall() -> Wall:
     """open_wall(), or one line on the page (and nothing more of it) if the data directory is unusable or a
-    setting is bad."""
+    setting is bad (a bad variable in the words of every page: server_config)."""
+    server_config()
     try:
         return open_wall()
     except (WallError, ValueError) as e:
