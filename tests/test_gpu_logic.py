@@ -552,16 +552,17 @@ def test_a_gpu_worker_gets_expandable_segments_before_cuda_starts_and_a_cpu_work
     expandable ones, set before it loads anything (torch reads the setting once, when CUDA's allocator starts)."""
     from nst_core import backbone
     from nst_core.serve.backends import process as process_backend
+    from nst_core.serve.backends import slots
 
     key = "PYTORCH_CUDA_ALLOC_CONF"
-    assert process_backend.worker_env("cuda", {}) == {key: "expandable_segments:True"}
-    assert process_backend.worker_env("cuda:1", {}) == {key: "expandable_segments:True"}
-    assert process_backend.worker_env("cpu", {}) == {}
-    assert process_backend.worker_env("cuda", {key: "backend:cudaMallocAsync"}) == {}  # the operator's own wins
+    assert slots.worker_env("cuda", {}) == {key: "expandable_segments:True"}
+    assert slots.worker_env("cuda:1", {}) == {key: "expandable_segments:True"}
+    assert slots.worker_env("cpu", {}) == {}
+    assert slots.worker_env("cuda", {key: "backend:cudaMallocAsync"}) == {}  # the operator's own wins
     monkeypatch.setattr(backbone, "default_device", lambda: torch.device("cuda"))
-    assert process_backend.worker_env("auto", {}) == {key: "expandable_segments:True"}
+    assert slots.worker_env("auto", {}) == {key: "expandable_segments:True"}
     monkeypatch.setattr(backbone, "default_device", lambda: torch.device("cpu"))
-    assert process_backend.worker_env("auto", {}) == {}
+    assert slots.worker_env("auto", {}) == {}
 
     seen = {}
 
@@ -577,3 +578,18 @@ def test_a_gpu_worker_gets_expandable_segments_before_cuda_starts_and_a_cpu_work
     assert seen == {"cpu": None}
     process_backend.main(0, "random", "cuda", 0, 1)  # (lanes given: nothing measured)
     assert seen["cuda"] == "expandable_segments:True"
+
+
+def test_a_ray_actor_on_a_gpu_gets_expandable_segments_too():
+    """Ray starts its actors' processes itself: the setting travels as the actor's runtime_env (which Ray merges
+    with a cluster's own), for an actor given a GPU, and never for a CPU actor; an operator's own setting wins."""
+    from nst_core.serve.backends.ray import actor_options
+
+    key = "PYTORCH_CUDA_ALLOC_CONF"
+    assert actor_options(2, 4, 3, {}) == {
+        "num_gpus": 0.5,
+        "num_cpus": 1,
+        "runtime_env": {"env_vars": {key: "expandable_segments:True"}},
+    }
+    assert actor_options(1, 1, 3, {key: "backend:cudaMallocAsync"}) == {"num_gpus": 1.0, "num_cpus": 1}
+    assert actor_options(0, 2, 3, {}) == {"num_cpus": 3}

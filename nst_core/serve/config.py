@@ -6,7 +6,7 @@ variable per field). `config()` reads them once per process; a bad value is a Co
 line every page shows (nothing starts on a half-read configuration). Variables that belong to other programs (Ray's
 RAY_ADDRESS, CUDA's CUDA_VISIBLE_DEVICES) are read here too, so the server's view of its environment is one object.
 A few functions still take an `env=os.environ` argument: they read other libraries' variables (oneDNN's CPU cap in
-backbone.isa_cap) or compose a child process's environment (process.worker_env), not the server's settings.
+backbone.isa_cap) or compose a child process's environment (slots.worker_env), not the server's settings.
 """
 
 from __future__ import annotations

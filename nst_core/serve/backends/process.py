@@ -36,7 +36,7 @@ from ..config import config
 from ..errors import RunFailed, StartFailed, WorkerDied, WorkerHung, one_line
 from ..job import Shot
 from ..limits import Limits
-from .slots import END, Pool, clean_up, context_broken, forget_failure, prepare, relay, silence_limit
+from .slots import END, Pool, clean_up, context_broken, forget_failure, prepare, relay, silence_limit, worker_env
 
 # The exit code of a worker whose GPU context a CUDA error broke (it has reported the error, and ends).
 CONTEXT_BROKEN = 70
@@ -256,26 +256,6 @@ class ProcessBackend:
 
 
 # ---------------------------------------------------------------- the worker process itself
-
-
-# A GPU worker's lanes allocate blocks of many sizes, each run on its own stream, and the caching allocator reuses a
-# block only on the stream it was made for and never merges free blocks across its fixed-size segments: reserved
-# memory fragments until an allocation fails and the whole cache is emptied (a stall for every lane). Expandable
-# segments grow one mapping instead of adding a segment per miss, which keeps that fragmentation down. torch reads
-# the setting once, when CUDA's allocator first starts, so it goes into the environment before anything touches the
-# GPU; an operator's own setting is kept.
-GPU_ALLOC_CONF = {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
-
-
-def worker_env(device: str, environ=os.environ) -> dict[str, str]:
-    """What a worker for `device` adds to its environment before it loads VGG19 (nothing on a CPU)."""
-    if any(k in environ for k in ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF")):
-        return {}
-    if device == "auto":
-        from ...backbone import default_device
-
-        device = default_device().type
-    return dict(GPU_ALLOC_CONF) if device.startswith("cuda") else {}
 
 
 def main(fd: int, weights: str, device: str, threads: int, lanes: int) -> None:

@@ -35,7 +35,7 @@ from ..config import config
 from ..errors import RunFailed, StartFailed, WorkerDied, WorkerHung, one_line
 from ..job import shots
 from ..limits import Limits
-from .slots import END, Pool, clean_up, context_broken, prepare, relay, silence_limit
+from .slots import END, Pool, clean_up, context_broken, prepare, relay, silence_limit, worker_env
 
 LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": a local Ray instance uses 127.0.0.1 only
 
@@ -44,6 +44,16 @@ def actor_device(device: str, gpus: int) -> str:
     """The device an actor is told: on GPUs Ray gives each actor its own (CUDA_VISIBLE_DEVICES), which it sees as
     cuda:0, so a GPU named by index (cuda:1) would not be there ("invalid device ordinal")."""
     return "cuda" if gpus and device.startswith("cuda") else device
+
+
+def actor_options(gpus: int, slots: int, threads: int, environ=os.environ) -> dict:
+    """Ray's options for each actor: its share of the cluster's GPUs (and one CPU to drive it) with the allocator
+    setting a GPU worker process gets (slots.worker_env, given by Ray as the actor's environment); on CPUs, its
+    threads. ("cuda", not the device asked for: the server never imports torch to resolve "auto".)"""
+    if not gpus:
+        return {"num_cpus": threads}
+    env = worker_env("cuda", environ)
+    return {"num_gpus": gpus / slots, "num_cpus": 1, **({"runtime_env": {"env_vars": env}} if env else {})}
 
 
 class ContextBroken(RunFailed):
@@ -174,12 +184,8 @@ class RayBackend:
         nodes = [n for n in ray.nodes() if n["Alive"]]
         gpus = 0 if device == "cpu" else int(sum(n["Resources"].get("GPU", 0) for n in nodes))
         self.slots, threads = limits.cluster_slots(gpus, [int(n["Resources"].get("CPU", 0)) for n in nodes])
-        if gpus:
-            self._options = {"num_gpus": gpus / self.slots, "num_cpus": 1}
-            self.kind = "GPU"
-        else:
-            self._options = {"num_cpus": threads}
-            self.kind = "CPU"
+        self._options = actor_options(gpus, self.slots, threads)
+        self.kind = "GPU" if gpus else "CPU"
         if self.slots == 0:
             self.close()
             raise StartFailed(f"the Ray cluster has no node with {threads} free CPUs (NST_RAY_CPUS) or a GPU")

@@ -8,6 +8,7 @@ until the worker says the run has ended (or fails).
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -16,6 +17,27 @@ from collections.abc import Callable
 from ..errors import WorkerHung, one_line
 
 END = object()  # what a slot's receive() returns when the run has ended
+
+
+# A GPU worker's lanes allocate blocks of many sizes, each run on its own stream, and the caching allocator reuses a
+# block only on the stream it was made for and never merges free blocks across its fixed-size segments: reserved
+# memory fragments until an allocation fails and the whole cache is emptied (a stall for every lane). Expandable
+# segments grow one mapping instead of adding a segment per miss, which keeps that fragmentation down. torch reads
+# the setting once, when CUDA's allocator first starts, so it goes into the environment before anything touches the
+# GPU; an operator's own setting is kept.
+GPU_ALLOC_CONF = {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
+
+
+def worker_env(device: str, environ=os.environ) -> dict[str, str]:
+    """What a worker for `device` adds to its environment before it loads VGG19 (nothing on a CPU): a worker
+    process sets it itself; a Ray actor on a GPU is given it by Ray (its runtime_env's env_vars)."""
+    if any(k in environ for k in ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF")):
+        return {}
+    if device == "auto":
+        from ...backbone import default_device
+
+        device = default_device().type
+    return dict(GPU_ALLOC_CONF) if device.startswith("cuda") else {}
 
 
 def prepare(weights: str, device: str, threads: int):
