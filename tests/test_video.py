@@ -4,7 +4,9 @@ the command line on a clip."""
 import json
 import subprocess
 import sys
+import threading
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -127,6 +129,74 @@ def test_stylize_clip_counts_steps_over_the_clip_and_stops_when_closed(backbone,
     # An input shorter than announced: its last painted frame ends the run.
     short = list(video.stylize_clip(iter(frames[:2]), [style], s, backbone, frames_total=5, later_iterations=2))
     assert short[-1].output and short[-1].done and short[-1].part == (2, 2)
+
+
+def test_the_next_flows_computed_beside_the_run_give_the_same_clip(backbone, style, monkeypatch):
+    """On a GPU the next pair of input frames' flows are computed on a helper thread while a frame is optimised
+    (stylize_clip's prefetch), off the run's thread. The clip is the same: bitwise on a CPU (the same flows from the
+    same input frames, and the optimisation is deterministic there), within rounding on CUDA (cuDNN is not)."""
+    s = Settings(size=48, iterations=6, scales=1, preview_every=100)
+    frames = pan_frames(4, 48)
+    seen = []
+    real = video.pair
+
+    def pair(a, b, preset=video.DIS_PRESET):
+        seen.append(threading.current_thread().name)
+        return real(a, b, preset)
+
+    monkeypatch.setattr(video, "pair", pair)
+
+    def clip(prefetch: bool):
+        stats = video.ClipStats()
+        run = video.stylize_clip(
+            iter(frames), [style], s, backbone, frames_total=4, later_iterations=3, stats=stats, prefetch=prefetch
+        )
+        return [np.asarray(f.image, dtype=np.float32) for f in run if f.output], stats
+
+    here = threading.current_thread().name
+    in_turn, stats_in_turn = clip(False)
+    assert seen == [here] * 3
+    seen.clear()
+    ahead, stats_ahead = clip(True)
+    assert seen == [here, "flow_0", "flow_0"]  # the first pair in the run's thread, the next two beside it
+    assert len(ahead) == len(in_turn) == 4
+    if backbone.device.type == "cpu":
+        assert all((a == b).all() for a, b in zip(ahead, in_turn))
+        assert stats_ahead.warping == stats_in_turn.warping and stats_ahead.floor == stats_in_turn.floor
+    else:
+        assert all(np.abs(a - b).mean() < 2.0 for a, b in zip(ahead, in_turn))  # (0-255 pixels)
+    # Stopped mid-clip, the helper ends with it.
+    run = video.stylize_clip(iter(frames), [style], s, backbone, frames_total=4, later_iterations=3, prefetch=True)
+    for f in run:
+        if f.output and f.part[0] == 2:
+            run.close()
+    helpers = [t for t in threading.enumerate() if t.name.startswith("flow")]
+    for t in helpers:
+        t.join(timeout=30)  # (a flow under way finishes first; nothing is queued after it)
+    assert not any(t.is_alive() for t in helpers)
+
+
+def test_a_clip_makes_the_paintings_targets_once(backbone, style, monkeypatch):
+    """The paintings' style targets are the same for every frame: each painting is fitted to its working size for
+    frame 1's level and for the temporal objective, not again for every later frame."""
+    from nst_core import images
+
+    s = Settings(size=48, iterations=4, scales=1, preview_every=100)
+    fitted = []
+    real = images.fit
+
+    def fit_(im, side, *a, **kw):
+        if im is style:
+            fitted.append(side)
+        return real(im, side, *a, **kw)
+
+    monkeypatch.setattr(images, "fit", fit_)
+    painted = [
+        f
+        for f in video.stylize_clip(iter(pan_frames(5, 48)), [style], s, backbone, frames_total=5, later_iterations=2)
+        if f.output
+    ]
+    assert len(painted) == 5 and len(fitted) == 2, fitted
 
 
 @pytest.mark.numerics
