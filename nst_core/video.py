@@ -39,8 +39,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -334,7 +334,8 @@ def stylize_clip(
     backbone = backbone or load_backbone(s.weights, s.device)
     dev = backbone.device
     it = iter(frames)
-    helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flow") if (dev.type != "cpu" if prefetch is None else prefetch) else None
+    ahead = dev.type != "cpu" if prefetch is None else prefetch
+    helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flow") if ahead else None
     try:
         yield from _clip(it, styles, s, backbone, dev, frames_total, temporal_weight, later, flow_preset, stats, helper)
     finally:
