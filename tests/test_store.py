@@ -271,13 +271,31 @@ def test_a_clients_results_over_its_share_evict_its_own_oldest_not_others(tmp_pa
     assert kept == mine[-len(kept) :] and 1 <= len(kept) <= 2  # the visitor's own newest stay
 
 
+def test_no_file_names_a_clients_address_and_the_wall_keeps_the_same_hash(tmp_path):
+    """What the store keeps of a client (whose results count against whose share) is the keyed hash the class wall
+    keeps too (one secret per data directory), never the address: not in a result, its copy, or a pending marker."""
+    from nst_core.classroom.wall import Wall
+
+    address = "203.0.113.77"
+    store = ResultStore(tmp_path)
+    first, again, waiting = stores.new_id(), stores.new_id(), stores.new_id()
+    store.mark_pending(waiting, address, None)
+    store.save(first, dataclasses.replace(result(), key="ef" * 32, client=address))
+    store.copy(again, dataclasses.replace(result(), key="ef" * 32, client=address))
+    files = [f for f in (tmp_path / "results").rglob("*") if f.is_file()]
+    assert len(files) > 10 and not [f for f in files if address.encode() in f.read_bytes()]
+    hashed = Wall(tmp_path).client_hash(address)
+    assert store.load(first).client == store.load(again).client == store.pending(waiting)["client"] == hashed
+    assert ResultStore(tmp_path)._hashed(address) == hashed  # a restart groups the same client's results
+
+
 def test_the_same_run_kept_again_shares_its_files_and_each_copy_is_charged_a_part(tmp_path):
     key = "ab" * 32
     store = ResultStore(tmp_path)
     first, again = stores.new_id(), stores.new_id()
     store.save(first, dataclasses.replace(result(), key=key, client="a", label="Cat × Night"))
     copy = store.copy(again, dataclasses.replace(result(frames=1), key=key, client="b", label="Mine × Night"))
-    assert copy is not None and copy.label == "Mine × Night" and copy.client == "b"
+    assert copy is not None and copy.label == "Mine × Night" and copy.client == store._hashed("b") != "b"
     assert store.copy(stores.new_id(), dataclasses.replace(result(), key="cd" * 32)) is None  # no such run kept
     one, two = tmp_path / "results" / first, tmp_path / "results" / again
     assert (one / "picture.png").stat().st_ino == (two / "picture.png").stat().st_ino

@@ -44,6 +44,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..errors import NSTError
+from ..serve.clients import client_hash, client_key
 from ..serve.limits import Limits
 
 ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # 31 symbols: 31^8 = 853 billion codes
@@ -200,7 +201,7 @@ class Wall:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             self._migrate(db)
-        self._client_key = self._key_file()
+        self._client_key = client_key(self.dir)
 
     # ------------------------------------------------------------ plumbing
 
@@ -244,27 +245,10 @@ class Wall:
             raise
         db.execute("COMMIT")
 
-    def _key_file(self) -> bytes:
-        """The data directory's own secret for client_hash(), made once (linked into place whole, so that two
-        servers starting at once read the same one)."""
-        path = self.dir / "client.key"
-        if not path.exists():
-            tmp = self.dir / f"client.key.{secrets.token_hex(4)}.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(secrets.token_bytes(32))
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                pass
-            finally:
-                tmp.unlink()
-        return path.read_bytes()
-
     def client_hash(self, client: str) -> str:
         """What the database keeps of a client's address: enough to count by, not the address itself. Keyed with
-        the data directory's secret: an IPv4 address could otherwise be found by hashing all 2^32 of them."""
-        return hmac.new(self._client_key, client.encode(), hashlib.sha256).hexdigest()[:24] if client else ""
+        the data directory's secret (serve.clients), which the results' store shares."""
+        return client_hash(self._client_key, client) if client else ""
 
     def _files(self, code: str, entry_id: int) -> dict[str, Path]:
         folder = self.dir / "rooms" / code

@@ -30,6 +30,7 @@ from PIL import Image
 
 from ..errors import NSTError
 from ..images import png_bytes
+from .clients import client_hash, client_key
 from .job import Shot
 from .limits import Limits
 
@@ -41,7 +42,7 @@ PREVIEW = 768  # px, the largest side of a kept preview frame (the picture itsel
 STALE = 3600.0  # seconds after which a half-written file or folder (a process killed mid-write) is removed
 ENCODE_WAIT = 60.0  # seconds a download waits for an encode slot before it is refused
 WAITING = 4  # downloads waiting for an encode slot at once; a further one is refused at once
-CLIENT = "client.txt"  # the client address a result belongs to (NST_RESULTS_MB_PER_CLIENT)
+CLIENT = "client.txt"  # whose result it is: the client's keyed hash (serve.clients; NST_RESULTS_MB_PER_CLIENT)
 
 
 class StoreError(NSTError):
@@ -67,7 +68,7 @@ class Stored:
     created: float = 0.0
     others: tuple[Image.Image, ...] = ()  # the further paintings' thumbnails
     room: str | None = None  # the class room the run was made in
-    client: str | None = None  # the client address that made it (NST_RESULTS_MB_PER_CLIENT)
+    client: str | None = None  # the client that made it: its address given, its keyed hash kept and loaded
     key: str | None = None  # the task's digest: an identical run is kept once
     image: Image.Image | None = None  # the picture, decoded (filled in by load)
 
@@ -123,7 +124,7 @@ def _charge(folder: Path) -> float:
 
 
 def _owner(folder: Path) -> str | None:
-    """The client address whose result `folder` is (None if unknown)."""
+    """The keyed hash of the client whose result `folder` is (None if unknown)."""
     try:
         return (folder / CLIENT).read_text()
     except OSError:
@@ -209,6 +210,7 @@ class ResultStore:
         try:
             (self.dir / ".pending").mkdir(parents=True, exist_ok=True)
             (self.dir / ".keys").mkdir(exist_ok=True)
+            self._client_key = client_key(Path(directory))  # the class wall's too: one secret per data directory
         except OSError as e:
             raise StoreError(f"cannot use {self.dir} (NST_DATA_DIR) for results: {e.strerror or e}") from None
 
@@ -229,9 +231,13 @@ class ResultStore:
 
     # ------------------------------------------------------------ runs in progress
 
+    def _hashed(self, client: str | None) -> str | None:
+        """What is kept of a client's address: its keyed hash (serve.clients), never the address."""
+        return None if client is None else client_hash(self._client_key, client)
+
     def mark_pending(self, rid: str, client: str | None = None, room: str | None = None) -> None:
         self._folder(rid)  # checks the id
-        marker = {"boot": self.boot, "created": self.clock(), "client": client, "room": room}
+        marker = {"boot": self.boot, "created": self.clock(), "client": self._hashed(client), "room": room}
         self._write(self.dir / ".pending" / rid, json.dumps(marker).encode())
 
     def pending(self, rid: str) -> dict | None:
@@ -274,6 +280,7 @@ class ResultStore:
         shares that one's files. Raises StoreError if even the picture and its GIF are over NST_RESULT_MB, or the
         disk fails."""
         folder = self._folder(rid)
+        result = dataclasses.replace(result, client=self._hashed(result.client))
         with self._saving:
             try:
                 if (folder / "result.json").exists():
@@ -291,6 +298,7 @@ class ResultStore:
         """Keep `rid` as a copy of the result already kept for the same run (result.key), sharing its files, with
         `result`'s own label, client and room; None if there is none (then the caller makes and saves it whole)."""
         folder = self._folder(rid)
+        result = dataclasses.replace(result, client=self._hashed(result.client))
         with self._saving:
             if (folder / "result.json").exists():
                 return self.load(rid)
