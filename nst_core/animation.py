@@ -1,4 +1,5 @@
-"""Animations of a run's frames: MP4 (H.264) and animated WebP through imageio's v3 API, GIF with Pillow.
+"""Animations of a run's frames: MP4 (H.264, with PyAV as a painted clip: nst_core.clips), animated WebP through
+imageio's v3 API, GIF with Pillow.
 
 Every format: the frames scaled to the final picture's size (a coarse-to-fine run's frames grow), the
 final picture held for a moment at the end, and optionally an opening card with the photo and the
@@ -141,18 +142,16 @@ def make_mp4(
     intro: Image.Image | None = None,
     intro_s: float = 1.5,
 ) -> bytes:
-    """An H.264 MP4 in yuv420p (plays in browsers and on phones), through imageio's PyAV plugin."""
-    import imageio.v3 as iio
+    """An H.264 MP4 in yuv420p (plays in browsers and on phones, and starts before it has all come), written as a
+    painted clip is (clips.write_mp4; the encoder's default quality, crf 23: a run's previews need no more)."""
+    from .clips import write_mp4
 
     if not frames:
         raise ValueError("no frames to animate")
     w, h = _target(frames[-1], max_side, even=True)
     seq = [intro] * round(fps * intro_s) if intro is not None else []
     seq += list(frames) + [frames[-1]] * max(0, round(fps * final_s) - 1)
-    pixels = np.stack([np.asarray(f) for f in _sized(seq, w, h)])
-    return iio.imwrite(
-        "<bytes>", pixels, extension=".mp4", plugin="pyav", codec="libx264", fps=fps, out_pixel_format="yuv420p"
-    )
+    return write_mp4(_sized(seq, w, h), fps, crf=23)
 
 
 def make_webp(

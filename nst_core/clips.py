@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -522,30 +523,33 @@ def write_mp4(
     w, h = _even_size(frames)
     rate = _rate(fps)
     seconds = len(frames) / fps if seconds is None else seconds
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as out:
-        vs = out.add_stream("libx264", rate=rate)
-        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
-        vs.options = {"crf": str(crf), "preset": "medium"}
-        audio = _audio_source(audio_from) if audio_from is not None else None
-        as_ = None
-        if audio is not None:
-            as_ = out.add_stream("aac", rate=audio[1])
-            as_.layout = "stereo"
-        for i, im in enumerate(frames):
-            im = im.convert("RGB")
-            if im.size != (w, h):
-                im = im.crop((0, 0, w, h)) if im.size[0] - w <= 1 and im.size[1] - h <= 1 else im.resize((w, h))
-            vf = av.VideoFrame.from_image(im)
-            vf.pts = i
-            vf.time_base = 1 / rate
-            for p in vs.encode(vf):
+    # "faststart": the index (the moov box) ahead of the pictures, so that a browser or a phone starts playing before
+    # the whole file has come. The muxer moves it in a second pass over a file it reopens: a file, not memory.
+    with tempfile.TemporaryDirectory(prefix="nst-mp4-") as folder:
+        path = os.path.join(folder, "clip.mp4")
+        with av.open(path, "w", format="mp4", options={"movflags": "+faststart"}) as out:
+            vs = out.add_stream("libx264", rate=rate)
+            vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+            vs.options = {"crf": str(crf), "preset": "medium"}
+            audio = _audio_source(audio_from) if audio_from is not None else None
+            as_ = None
+            if audio is not None:
+                as_ = out.add_stream("aac", rate=audio[1])
+                as_.layout = "stereo"
+            for i, im in enumerate(frames):
+                im = im.convert("RGB")
+                if im.size != (w, h):
+                    im = im.crop((0, 0, w, h)) if im.size[0] - w <= 1 and im.size[1] - h <= 1 else im.resize((w, h))
+                vf = av.VideoFrame.from_image(im)
+                vf.pts = i
+                vf.time_base = 1 / rate
+                for p in vs.encode(vf):
+                    out.mux(p)
+            for p in vs.encode():
                 out.mux(p)
-        for p in vs.encode():
-            out.mux(p)
-        if as_ is not None:
-            _copy_audio(audio_from, as_, out, audio[1], seconds)
-    return buf.getvalue()
+            if as_ is not None:
+                _copy_audio(audio_from, as_, out, audio[1], seconds)
+        return Path(path).read_bytes()
 
 
 def _audio_source(source: Source) -> tuple[int, int] | None:

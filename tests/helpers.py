@@ -75,3 +75,17 @@ class Held:
 def slider(at, label):
     """The slider of an AppTest page with this label."""
     return next(s for s in at.slider if s.label == label)
+
+
+def mp4_boxes(data: bytes) -> list[str]:
+    """The top-level boxes of an MP4 file, in order (ftyp, moov, mdat, ...)."""
+    boxes, i = [], 0
+    while i + 8 <= len(data):
+        size, kind = int.from_bytes(data[i : i + 4], "big"), data[i + 4 : i + 8].decode("latin-1")
+        if size == 1:  # a 64-bit size follows the type
+            size = int.from_bytes(data[i + 8 : i + 16], "big")
+        boxes.append(kind)
+        if size < 8:
+            break
+        i += size
+    return boxes

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from nst_core.animation import make_gif
+from tests.helpers import mp4_boxes
 
 
 def frames(n, size=(64, 48)):
@@ -58,6 +59,8 @@ def test_mp4_is_h264_yuv420p_with_the_final_picture_held():
     from nst_core.animation import make_mp4
 
     data = make_mp4(frames(5, (63, 47)), fps=10, final_s=1.0)
+    boxes = mp4_boxes(data)
+    assert boxes.index("moov") < boxes.index("mdat")  # faststart: plays before it has all come
     with av.open(io.BytesIO(data)) as c:
         s = c.streams.video[0]
         assert s.codec_context.name == "h264" and s.codec_context.pix_fmt == "yuv420p"

@@ -11,6 +11,7 @@ from PIL import GifImagePlugin, Image, ImageFile, WebPImagePlugin
 from nst_core import clips
 from nst_core.errors import ClipError
 from tests.conftest import SAMPLES
+from tests.helpers import mp4_boxes
 
 SAMPLE = SAMPLES / "clips" / "chelsea_pan.mp4"
 
@@ -143,6 +144,8 @@ def test_size_checked_before_decoding():
 def test_write_mp4_keeps_the_painted_part_of_the_audio():
     frames = list(clips.read_frames(SAMPLE, 6, 64))
     data = clips.write_mp4(frames, 12, audio_from=SAMPLE)
+    boxes = mp4_boxes(data)
+    assert boxes[0] == "ftyp" and boxes.index("moov") < boxes.index("mdat")  # faststart: plays before it has all come
     info = clips.probe(data)
     assert info.frames == 6 and info.fps == 12 and info.has_audio and (info.width, info.height) == (64, 48)
     with av.open(io.BytesIO(data)) as c:
