@@ -474,7 +474,7 @@ def test_a_gpu_worker_whose_lanes_run_out_of_memory_at_four_starts_with_two_and_
     the free memory holds at the worst settings, and a candidate that runs out of memory all the same (a GPU shared
     with another process) ends the measuring at the one before, its blocks freed before the cache is emptied, instead
     of failing the worker's start. Real measuring threads; the timings and the GPU's answers injected."""
-    from nst_core.serve.backends import lanes
+    from nst_core.serve.backends import lanes, slots
     from nst_core.serve.backends import process as process_backend
 
     gpu = types.SimpleNamespace(device=torch.device("cuda"))  # (only its type is read: no GPU is touched)
@@ -504,7 +504,7 @@ def test_a_gpu_worker_whose_lanes_run_out_of_memory_at_four_starts_with_two_and_
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(all(r() is None for r in held)))
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free["bytes"], 80 * 2**30))
     monkeypatch.setattr(process_backend, "Connection", FakeConnection)
-    monkeypatch.setattr(process_backend, "prepare", lambda weights, device, threads: (gpu, {"device": "a GPU"}))
+    monkeypatch.setattr(slots, "prepare", lambda weights, device, threads: (gpu, {"device": "a GPU"}))
     sent = []
     monkeypatch.setattr(FakeConnection, "send", lambda self, msg: sent.append(msg))
     monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF", raising=False)
@@ -571,7 +571,7 @@ def test_a_gpu_worker_gets_expandable_segments_before_cuda_starts_and_a_cpu_work
         return CPU, {"device": "here"}
 
     monkeypatch.setattr(process_backend, "Connection", FakeConnection)
-    monkeypatch.setattr(process_backend, "prepare", prepare)
+    monkeypatch.setattr(slots, "prepare", prepare)
     monkeypatch.delenv(key, raising=False)
     monkeypatch.delenv("PYTORCH_ALLOC_CONF", raising=False)
     process_backend.main(0, "random", "cpu", 0, 1)
@@ -580,16 +580,31 @@ def test_a_gpu_worker_gets_expandable_segments_before_cuda_starts_and_a_cpu_work
     assert seen["cuda"] == "expandable_segments:True"
 
 
-def test_a_ray_actor_on_a_gpu_gets_expandable_segments_too():
-    """Ray starts its actors' processes itself: the setting travels as the actor's runtime_env (which Ray merges
-    with a cluster's own), for an actor given a GPU, and never for a CPU actor; an operator's own setting wins."""
-    from nst_core.serve.backends.ray import actor_options
+def test_a_ray_actor_on_a_gpu_gets_expandable_segments_too_unless_its_node_sets_its_own(monkeypatch):
+    """Ray starts its actors' processes itself, in each node's environment: the actor sets the allocator in its own
+    environment before it loads anything, as a worker process does, and keeps a node's own setting."""
+    import sys
+    import types
+
+    from nst_core.serve.backends import slots
+    from nst_core.serve.backends.ray import WorkerActor
 
     key = "PYTORCH_CUDA_ALLOC_CONF"
-    assert actor_options(2, 4, 3, {}) == {
-        "num_gpus": 0.5,
-        "num_cpus": 1,
-        "runtime_env": {"env_vars": {key: "expandable_segments:True"}},
-    }
-    assert actor_options(1, 1, 3, {key: "backend:cudaMallocAsync"}) == {"num_gpus": 1.0, "num_cpus": 1}
-    assert actor_options(0, 2, 3, {}) == {"num_cpus": 3}
+    seen = []
+
+    def prepare(weights, device, threads):
+        seen.append(os.environ.get(key))
+        return CPU, {"device": "here"}
+
+    context = types.SimpleNamespace(get_node_id=lambda: "node")  # (this test is not in a Ray actor)
+    ray = types.SimpleNamespace(get_runtime_context=lambda: context, util=types.SimpleNamespace())
+    ray.util.get_node_ip_address = lambda: "127.0.0.1"
+    monkeypatch.setitem(sys.modules, "ray", ray)
+    monkeypatch.setattr(slots, "prepare", prepare)
+    monkeypatch.delenv(key, raising=False)
+    monkeypatch.delenv("PYTORCH_ALLOC_CONF", raising=False)
+    WorkerActor("random", "cpu", 1)
+    WorkerActor("random", "cuda", 1)
+    monkeypatch.setenv(key, "backend:cudaMallocAsync")  # the node's own
+    WorkerActor("random", "cuda", 1)
+    assert seen == [None, "expandable_segments:True", "backend:cudaMallocAsync"]

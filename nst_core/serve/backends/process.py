@@ -36,7 +36,7 @@ from ..config import config
 from ..errors import RunFailed, StartFailed, WorkerDied, WorkerHung, one_line
 from ..job import Shot
 from ..limits import Limits
-from .slots import END, Pool, clean_up, context_broken, forget_failure, prepare, relay, silence_limit, worker_env
+from .slots import END, Pool, clean_up, context_broken, forget_failure, relay, silence_limit, start
 
 # The exit code of a worker whose GPU context a CUDA error broke (it has reported the error, and ends).
 CONTEXT_BROKEN = 70
@@ -267,8 +267,7 @@ def main(fd: int, weights: str, device: str, threads: int, lanes: int) -> None:
             conn.send(msg)
 
     try:
-        os.environ.update(worker_env(device))
-        backbone, info = prepare(weights, device, threads)
+        backbone, info = start(weights, device, threads)
         if backbone.device.type == "cuda" and lanes <= 0:
             from .lanes import measure_lanes
 

@@ -4,7 +4,7 @@ RAY_ADDRESS joins a running cluster (`ray start --head` on one machine, `ray sta
 others). Without it a local Ray instance starts, listening on 127.0.0.1 only. Ray is an optional install:
 this module is imported only for NST_RUNNER=ray.
 
-Each slot is a Ray actor (WorkerActor) that loads VGG19 once (slots.prepare, as a worker process does) and runs
+Each slot is a Ray actor (WorkerActor) that loads VGG19 once (slots.start, as a worker process does) and runs
 one task at a time. Its `run` is a streaming generator of Shots: step, losses, and at the preview cadence a
 PNG. The server reads them as they come, so the page looks exactly as it does with the local worker
 process. Stop is a second call on the same actor (two threads: one runs, one listens), checked between
@@ -35,7 +35,7 @@ from ..config import config
 from ..errors import RunFailed, StartFailed, WorkerDied, WorkerHung, one_line
 from ..job import shots
 from ..limits import Limits
-from .slots import END, Pool, clean_up, context_broken, prepare, relay, silence_limit, worker_env
+from .slots import END, Pool, clean_up, context_broken, relay, silence_limit, start
 
 LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": a local Ray instance uses 127.0.0.1 only
 
@@ -44,16 +44,6 @@ def actor_device(device: str, gpus: int) -> str:
     """The device an actor is told: on GPUs Ray gives each actor its own (CUDA_VISIBLE_DEVICES), which it sees as
     cuda:0, so a GPU named by index (cuda:1) would not be there ("invalid device ordinal")."""
     return "cuda" if gpus and device.startswith("cuda") else device
-
-
-def actor_options(gpus: int, slots: int, threads: int, environ=os.environ) -> dict:
-    """Ray's options for each actor: its share of the cluster's GPUs (and one CPU to drive it) with the allocator
-    setting a GPU worker process gets (slots.worker_env, given by Ray as the actor's environment); on CPUs, its
-    threads. ("cuda", not the device asked for: the server never imports torch to resolve "auto".)"""
-    if not gpus:
-        return {"num_cpus": threads}
-    env = worker_env("cuda", environ)
-    return {"num_gpus": gpus / slots, "num_cpus": 1, **({"runtime_env": {"env_vars": env}} if env else {})}
 
 
 class ContextBroken(RunFailed):
@@ -66,7 +56,7 @@ class WorkerActor:
     def __init__(self, weights: str, device: str, threads: int):
         import ray
 
-        self.backbone, self.info = prepare(weights, device, threads)
+        self.backbone, self.info = start(weights, device, threads)
         ctx = ray.get_runtime_context()
         self.info.update(node=ctx.get_node_id(), ip=ray.util.get_node_ip_address(), pid=os.getpid())
         self.stopped = 0  # the id of the last run asked to stop
@@ -184,8 +174,12 @@ class RayBackend:
         nodes = [n for n in ray.nodes() if n["Alive"]]
         gpus = 0 if device == "cpu" else int(sum(n["Resources"].get("GPU", 0) for n in nodes))
         self.slots, threads = limits.cluster_slots(gpus, [int(n["Resources"].get("CPU", 0)) for n in nodes])
-        self._options = actor_options(gpus, self.slots, threads)
-        self.kind = "GPU" if gpus else "CPU"
+        if gpus:
+            self._options = {"num_gpus": gpus / self.slots, "num_cpus": 1}
+            self.kind = "GPU"
+        else:
+            self._options = {"num_cpus": threads}
+            self.kind = "CPU"
         if self.slots == 0:
             self.close()
             raise StartFailed(f"the Ray cluster has no node with {threads} free CPUs (NST_RAY_CPUS) or a GPU")

@@ -29,8 +29,8 @@ GPU_ALLOC_CONF = {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
 
 
 def worker_env(device: str, environ=os.environ) -> dict[str, str]:
-    """What a worker for `device` adds to its environment before it loads VGG19 (nothing on a CPU): a worker
-    process sets it itself; a Ray actor on a GPU is given it by Ray (its runtime_env's env_vars)."""
+    """What a worker for `device` adds to `environ`, its own environment, before it loads VGG19 (nothing on a CPU;
+    nothing where the setting is there already: on a Ray node, the node's own)."""
     if any(k in environ for k in ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF")):
         return {}
     if device == "auto":
@@ -38,6 +38,13 @@ def worker_env(device: str, environ=os.environ) -> dict[str, str]:
 
         device = default_device().type
     return dict(GPU_ALLOC_CONF) if device.startswith("cuda") else {}
+
+
+def start(weights: str, device: str, threads: int):
+    """A worker's (a process's, a Ray actor's) first act: its allocator setting into its own environment while
+    nothing has touched the GPU yet, then prepare()."""
+    os.environ.update(worker_env(device))
+    return prepare(weights, device, threads)
 
 
 def prepare(weights: str, device: str, threads: int):
