@@ -289,6 +289,24 @@ def test_no_file_names_a_clients_address_and_the_wall_keeps_the_same_hash(tmp_pa
     assert ResultStore(tmp_path)._hashed(address) == hashed  # a restart groups the same client's results
 
 
+def test_addresses_an_older_server_kept_are_hashed_when_the_store_opens(tmp_path, monkeypatch):
+    """A data directory from before addresses were hashed: its results and markers get the hash when a new server
+    opens it, and its results count as the same client's as new ones (one share, not two)."""
+    address, rid, waiting = "198.51.100.23", stores.new_id(), stores.new_id()
+    with monkeypatch.context() as m:
+        m.setattr(ResultStore, "_hashed", lambda self, client: client)  # as the older server kept it
+        old = ResultStore(tmp_path)
+        old.save(rid, dataclasses.replace(result(), client=address))
+        old.mark_pending(waiting, address, None)
+    assert (tmp_path / "results" / rid / stores.CLIENT).read_text() == address
+    store = ResultStore(tmp_path)
+    files = [f for f in (tmp_path / "results").rglob("*") if f.is_file()]
+    assert not [f for f in files if address.encode() in f.read_bytes()]
+    hashed = store._hashed(address)
+    assert store.load(rid).client == store.pending(waiting)["client"] == hashed == store._hashed(hashed)
+    assert stores._owner(tmp_path / "results" / rid) == hashed  # the eviction's grouping: the same client
+
+
 def test_the_same_run_kept_again_shares_its_files_and_each_copy_is_charged_a_part(tmp_path):
     key = "ab" * 32
     store = ResultStore(tmp_path)

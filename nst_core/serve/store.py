@@ -35,6 +35,7 @@ from .job import Shot
 from .limits import Limits
 
 ID = re.compile(r"[A-Za-z0-9_-]{22}")  # secrets.token_urlsafe(16): 128 random bits
+HASHED = re.compile(r"[0-9a-f]{24}")  # a client as kept (serve.clients): no address or network prefix looks like it
 NAME = re.compile(r"[a-z0-9-]{1,40}\.(gif|mp4|webp)")  # a kept animation's file name
 KEY = re.compile(r"[0-9a-f]{64}")  # a task's digest (jobs.Results.key)
 THUMB = 256  # px, the photo's and the paintings' thumbnails
@@ -211,6 +212,7 @@ class ResultStore:
             (self.dir / ".pending").mkdir(parents=True, exist_ok=True)
             (self.dir / ".keys").mkdir(exist_ok=True)
             self._client_key = client_key(Path(directory))  # the class wall's too: one secret per data directory
+            self._hash_old_addresses()
         except OSError as e:
             raise StoreError(f"cannot use {self.dir} (NST_DATA_DIR) for results: {e.strerror or e}") from None
 
@@ -232,8 +234,38 @@ class ResultStore:
     # ------------------------------------------------------------ runs in progress
 
     def _hashed(self, client: str | None) -> str | None:
-        """What is kept of a client's address: its keyed hash (serve.clients), never the address."""
-        return None if client is None else client_hash(self._client_key, client)
+        """What is kept of a client's address: its keyed hash (serve.clients), never the address. A client that is
+        a hash already (a loaded result's) stays as it is."""
+        if client is None or HASHED.fullmatch(client):
+            return client
+        return client_hash(self._client_key, client)
+
+    def _hash_old_addresses(self) -> None:
+        """Results and pending markers that an older server wrote with the client's address itself get its hash
+        instead, once, when the store opens (they would otherwise keep the address until they expire, and count as
+        another client's)."""
+        for folder in self.dir.iterdir():
+            owner = _owner(folder) if valid(folder.name) else None
+            if owner is None or HASHED.fullmatch(owner):
+                continue
+            try:
+                meta = json.loads((folder / "result.json").read_text())
+                meta["client"] = self._hashed(owner)
+                self._write(folder / "result.json", json.dumps(meta).encode())
+                self._write(folder / CLIENT, meta["client"].encode())
+            except (OSError, ValueError, TypeError):
+                continue  # (an unreadable result: the sweep or eviction removes it)
+        for path in (self.dir / ".pending").iterdir():
+            if not valid(path.name):
+                continue
+            try:
+                marker = json.loads(path.read_text())
+                if isinstance(marker, dict) and isinstance(marker.get("client"), str):
+                    if not HASHED.fullmatch(marker["client"]):
+                        marker["client"] = self._hashed(marker["client"])
+                        self._write(path, json.dumps(marker).encode())
+            except (OSError, ValueError):
+                continue
 
     def mark_pending(self, rid: str, client: str | None = None, room: str | None = None) -> None:
         self._folder(rid)  # checks the id
