@@ -523,15 +523,13 @@ def write_mp4(
     w, h = _even_size(frames)
     rate = _rate(fps)
     seconds = len(frames) / fps if seconds is None else seconds
-    # "faststart": the index (the moov box) ahead of the pictures, so that a browser or a phone starts playing before
-    # the whole file has come. The muxer moves it in a second pass over a file it reopens: a file, not memory.
-    with tempfile.TemporaryDirectory(prefix="nst-mp4-") as folder:
-        path = os.path.join(folder, "clip.mp4")
-        with av.open(path, "w", format="mp4", options={"movflags": "+faststart"}) as out:
+    audio = _audio_source(audio_from) if audio_from is not None else None
+
+    def mux(target, options: dict[str, str]) -> None:
+        with av.open(target, "w", format="mp4", options=options) as out:
             vs = out.add_stream("libx264", rate=rate)
             vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
             vs.options = {"crf": str(crf), "preset": "medium"}
-            audio = _audio_source(audio_from) if audio_from is not None else None
             as_ = None
             if audio is not None:
                 as_ = out.add_stream("aac", rate=audio[1])
@@ -549,7 +547,20 @@ def write_mp4(
                 out.mux(p)
             if as_ is not None:
                 _copy_audio(audio_from, as_, out, audio[1], seconds)
-        return Path(path).read_bytes()
+
+    # "faststart": the index (the moov box) ahead of the pictures, so that a browser or a phone starts playing before
+    # the whole file has come. The muxer moves it in a second pass over a file it reopens: a file, not memory. Where
+    # no temporary file can be written (a full or read-only temporary folder), the clip is written in memory as it
+    # is, without it: it still plays, once it has come.
+    try:
+        with tempfile.TemporaryDirectory(prefix="nst-mp4-") as folder:
+            path = os.path.join(folder, "clip.mp4")
+            mux(path, {"movflags": "+faststart"})
+            return Path(path).read_bytes()
+    except OSError:
+        buf = io.BytesIO()
+        mux(buf, {})
+        return buf.getvalue()
 
 
 def _audio_source(source: Source) -> tuple[int, int] | None:

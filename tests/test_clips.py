@@ -159,6 +159,16 @@ def test_write_mp4_keeps_the_painted_part_of_the_audio():
     assert (clips.probe(odd).width, clips.probe(odd).height) == (62, 46)
 
 
+def test_write_mp4_without_a_usable_temporary_folder_writes_in_memory(tmp_path, monkeypatch):
+    """Faststart needs a temporary file; where none can be written the clip is still made, in memory, without it."""
+    import tempfile
+
+    frames = [Image.new("RGB", (32, 24), (i * 40, 0, 0)) for i in range(5)]
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))  # (no such folder)
+    data = clips.write_mp4(frames, 12)
+    assert "moov" in mp4_boxes(data) and clips.probe(data).frames == 5
+
+
 def test_write_gif_at_the_clip_rate():
     frames = [Image.new("RGB", (32, 24), (i * 40, 0, 0)) for i in range(5)]
     data = clips.write_gif(frames, 10)
