@@ -12,8 +12,10 @@ and in the processes it starts, as the bare machine would.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -146,6 +148,7 @@ def refuse_in_children() -> None:
     processes, pytest and bench_gpu that the checks start refuse them as this process does (its sys.modules reaches
     no other process): a dry run on a CPU with them installed then finds what the lent machine would."""
     folder = Path(tempfile.mkdtemp(prefix="gpu_check_refused_"))
+    atexit.register(shutil.rmtree, folder, True)
     for name in REFUSED:
         (folder / f"{name}.py").write_text(
             f"raise ModuleNotFoundError({name!r} + ' is not on the lent GPU machine', name={name!r})\n"
@@ -490,11 +493,19 @@ def check_clip(ctx: Ctx) -> str:
     t_turn, turn, _, _ = paint(False)
     t_ahead, ahead, stats, peak = paint(True)
     t_turn = min(t_turn, paint(False)[0])  # (in turn both first and last: neither order is favoured by warming up)
+    two = [threading.Thread(target=paint, args=(True,)) for _ in range(2)]  # two lanes: their flows' helpers too
+    t = time.perf_counter()
+    for th in two:
+        th.start()
+    for th in two:
+        th.join()
+    t_two = time.perf_counter() - t
     worst = max(int(np.abs(a - b).max()) for a, b in zip(ahead, turn))
     w, h = frames[0].size
     text = (
         f"{n} frames at {w}x{h}, {later} evaluations a later frame: flows beside {t_ahead:.2f} s, in turn "
-        f"{t_turn:.2f} s ({t_turn / t_ahead:.2f}x); frame 1 {stats.seconds[0]:.2f} s, a later frame "
+        f"{t_turn:.2f} s ({t_turn / t_ahead:.2f}x), two clips at once {t_two:.2f} s "
+        f"({2 * t_ahead / t_two:.2f}x the clips per second); frame 1 {stats.seconds[0]:.2f} s, a later frame "
         f"{statistics.median(stats.seconds[1:]):.3f} s; largest pixel difference {worst}; warping error "
         f"{stats.mean_warping:.5f} (the input's {stats.mean_floor:.5f})"
     )
