@@ -1,5 +1,5 @@
-"""Animations of a run's frames: MP4 (H.264, with PyAV as a painted clip: nst_core.clips), animated WebP through
-imageio's v3 API, GIF with Pillow.
+"""Animations of a run's frames: MP4 (H.264, with PyAV: write_h264, which writes a painted clip's MP4 too), animated
+WebP through imageio's v3 API, GIF with Pillow.
 
 Every format: the frames scaled to the final picture's size (a coarse-to-fine run's frames grow), the
 final picture held for a moment at the end, and optionally an opening card with the photo and the
@@ -9,7 +9,11 @@ painting side by side, so that a shared clip explains itself. GIF and WebP loop 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -142,16 +146,76 @@ def make_mp4(
     intro: Image.Image | None = None,
     intro_s: float = 1.5,
 ) -> bytes:
-    """An H.264 MP4 in yuv420p (plays in browsers and on phones, and starts before it has all come), written as a
-    painted clip is (clips.write_mp4; the encoder's default quality, crf 23: a run's previews need no more)."""
-    from .clips import write_mp4
-
+    """An H.264 MP4 in yuv420p (plays in browsers and on phones, and starts before it has all come: write_h264), at
+    the encoder's default quality (crf 23: a run's previews need no more)."""
     if not frames:
         raise ValueError("no frames to animate")
     w, h = _target(frames[-1], max_side, even=True)
     seq = [intro] * round(fps * intro_s) if intro is not None else []
     seq += list(frames) + [frames[-1]] * max(0, round(fps * final_s) - 1)
-    return write_mp4(_sized(seq, w, h), fps, crf=23)
+    return write_h264(_sized(seq, w, h), fps, crf=23)
+
+
+def _rate(fps: float) -> Fraction:
+    # Never 0: a rate under 1/2002 would round to it, and the encoder's time base is its inverse.
+    return max(Fraction(fps).limit_denominator(1001), Fraction(1, 1001))
+
+
+def write_h264(
+    frames: Sequence[Image.Image],
+    fps: float,
+    *,
+    crf: int = 20,
+    sound: tuple[int, Callable[[object, object], None]] | None = None,
+) -> bytes:
+    """`frames` as an H.264 MP4 (yuv420p, even sides: plays in browsers and on phones) at `fps`: a run's animation
+    (make_mp4) and a painted clip (clips.write_mp4, which gives the `sound`: its sample rate and a function that
+    muxes it into the AAC stream made for it, after the pictures)."""
+    import av
+
+    frames = list(frames)
+    if not frames:
+        raise ValueError("no frames to write")
+    w, h = frames[0].size
+    w, h = max(2, w - w % 2), max(2, h - h % 2)  # H.264 in yuv420p needs even sides
+    rate = _rate(fps)
+
+    def mux(target, options: dict[str, str]) -> None:
+        with av.open(target, "w", format="mp4", options=options) as out:
+            vs = out.add_stream("libx264", rate=rate)
+            vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+            vs.options = {"crf": str(crf), "preset": "medium"}
+            audio = None
+            if sound is not None:
+                audio = out.add_stream("aac", rate=sound[0])
+                audio.layout = "stereo"
+            for i, im in enumerate(frames):
+                im = im.convert("RGB")
+                if im.size != (w, h):
+                    im = im.crop((0, 0, w, h)) if im.size[0] - w <= 1 and im.size[1] - h <= 1 else im.resize((w, h))
+                vf = av.VideoFrame.from_image(im)
+                vf.pts = i
+                vf.time_base = 1 / rate
+                for p in vs.encode(vf):
+                    out.mux(p)
+            for p in vs.encode():
+                out.mux(p)
+            if audio is not None:
+                sound[1](out, audio)
+
+    # "faststart": the index (the moov box) ahead of the pictures, so that a browser or a phone starts playing before
+    # the whole file has come. The muxer moves it in a second pass over a file it reopens: a file, not memory. Where
+    # no temporary file can be written (a full or read-only temporary folder), the MP4 is written in memory as it
+    # is, without it: it still plays, once it has come.
+    try:
+        with tempfile.TemporaryDirectory(prefix="nst-mp4-") as folder:
+            path = os.path.join(folder, "clip.mp4")
+            mux(path, {"movflags": "+faststart"})
+            return Path(path).read_bytes()
+    except OSError:
+        buf = io.BytesIO()
+        mux(buf, {})
+        return buf.getvalue()
 
 
 def make_webp(

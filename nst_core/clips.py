@@ -19,7 +19,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -493,16 +492,6 @@ def _picture_frames(source: Source, kind: str, label: str, max_pixels: int):
 # ------------------------------------------------------------------ writing
 
 
-def _even_size(frames: Sequence[Image.Image]) -> tuple[int, int]:
-    w, h = frames[0].size
-    return max(2, w - w % 2), max(2, h - h % 2)  # H.264 in yuv420p needs even sides
-
-
-def _rate(fps: float) -> Fraction:
-    # Never 0: a rate under 1/2002 would round to it, and the encoder's time base is its inverse.
-    return max(Fraction(fps).limit_denominator(1001), Fraction(1, 1001))
-
-
 def write_mp4(
     frames: Sequence[Image.Image],
     fps: float,
@@ -515,52 +504,17 @@ def write_mp4(
     (the source clip), its first audio track is kept, re-encoded to AAC, for the first `seconds` (default: the
     frames' duration): a painted clip cut short keeps the sound of the part painted. A source without audio, or
     whose audio cannot be decoded, gives a silent clip."""
-    import av
+    from .animation import write_h264
 
     frames = list(frames)
-    if not frames:
-        raise ValueError("no frames to write")
-    w, h = _even_size(frames)
-    rate = _rate(fps)
     seconds = len(frames) / fps if seconds is None else seconds
     audio = _audio_source(audio_from) if audio_from is not None else None
-
-    def mux(target, options: dict[str, str]) -> None:
-        with av.open(target, "w", format="mp4", options=options) as out:
-            vs = out.add_stream("libx264", rate=rate)
-            vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
-            vs.options = {"crf": str(crf), "preset": "medium"}
-            as_ = None
-            if audio is not None:
-                as_ = out.add_stream("aac", rate=audio[1])
-                as_.layout = "stereo"
-            for i, im in enumerate(frames):
-                im = im.convert("RGB")
-                if im.size != (w, h):
-                    im = im.crop((0, 0, w, h)) if im.size[0] - w <= 1 and im.size[1] - h <= 1 else im.resize((w, h))
-                vf = av.VideoFrame.from_image(im)
-                vf.pts = i
-                vf.time_base = 1 / rate
-                for p in vs.encode(vf):
-                    out.mux(p)
-            for p in vs.encode():
-                out.mux(p)
-            if as_ is not None:
-                _copy_audio(audio_from, as_, out, audio[1], seconds)
-
-    # "faststart": the index (the moov box) ahead of the pictures, so that a browser or a phone starts playing before
-    # the whole file has come. The muxer moves it in a second pass over a file it reopens: a file, not memory. Where
-    # no temporary file can be written (a full or read-only temporary folder), the clip is written in memory as it
-    # is, without it: it still plays, once it has come.
-    try:
-        with tempfile.TemporaryDirectory(prefix="nst-mp4-") as folder:
-            path = os.path.join(folder, "clip.mp4")
-            mux(path, {"movflags": "+faststart"})
-            return Path(path).read_bytes()
-    except OSError:
-        buf = io.BytesIO()
-        mux(buf, {})
-        return buf.getvalue()
+    if audio is None:
+        return write_h264(frames, fps, crf=crf)
+    rate = audio[1]
+    return write_h264(
+        frames, fps, crf=crf, sound=(rate, lambda out, stream: _copy_audio(audio_from, stream, out, rate, seconds))
+    )
 
 
 def _audio_source(source: Source) -> tuple[int, int] | None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import GifImagePlugin, Image, ImageFile, WebPImagePlugin
 
-from nst_core import clips
+from nst_core import animation, clips
 from nst_core.errors import ClipError
 from tests.conftest import SAMPLES
 from tests.helpers import mp4_boxes
@@ -309,7 +309,7 @@ def test_slideshow_refused_and_rate_never_zero():
     assert "\n" not in str(e.value)
     with pytest.raises(ClipError, match="slideshow"):
         list(clips.read_frames(tall_gif(32, 3, ms=5000), 10, None))
-    assert clips._rate(1e-5) > 0 and clips._rate(12) == 12
+    assert animation._rate(1e-5) > 0 and animation._rate(12) == 12
     frames = [Image.new("RGB", (32, 32))] * 2
     with av.open(io.BytesIO(clips.write_mp4(frames, 1e-5))) as c:
         assert len(list(c.decode(c.streams.video[0]))) == 2
