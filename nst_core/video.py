@@ -334,8 +334,8 @@ def stylize_clip(
     backbone = backbone or load_backbone(s.weights, s.device)
     dev = backbone.device
     it = iter(frames)
-    ahead = dev.type != "cpu" if prefetch is None else prefetch
-    helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flow") if ahead else None
+    beside = dev.type != "cpu" if prefetch is None else prefetch
+    helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flow") if beside else None
     try:
         yield from _clip(it, styles, s, backbone, dev, frames_total, temporal_weight, later, flow_preset, stats, helper)
     finally:
