@@ -8,6 +8,7 @@ painting side by side, so that a shared clip explains itself. GIF and WebP loop 
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import tempfile
@@ -205,17 +206,24 @@ def write_h264(
 
     # "faststart": the index (the moov box) ahead of the pictures, so that a browser or a phone starts playing before
     # the whole file has come. The muxer moves it in a second pass over a file it reopens: a file, not memory. Where
-    # no temporary file can be written (a full or read-only temporary folder), the MP4 is written in memory as it
-    # is, without it: it still plays, once it has come.
+    # no temporary file can be written (no usable temporary folder, or a full disk), the MP4 is written in memory as
+    # it is, without it: it still plays, once it has come. Any other error is the encode's own, and is raised.
     try:
-        with tempfile.TemporaryDirectory(prefix="nst-mp4-") as folder:
-            path = os.path.join(folder, "clip.mp4")
-            mux(path, {"movflags": "+faststart"})
-            return Path(path).read_bytes()
+        folder = tempfile.TemporaryDirectory(prefix="nst-mp4-", ignore_cleanup_errors=True)
     except OSError:
-        buf = io.BytesIO()
-        mux(buf, {})
-        return buf.getvalue()
+        folder = None
+    if folder is not None:
+        with folder as name:
+            path = os.path.join(name, "clip.mp4")
+            try:
+                mux(path, {"movflags": "+faststart"})
+                return Path(path).read_bytes()
+            except OSError as e:
+                if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+    buf = io.BytesIO()
+    mux(buf, {})
+    return buf.getvalue()
 
 
 def make_webp(

@@ -507,7 +507,8 @@ def test_a_gpu_worker_whose_lanes_run_out_of_memory_at_four_starts_with_two_and_
     monkeypatch.setattr(slots, "prepare", lambda weights, device, threads: (gpu, {"device": "a GPU"}))
     sent = []
     monkeypatch.setattr(FakeConnection, "send", lambda self, msg: sent.append(msg))
-    monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF", raising=False)
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "")  # (recorded, so that what the worker sets is undone after)
+    monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF")
     monkeypatch.delenv("PYTORCH_ALLOC_CONF", raising=False)
 
     process_backend.main(0, "random", "cuda", 0, 0)
@@ -572,7 +573,8 @@ def test_a_gpu_worker_gets_expandable_segments_before_cuda_starts_and_a_cpu_work
 
     monkeypatch.setattr(process_backend, "Connection", FakeConnection)
     monkeypatch.setattr(slots, "prepare", prepare)
-    monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv(key, "")  # (recorded, so that what the worker sets is undone after)
+    monkeypatch.delenv(key)
     monkeypatch.delenv("PYTORCH_ALLOC_CONF", raising=False)
     process_backend.main(0, "random", "cpu", 0, 1)
     assert seen == {"cpu": None}
@@ -601,7 +603,8 @@ def test_a_ray_actor_on_a_gpu_gets_expandable_segments_too_unless_its_node_sets_
     ray.util.get_node_ip_address = lambda: "127.0.0.1"
     monkeypatch.setitem(sys.modules, "ray", ray)
     monkeypatch.setattr(slots, "prepare", prepare)
-    monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv(key, "")  # (recorded, so that what the worker sets is undone after)
+    monkeypatch.delenv(key)
     monkeypatch.delenv("PYTORCH_ALLOC_CONF", raising=False)
     WorkerActor("random", "cpu", 1)
     WorkerActor("random", "cuda", 1)

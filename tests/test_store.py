@@ -298,13 +298,24 @@ def test_addresses_an_older_server_kept_are_hashed_when_the_store_opens(tmp_path
         old = ResultStore(tmp_path)
         old.save(rid, dataclasses.replace(result(), client=address))
         old.mark_pending(waiting, address, None)
+        older = stores.new_id()  # older still: the address in result.json alone
+        old.save(older, dataclasses.replace(result(), client=address))
+        (tmp_path / "results" / older / stores.CLIENT).unlink()
+        damaged = stores.new_id()
+        old.save(damaged, dataclasses.replace(result(), client=address))
+        (tmp_path / "results" / damaged / stores.CLIENT).write_bytes(b"\xff\xfe\x00")
     assert (tmp_path / "results" / rid / stores.CLIENT).read_text() == address
-    store = ResultStore(tmp_path)
+    made = tmp_path / "results" / rid / "result.json"
+    hour_ago = int(time.time()) - 3600
+    os.utime(made, (hour_ago, hour_ago))  # its age: what expiry and eviction read
+    store = ResultStore(tmp_path)  # (a damaged client.txt does not keep the store from opening)
     files = [f for f in (tmp_path / "results").rglob("*") if f.is_file()]
     assert not [f for f in files if address.encode() in f.read_bytes()]
     hashed = store._hashed(address)
-    assert store.load(rid).client == store.pending(waiting)["client"] == hashed == store._hashed(hashed)
+    assert store.load(rid).client == store.load(older).client == store.pending(waiting)["client"] == hashed
+    assert hashed == store._hashed(hashed)
     assert stores._owner(tmp_path / "results" / rid) == hashed  # the eviction's grouping: the same client
+    assert made.stat().st_mtime == hour_ago  # the result kept its age
 
 
 def test_the_same_run_kept_again_shares_its_files_and_each_copy_is_charged_a_part(tmp_path):

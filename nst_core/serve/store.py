@@ -128,7 +128,7 @@ def _owner(folder: Path) -> str | None:
     """The keyed hash of the client whose result `folder` is (None if unknown)."""
     try:
         return (folder / CLIENT).read_text()
-    except OSError:
+    except (OSError, ValueError):  # (ValueError: not text, a damaged file)
         return None
 
 
@@ -243,29 +243,42 @@ class ResultStore:
     def _hash_old_addresses(self) -> None:
         """Results and pending markers that an older server wrote with the client's address itself get its hash
         instead, once, when the store opens (they would otherwise keep the address until they expire, and count as
-        another client's)."""
+        another client's). Each keeps its age (its file's time: what expiry and eviction read)."""
         for folder in self.dir.iterdir():
-            owner = _owner(folder) if valid(folder.name) else None
-            if owner is None or HASHED.fullmatch(owner):
+            if not valid(folder.name):
+                continue
+            owner = _owner(folder)  # (read first: a small file; result.json only where it is missing)
+            if owner is not None and HASHED.fullmatch(owner):
                 continue
             try:
                 meta = json.loads((folder / "result.json").read_text())
+                owner = owner if owner is not None else meta.get("client")  # (kept in result.json alone, once)
+                if not isinstance(owner, str) or HASHED.fullmatch(owner):
+                    continue
                 meta["client"] = self._hashed(owner)
-                self._write(folder / "result.json", json.dumps(meta).encode())
-                self._write(folder / CLIENT, meta["client"].encode())
-            except (OSError, ValueError, TypeError):
+                self._rewrite(folder / "result.json", json.dumps(meta).encode())
+                self._rewrite(folder / CLIENT, meta["client"].encode())
+            except (OSError, ValueError):
                 continue  # (an unreadable result: the sweep or eviction removes it)
         for path in (self.dir / ".pending").iterdir():
-            if not valid(path.name):
-                continue
             try:
-                marker = json.loads(path.read_text())
+                marker = json.loads(path.read_text()) if valid(path.name) else None
                 if isinstance(marker, dict) and isinstance(marker.get("client"), str):
                     if not HASHED.fullmatch(marker["client"]):
                         marker["client"] = self._hashed(marker["client"])
-                        self._write(path, json.dumps(marker).encode())
+                        self._rewrite(path, json.dumps(marker).encode())
             except (OSError, ValueError):
                 continue
+
+    def _rewrite(self, path: Path, data: bytes) -> None:
+        """`data` as `path` (whole, as _write), keeping the time of the file it replaces, if any."""
+        try:
+            then = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            then = None
+        self._write(path, data)
+        if then is not None:
+            os.utime(path, ns=(then, then))
 
     def mark_pending(self, rid: str, client: str | None = None, room: str | None = None) -> None:
         self._folder(rid)  # checks the id
